@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Shared settings for the local-service scripts. Sourced, never run.
+# Everything is installed under CHORUS_HOME (default ~/.chorus) so that several
+# clones of the repository share one set of services and downloads.
+set -euo pipefail
+
+CHORUS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CHORUS_HOME="${CHORUS_HOME:-$HOME/.chorus}"
+CHORUS_RUN="${CHORUS_RUN:-$CHORUS_HOME/run}"      # pid files and logs
+mkdir -p "$CHORUS_HOME" "$CHORUS_RUN"
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
+CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
+ANVIL_PORT="${ANVIL_PORT:-8545}"
+LLAMA_PORT="${LLAMA_PORT:-8080}"
+EMBED_PORT="${EMBED_PORT:-8081}"
+
+log() { printf '[chorus-infra] %s\n' "$*" >&2; }
+
+# wait_until DESCRIPTION TIMEOUT_SECONDS COMMAND...
+wait_until() {
+  local what="$1" timeout="$2"; shift 2
+  local start; start=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) - start > timeout )); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "$what is up ($(( $(date +%s) - start ))s)"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if (( ${#missing[@]} )); then
+    log "apt-get install ${missing[*]}"
+    if [[ ! -f "$CHORUS_HOME/.apt-updated" ]]; then apt-get update -qq && touch "$CHORUS_HOME/.apt-updated"; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# start_daemon NAME LOGFILE COMMAND...: runs in the background, records the pid.
+start_daemon() {
+  local name="$1" logfile="$2"; shift 2
+  local pidfile="$CHORUS_RUN/$name.pid"
+  if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    log "$name already running (pid $(cat "$pidfile"))"
+    return 0
+  fi
+  setsid nohup "$@" >"$logfile" 2>&1 < /dev/null &
+  echo $! >"$pidfile"
+  log "$name started (pid $!, log $logfile)"
+}
+
+stop_daemon() {
+  local name="$1" pidfile="$CHORUS_RUN/$1.pid"
+  [[ -f "$pidfile" ]] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    log "$name stopped"
+  fi
+  rm -f "$pidfile"
+}
