@@ -1,0 +1,176 @@
+//! `chorus bench kafka`: produce and transactional-pipeline throughput against the
+//! configured broker, beside kcat (librdkafka's own CLI producer) writing the same
+//! payloads in the same run. Prints events/s and the ratios; asserts nothing.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+use chorus_ingest::router::IntakeRouter;
+use chorus_runtime::kafka::{await_delivery, event_headers, inspect, run_pipeline, EventProducer, KafkaArgs, PipelineConfig};
+use chorus_runtime::metrics::Readiness;
+use chorus_runtime::Shutdown;
+use chorus_schemas::Topic;
+
+use super::generate::{workload_event, Rng};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Producer and transactional-pipeline throughput vs kcat.
+    Kafka {
+        /// Events per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Partitions of the benchmark topics.
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Path of the kcat binary (Debian package `kcat`).
+        #[arg(long, default_value = "kcat")]
+        kcat: String,
+        /// Keep the benchmark topics afterwards.
+        #[arg(long)]
+        keep_topics: bool,
+    },
+}
+
+pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Kafka { events, partitions, kcat, keep_topics } => bench_kafka(kafka, events, partitions, &kcat, keep_topics).await,
+    }
+}
+
+async fn bench_kafka(base: &KafkaArgs, events: u64, partitions: i32, kcat: &str, keep_topics: bool) -> anyhow::Result<()> {
+    let mut kafka = base.clone();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
+    let kcat_topic = format!("{}kcat-baseline", kafka.topic_prefix);
+    let intake = kafka.topic(Topic::Intake);
+    let topics = vec![kcat_topic.clone(), intake.clone(), kafka.topic(Topic::ChatMessages), kafka.topic(Topic::Feedback), kafka.topic(Topic::Registry), kafka.topic(Topic::DeadLetters)];
+    let admin: AdminClient<DefaultClientContext> = kafka.client_config("chorus-bench-admin").create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new_topics: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    for result in admin.create_topics(&new_topics, &options).await? {
+        if let Err((topic, code)) = result {
+            bail!("creating {topic}: {code}");
+        }
+    }
+
+    // The same payloads for every measurement: envelopes of a generated chat workload.
+    let mut rng = Rng::new(42);
+    let records: Vec<(String, Vec<u8>, &'static str, u16, uuid::Uuid)> = (0..events)
+        .map(|i| {
+            let event = workload_event(&mut rng, i, 500);
+            Ok((event.key().to_owned(), event.to_json()?, event.type_name(), event.version(), event.id()))
+        })
+        .collect::<Result<_, serde_json::Error>>()?;
+    let bytes: usize = records.iter().map(|r| r.1.len()).sum();
+    println!("== chorus bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}", bytes / records.len().max(1), kafka.brokers);
+
+    // 1. kcat (librdkafka's CLI producer) with the same producer settings.
+    let file = std::env::temp_dir().join(format!("chorus-bench-{run_id}.tsv"));
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for (key, payload, ..) in &records {
+            out.write_all(key.as_bytes())?;
+            out.write_all(b"\t")?;
+            out.write_all(payload)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let started = Instant::now();
+    let status = tokio::process::Command::new(kcat)
+        .args(["-P", "-b", &kafka.brokers, "-t", &kcat_topic, "-K", "\t", "-l"])
+        .args(["-X", "enable.idempotence=true", "-X", "acks=all", "-X", "linger.ms=5", "-X", "compression.type=lz4"])
+        .arg(&file)
+        .status()
+        .await
+        .with_context(|| format!("running {kcat} (install the Debian package kcat)"))?;
+    let kcat_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    if !status.success() {
+        bail!("kcat failed: {status}");
+    }
+    let kcat_written: i64 = inspect::end_offsets(&kafka, &kcat_topic)?.values().sum();
+    if kcat_written != events as i64 {
+        bail!("kcat wrote {kcat_written} records, expected {events}");
+    }
+
+    // 2. The Chorus idempotent producer (acks=all, backpressure on a full queue).
+    let producer = EventProducer::new(&kafka, "bench", 100_000)?;
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, payload, event_type, version, id) in &records {
+        let headers = event_headers(event_type, *version, id);
+        pending.push(producer.enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers)).await?);
+    }
+    for delivery in pending {
+        await_delivery(delivery).await?;
+    }
+    let produce_seconds = started.elapsed().as_secs_f64();
+
+    // 3. The transactional intake router (read_committed in, transactions out) over
+    //    those records. Timed from its first committed transaction (after the group
+    //    join) until it has caught up.
+    let group = format!("{}router", kafka.topic_prefix);
+    let shutdown = Shutdown::new();
+    let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
+    config.batch_max = 5_000;
+    let (router_kafka, router_shutdown) = (kafka.clone(), shutdown.clone());
+    let router = tokio::spawn(async move {
+        run_pipeline(&router_kafka, &config, IntakeRouter::new(&router_kafka.topic_prefix), router_shutdown, Readiness::new()).await
+    });
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let pipeline_seconds;
+    let mut counted;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let committed: i64 = inspect::committed_offsets(&kafka, &group, &intake)?.values().sum();
+        if first.is_none() && committed > 0 {
+            first = Some((Instant::now(), committed));
+        }
+        if committed >= events as i64 {
+            let (t0, c0) = first.unwrap_or((Instant::now(), 0));
+            pipeline_seconds = t0.elapsed().as_secs_f64();
+            counted = events as i64 - c0;
+            break;
+        }
+        if router.is_finished() || Instant::now() > deadline {
+            bail!("the router stopped or stalled at {committed} of {events}");
+        }
+    }
+    shutdown.trigger();
+    router.await.context("router task")??;
+    if counted <= 0 {
+        counted = events as i64;
+    }
+
+    let kcat_rate = events as f64 / kcat_seconds;
+    let produce_rate = events as f64 / produce_seconds;
+    let pipeline_rate = counted as f64 / pipeline_seconds.max(1e-9);
+    println!("\n{:<52} {:>12} {:>10} {:>9}", "measurement", "events/s", "seconds", "vs kcat");
+    println!("{:<52} {:>12.0} {:>10.2} {:>9.2}", "kcat -P (librdkafka 2.0.2 CLI, baseline)", kcat_rate, kcat_seconds, 1.0);
+    println!("{:<52} {:>12.0} {:>10.2} {:>9.2}", "chorus EventProducer (idempotent, acks=all)", produce_rate, produce_seconds, produce_rate / kcat_rate);
+    println!(
+        "{:<52} {:>12.0} {:>10.2} {:>9.2}",
+        "chorus router (read_committed -> txn produce + offsets)", pipeline_rate, pipeline_seconds, pipeline_rate / kcat_rate
+    );
+    println!("(kcat's time includes its process start; the router's excludes the group join and its first batch: {counted} of {events} events timed)");
+
+    if !keep_topics {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = admin.delete_topics(&names, &options).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! A generated workload: humans chatting in groups with agents, plus registrations and
+//! feedback, written as event envelopes to the intake topic.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use chorus_runtime::kafka::{event_headers, EventProducer, KafkaArgs};
+use chorus_schemas::*;
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Number of events to write.
+    #[arg(long, default_value_t = 10_000)]
+    pub events: u64,
+    /// Number of group conversations.
+    #[arg(long, default_value_t = 50)]
+    pub conversations: u64,
+    /// Also write one malformed record every N events (0 = none), to show dead-lettering.
+    #[arg(long, default_value_t = 0)]
+    pub malformed_every: u64,
+    /// Seed of the generator (same seed, same workload shape).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// A small deterministic generator (xorshift64*), so workloads need no RNG crate.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+const AGENTS: [&str; 4] = ["helper", "critic", "poet", "researcher"];
+const PHRASES: [&str; 6] = [
+    "what do you think about this plan?",
+    "can someone summarise the thread?",
+    "write a haiku about validators",
+    "which GPU provider is cheapest today?",
+    "explain proof of intelligence in one line",
+    "thanks, that helped!",
+];
+
+fn account(n: u64) -> String {
+    format!("0x{n:040x}")
+}
+
+/// The `i`-th event of the workload.
+pub fn workload_event(rng: &mut Rng, i: u64, conversations: u64) -> AnyEvent {
+    let source = "generator";
+    if i < AGENTS.len() as u64 {
+        let name = AGENTS[i as usize];
+        return AnyEvent::AgentRegistered(Envelope::new(source, AgentRegistered {
+            agent_id: name.to_owned(),
+            owner: account(0xA000 + i),
+            name: name.to_owned(),
+            system_prompt: format!("You are {name}, a concise assistant in a group chat."),
+            model: "SmolLM2-135M-Instruct".to_owned(),
+            price_per_call_micros: 1_000 + 250 * i,
+        }));
+    }
+    let conversation = format!("group-{}", rng.below(conversations.max(1)));
+    let user = account(0xB000 + rng.below(200));
+    match rng.below(10) {
+        0 => AnyEvent::Feedback(Envelope::new(source, Feedback {
+            conversation_id: conversation,
+            message_id: uuid::Uuid::now_v7(),
+            account: user,
+            rating: 1 + rng.below(5) as u8,
+            comment: None,
+        })),
+        1 => AnyEvent::ConversationUpdated(Envelope::new(source, ConversationUpdated {
+            conversation_id: conversation,
+            action: ConversationAction::MemberAdded,
+            actor: user,
+            member_kind: Some(AuthorKind::Agent),
+            member_id: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].to_owned()),
+            title: None,
+        })),
+        _ => {
+            let mention = AGENTS[rng.below(AGENTS.len() as u64) as usize];
+            AnyEvent::ChatMessage(Envelope::new(source, ChatMessage {
+                conversation_id: conversation,
+                author_kind: AuthorKind::Human,
+                author_id: user,
+                content: format!("@{mention} {}", PHRASES[rng.below(PHRASES.len() as u64) as usize]),
+                mentions: vec![mention.to_owned()],
+                reply_to: None,
+                hop: 0,
+                job_id: None,
+            }))
+        }
+    }
+}
+
+/// What `write_workload` wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    pub valid: u64,
+    pub malformed: u64,
+    pub seconds: f64,
+}
+
+/// Writes the workload to the intake topic through the idempotent producer.
+pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> anyhow::Result<Written> {
+    let producer = EventProducer::new(kafka, "generator", 100_000)?;
+    let topic = kafka.topic(Topic::Intake);
+    let mut rng = Rng::new(args.seed);
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(args.events as usize);
+    let mut written = Written::default();
+    for i in 0..args.events {
+        if args.malformed_every > 0 && i % args.malformed_every == args.malformed_every - 1 {
+            let garbage = format!("{{\"type\":\"chat.message\",\"truncated\":{i}");
+            pending.push(producer.enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None).await?);
+            written.malformed += 1;
+        }
+        let event = workload_event(&mut rng, i, args.conversations);
+        let payload = event.to_json()?;
+        let headers = event_headers(event.type_name(), event.version(), &event.id());
+        pending.push(producer.enqueue_raw(&topic, Some(event.key().as_bytes()), &payload, Some(headers)).await?);
+        written.valid += 1;
+    }
+    for delivery in pending {
+        chorus_runtime::kafka::await_delivery(delivery).await.context("waiting for the broker to acknowledge")?;
+    }
+    written.seconds = started.elapsed().as_secs_f64();
+    Ok(written)
+}
+
+pub async fn run(kafka: &KafkaArgs, args: GenerateArgs) -> anyhow::Result<()> {
+    let written = write_workload(kafka, &args).await?;
+    println!(
+        "wrote {} events (+{} malformed) to {} in {:.2}s ({:.0} events/s)",
+        written.valid,
+        written.malformed,
+        kafka.topic(Topic::Intake),
+        written.seconds,
+        (written.valid + written.malformed) as f64 / written.seconds.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,46 @@
+use std::time::Duration;
+
+use clap::Args;
+
+use chorus_ingest::router::IntakeRouter;
+use chorus_runtime::kafka::{run_pipeline, KafkaArgs, PipelineConfig};
+use chorus_runtime::metrics::{self, Readiness};
+use chorus_runtime::Shutdown;
+use chorus_schemas::Topic;
+
+use crate::ServiceArgs;
+
+#[derive(Debug, Args)]
+pub struct RouterArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Consumer group of the routers (all router instances share it).
+    #[arg(long, env = "CHORUS_ROUTER_GROUP", default_value = "chorus-router")]
+    group: String,
+    /// Most records per transaction.
+    #[arg(long, env = "CHORUS_ROUTER_BATCH_MAX", default_value_t = 2000)]
+    batch_max: usize,
+    /// Longest a transaction collects records, in milliseconds.
+    #[arg(long, env = "CHORUS_ROUTER_BATCH_LINGER_MS", default_value_t = 100)]
+    batch_linger_ms: u64,
+    /// Kafka transaction timeout in milliseconds (bounds how long a crashed instance's
+    /// open transaction can hold back read-committed consumers if it never restarts).
+    #[arg(long, env = "CHORUS_ROUTER_TRANSACTION_TIMEOUT_MS", default_value_t = 30_000)]
+    transaction_timeout_ms: u64,
+    /// Consumer session timeout in milliseconds (how fast a dead instance's partitions move).
+    #[arg(long, env = "CHORUS_ROUTER_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    session_timeout_ms: u64,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals();
+    let readiness = Readiness::new();
+    metrics::serve(args.service.metrics_addr, readiness.clone(), shutdown.clone()).await?;
+    let mut config = PipelineConfig::new("router", &args.group, vec![kafka.topic(Topic::Intake)], &args.service.instance_id);
+    config.batch_max = args.batch_max;
+    config.batch_linger = Duration::from_millis(args.batch_linger_ms);
+    config.transaction_timeout = Duration::from_millis(args.transaction_timeout_ms);
+    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    run_pipeline(kafka, &config, IntakeRouter::new(&kafka.topic_prefix), shutdown, readiness).await?;
+    Ok(())
+}

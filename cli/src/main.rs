@@ -1,0 +1,108 @@
+//! `chorus`: one binary, a subcommand per role. Deploy one image; scale each role by
+//! running more processes of its subcommand.
+
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use chorus_runtime::kafka::KafkaArgs;
+use chorus_runtime::telemetry::LogArgs;
+
+const CONFIG_HELP: &str = "\
+Configuration: every flag can also be set by its CHORUS_* environment variable (shown
+with each flag) or by a key of a TOML file named by --config / CHORUS_CONFIG.
+Precedence: flag > environment > file > default. File keys are the long flag names;
+a [subcommand] table applies to that subcommand only, e.g.
+
+    brokers = \"kafka-1:9092,kafka-2:9092\"
+    [router]
+    batch-max = 5000
+
+Secrets (SASL passwords, keys) belong in the environment or the file, never on the
+command line, and are never logged.";
+
+/// Chorus: the event backbone of a community-owned AI network.
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about, after_long_help = CONFIG_HELP, propagate_version = true)]
+struct Cli {
+    /// TOML config file (see the end of --help).
+    #[arg(long, env = "CHORUS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every long-running role has.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Address of the /metrics, /healthz and /readyz server (port 0 picks one).
+    #[arg(long, env = "CHORUS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Stable identity of this instance (e.g. the pod name of a StatefulSet). It names
+    /// the Kafka transactional id, so a restarted instance fences its predecessor at
+    /// once; two live instances must never share it.
+    #[arg(long, env = "CHORUS_INSTANCE_ID", default_value_t = default_instance_id())]
+    pub instance_id: String,
+}
+
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update the Kafka topics (partitions, compaction, retention).
+    Topics(commands::topics::TopicsArgs),
+    /// Validate raw events from the intake topic and route them to their typed topics
+    /// (transactional, exactly once; invalid input is dead-lettered).
+    Router(commands::router::RouterArgs),
+    /// Write a generated workload of chat events to the intake topic.
+    Generate(commands::generate::GenerateArgs),
+    /// Run the pipeline that exists so far on a generated workload and print what happened.
+    Demo(commands::demo::DemoArgs),
+    /// Measure Kafka throughput beside a raw kcat baseline.
+    Bench(commands::bench::BenchArgs),
+    /// Write the JSON Schema of every event type to a directory.
+    Schemas(commands::schemas::SchemasArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli: Cli = chorus_runtime::config::parse();
+    chorus_runtime::telemetry::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
+            Command::Router(args) => commands::router::run(&cli.kafka, args).await,
+            Command::Generate(args) => commands::generate::run(&cli.kafka, args).await,
+            Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
+            Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,
+            Command::Schemas(args) => commands::schemas::run(args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! BSC log indexer with reorg detection (issue #5; not built yet).

@@ -1,0 +1,1 @@
+//! Orchestrator: decides which agents answer which messages (issue #4; not built yet).

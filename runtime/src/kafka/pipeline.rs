@@ -1,0 +1,480 @@
+//! The transactional consume-transform-produce loop.
+//!
+//! Records are read with `isolation.level=read_committed`, transformed one at a time in
+//! partition order, and the outputs plus the consumed offsets
+//! (`send_offsets_to_transaction`) are committed in one Kafka transaction per batch.
+//! A crash at any point leaves either the whole batch (outputs and offsets) or none of
+//! it, so every input yields its outputs exactly once for read-committed consumers.
+//!
+//! Input that cannot be processed ([`ProcessError::Reject`]) becomes a `dead.letter`
+//! event (original bytes, reason, source topic/partition/offset) in the same
+//! transaction: it never blocks the partition and is never lost. Transient failures
+//! ([`ProcessError::Retry`]) abort the batch, rewind to the committed offsets and retry
+//! after a backoff.
+//!
+//! The transactional id must be stable per instance (`<stage>-<instance id>`): a
+//! restarted instance then fences its predecessor and aborts the transaction it left
+//! open at once, instead of stalling read-committed consumers until the transaction
+//! times out.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
+
+use chorus_schemas::{DeadLetter, Envelope, EventData, Topic};
+
+use super::{envelope_headers, KafkaArgs};
+use crate::metrics::{self, Readiness};
+use crate::Shutdown;
+
+/// One consumed record, as the transform sees it.
+#[derive(Debug)]
+pub struct InputRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    message: &'a BorrowedMessage<'a>,
+}
+
+impl InputRecord<'_> {
+    /// A header's value as UTF-8 text (None when absent or not text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = self.message.headers()?;
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct OutputRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+impl OutputRecord {
+    /// A typed event for its own topic under `prefix`.
+    pub fn event<T: EventData>(prefix: &str, event: &Envelope<T>) -> Result<Self, serde_json::Error> {
+        Ok(OutputRecord {
+            topic: T::TOPIC.name(prefix),
+            key: Some(event.key.clone().into_bytes()),
+            payload: event.to_json()?,
+            headers: Some(envelope_headers(event)),
+        })
+    }
+}
+
+/// Why a record was not transformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The input is bad: it goes to the dead-letter topic with this reason.
+    #[error("rejected: {0}")]
+    Reject(String),
+    /// Something outside the input failed (a dependency is down): abort the batch,
+    /// rewind, back off and try again.
+    #[error("transient failure: {0}")]
+    Retry(String),
+}
+
+/// A consume-transform-produce step. Called once per record, in partition order.
+pub trait Transform: Send {
+    fn process(&mut self, record: &InputRecord<'_>) -> impl Future<Output = Result<Vec<OutputRecord>, ProcessError>> + Send;
+}
+
+/// Settings of one pipeline stage.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Stage name: metrics label and the `stage` of dead letters.
+    pub stage: String,
+    pub group_id: String,
+    /// Full topic names to consume.
+    pub input_topics: Vec<String>,
+    /// Stable per instance, e.g. `router-<instance id>`.
+    pub transactional_id: String,
+    /// Most records per transaction.
+    pub batch_max: usize,
+    /// Longest a transaction collects records before committing.
+    pub batch_linger: Duration,
+    pub session_timeout: Duration,
+    pub transaction_timeout: Duration,
+    /// Where to start without a committed offset: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+}
+
+impl PipelineConfig {
+    /// Defaults for a stage: batches of up to 1,000 records or 100 ms.
+    pub fn new(stage: &str, group_id: &str, input_topics: Vec<String>, instance_id: &str) -> Self {
+        PipelineConfig {
+            stage: stage.to_owned(),
+            group_id: group_id.to_owned(),
+            input_topics,
+            transactional_id: format!("{group_id}-{instance_id}"),
+            batch_max: 1000,
+            batch_linger: Duration::from_millis(100),
+            session_timeout: Duration::from_secs(10),
+            transaction_timeout: Duration::from_secs(60),
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+}
+
+/// Why a pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("kafka client setup: {0}")]
+    Setup(#[source] KafkaError),
+    #[error("fatal kafka error (another instance with transactional id {transactional_id:?} took over?): {source}")]
+    Fatal { transactional_id: String, source: KafkaError },
+}
+
+/// Librdkafka callbacks: consumer lag into the metric, rebalances into a generation
+/// counter so that a batch spanning a rebalance is aborted, not committed.
+struct StageContext {
+    group: String,
+    generation: Arc<AtomicU64>,
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic_name, topic) in &statistics.topics {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::CONSUMER_LAG
+                        .with_label_values(&[&self.group, topic_name, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        match rebalance {
+            Rebalance::Revoke(tpl) => tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Assign(tpl) => tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// Runs `transform` until shutdown. Transient Kafka failures rebuild the clients after
+/// a backoff; a fatal one (fenced by a newer instance) is returned.
+pub async fn run_pipeline<T: Transform>(
+    kafka: &KafkaArgs,
+    config: &PipelineConfig,
+    mut transform: T,
+    shutdown: Shutdown,
+    readiness: Readiness,
+) -> Result<(), PipelineError> {
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.is_triggered() {
+        let started = Instant::now();
+        match run_once(kafka, config, &mut transform, &shutdown, &readiness).await {
+            Ok(()) => return Ok(()),
+            Err(StageError::Fatal(source)) => {
+                readiness.set(false);
+                return Err(PipelineError::Fatal { transactional_id: config.transactional_id.clone(), source });
+            }
+            Err(StageError::Transient(reason)) => {
+                readiness.set(false);
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+                tracing::warn!(stage = %config.stage, %reason, ?backoff, "pipeline restarting after transient failure");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.triggered() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum StageError {
+    Transient(String),
+    Fatal(KafkaError),
+}
+
+fn classify(context: &str, e: KafkaError) -> StageError {
+    let fatal = match &e {
+        KafkaError::Transaction(rd) => rd.is_fatal(),
+        _ => false,
+    };
+    if fatal {
+        StageError::Fatal(e)
+    } else {
+        StageError::Transient(format!("{context}: {e}"))
+    }
+}
+
+/// Runs a blocking librdkafka call without stalling other tasks on this runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+async fn run_once<T: Transform>(
+    kafka: &KafkaArgs,
+    config: &PipelineConfig,
+    transform: &mut T,
+    shutdown: &Shutdown,
+    readiness: &Readiness,
+) -> Result<(), StageError> {
+    let stage = config.stage.as_str();
+    let generation = Arc::new(AtomicU64::new(0));
+    let context = StageContext { group: config.group_id.clone(), generation: generation.clone() };
+    let consumer: StreamConsumer<StageContext> = kafka
+        .client_config(&format!("{stage}-consumer"))
+        .set("group.id", &config.group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &config.auto_offset_reset)
+        .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+        .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 4).max(100).to_string())
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)
+        .map_err(|e| classify("creating consumer", e))?;
+    let producer: FutureProducer = kafka
+        .client_config(&format!("{stage}-producer"))
+        .set("transactional.id", &config.transactional_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("transaction.timeout.ms", config.transaction_timeout.as_millis().to_string())
+        .create()
+        .map_err(|e| classify("creating producer", e))?;
+    let txn_timeout = Timeout::After(Duration::from_secs(30));
+    blocking(|| producer.init_transactions(txn_timeout)).map_err(|e| classify("init_transactions", e))?;
+    let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| classify("subscribe", e))?;
+    readiness.set(true);
+    tracing::info!(stage, group = %config.group_id, transactional_id = %config.transactional_id, topics = ?topics, "pipeline running");
+
+    let dead_letter_topic = Topic::DeadLetters.name(&kafka.topic_prefix);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.triggered() => break,
+            message = consumer.recv() => message,
+        };
+        let first = match first {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(stage, error = %e, "consumer error");
+                continue;
+            }
+        };
+        let batch_generation = generation.load(Ordering::SeqCst);
+        blocking(|| producer.begin_transaction()).map_err(|e| classify("begin_transaction", e))?;
+        let mut batch = Batch::default();
+        let mut outcome = process_one(stage, &dead_letter_topic, transform, &producer, &first, &mut batch).await;
+        drop(first);
+        let deadline = tokio::time::Instant::now() + config.batch_linger;
+        while outcome.is_ok() && batch.records < config.batch_max && !shutdown.is_triggered() {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(stage, error = %e, "consumer error");
+                    break;
+                }
+                Ok(Ok(message)) => {
+                    outcome = process_one(stage, &dead_letter_topic, transform, &producer, &message, &mut batch).await;
+                }
+            }
+        }
+        let outcome = match outcome {
+            Err(reason) => Err(reason),
+            Ok(()) if generation.load(Ordering::SeqCst) != batch_generation => {
+                Err("consumer group rebalanced during the batch".to_owned())
+            }
+            Ok(()) => commit(&consumer, &producer, &batch, txn_timeout),
+        };
+        match outcome {
+            Ok(()) => {
+                metrics::TRANSACTIONS.with_label_values(&[stage, "committed"]).inc();
+                for (topic, count) in &batch.in_per_topic {
+                    metrics::EVENTS_IN.with_label_values(&[stage, topic]).inc_by(*count);
+                }
+                for (topic, count) in &batch.out_per_topic {
+                    metrics::EVENTS_OUT.with_label_values(&[stage, topic]).inc_by(*count);
+                }
+                for (topic, count) in &batch.dead_per_topic {
+                    metrics::DEAD_LETTERS.with_label_values(&[stage, topic]).inc_by(*count);
+                }
+            }
+            Err(reason) => {
+                metrics::TRANSACTIONS.with_label_values(&[stage, "aborted"]).inc();
+                tracing::warn!(stage, %reason, records = batch.records, "aborting transaction and rewinding");
+                blocking(|| producer.abort_transaction(txn_timeout)).map_err(|e| classify("abort_transaction", e))?;
+                rewind(&consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
+                if batch.retry_after_abort {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.triggered() => {}
+                    }
+                }
+            }
+        }
+    }
+    readiness.set(false);
+    tracing::info!(stage, "pipeline stopped");
+    Ok(())
+}
+
+/// What one open transaction holds.
+#[derive(Default)]
+struct Batch {
+    records: usize,
+    /// Next offset to consume per (topic, partition).
+    next_offsets: BTreeMap<(String, i32), i64>,
+    in_per_topic: BTreeMap<String, u64>,
+    out_per_topic: BTreeMap<String, u64>,
+    dead_per_topic: BTreeMap<String, u64>,
+    retry_after_abort: bool,
+}
+
+async fn process_one<T: Transform>(
+    stage: &str,
+    dead_letter_topic: &str,
+    transform: &mut T,
+    producer: &FutureProducer,
+    message: &BorrowedMessage<'_>,
+    batch: &mut Batch,
+) -> Result<(), String> {
+    let record = InputRecord {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key(),
+        payload: message.payload(),
+        message,
+    };
+    let started = Instant::now();
+    let result = transform.process(&record).await;
+    metrics::PROCESSING_SECONDS.with_label_values(&[stage]).observe(started.elapsed().as_secs_f64());
+    let outputs = match result {
+        Ok(outputs) => outputs,
+        Err(ProcessError::Reject(reason)) => {
+            let dead = dead_letter(stage, &record, reason);
+            let payload = dead.to_json().map_err(|e| format!("encoding dead letter: {e}"))?;
+            *batch.dead_per_topic.entry(record.topic.to_owned()).or_default() += 1;
+            vec![OutputRecord {
+                topic: dead_letter_topic.to_owned(),
+                key: Some(dead.key.clone().into_bytes()),
+                payload,
+                headers: Some(envelope_headers(&dead)),
+            }]
+        }
+        Err(ProcessError::Retry(reason)) => {
+            batch.retry_after_abort = true;
+            return Err(format!("transform at {}/{}@{}: {reason}", record.topic, record.partition, record.offset));
+        }
+    };
+    for output in &outputs {
+        send_in_transaction(producer, output).await?;
+        *batch.out_per_topic.entry(output.topic.clone()).or_default() += 1;
+    }
+    batch.records += 1;
+    *batch.in_per_topic.entry(record.topic.to_owned()).or_default() += 1;
+    batch.next_offsets.insert((record.topic.to_owned(), record.partition), record.offset + 1);
+    Ok(())
+}
+
+fn dead_letter(stage: &str, record: &InputRecord<'_>, reason: String) -> Envelope<DeadLetter> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Envelope::new(
+        stage,
+        DeadLetter {
+            source_topic: record.topic.to_owned(),
+            source_partition: record.partition,
+            source_offset: record.offset,
+            source_key_base64: record.key.map(|k| b64.encode(k)),
+            payload_base64: b64.encode(record.payload.unwrap_or_default()),
+            reason,
+            stage: stage.to_owned(),
+        },
+    )
+}
+
+/// Queues a record in the open transaction, waiting while the queue is full.
+async fn send_in_transaction(producer: &FutureProducer, output: &OutputRecord) -> Result<(), String> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&output.topic).payload(&output.payload);
+    if let Some(key) = &output.key {
+        record = record.key(key);
+    }
+    if let Some(headers) = &output.headers {
+        record = record.headers(headers.clone());
+    }
+    loop {
+        match producer.send_result(record) {
+            // The delivery report is not awaited: commit_transaction flushes and fails
+            // if any record of the transaction failed.
+            Ok(_delivery) => return Ok(()),
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
+                metrics::PRODUCER_BACKPRESSURE.with_label_values(&["pipeline"]).inc();
+                record = returned;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(format!("producing to {}: {e}", output.topic)),
+        }
+    }
+}
+
+fn commit(
+    consumer: &StreamConsumer<StageContext>,
+    producer: &FutureProducer,
+    batch: &Batch,
+    timeout: Timeout,
+) -> Result<(), String> {
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), next) in &batch.next_offsets {
+        offsets
+            .add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .map_err(|e| format!("offset list: {e}"))?;
+    }
+    let group = consumer.group_metadata().ok_or_else(|| "consumer has no group metadata".to_owned())?;
+    blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
+        .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+    blocking(|| producer.commit_transaction(timeout)).map_err(|e| format!("commit_transaction: {e}"))
+}
+
+/// Moves every assigned partition back to its committed offset (or the beginning).
+fn rewind(consumer: &StreamConsumer<StageContext>) -> Result<(), KafkaError> {
+    let timeout = Timeout::After(Duration::from_secs(10));
+    let committed = consumer.committed(timeout)?;
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        consumer.seek(element.topic(), element.partition(), offset, timeout)?;
+    }
+    Ok(())
+}
