@@ -37,6 +37,12 @@ enum BenchTarget {
         /// Path of the kcat binary (Debian package `kcat`).
         #[arg(long, default_value = "kcat")]
         kcat: String,
+        /// Most records per router transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch_max: usize,
+        /// Longest a router transaction collects records, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        batch_linger_ms: u64,
         /// Keep the benchmark topics afterwards.
         #[arg(long)]
         keep_topics: bool,
@@ -45,11 +51,21 @@ enum BenchTarget {
 
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
-        BenchTarget::Kafka { events, partitions, kcat, keep_topics } => bench_kafka(kafka, events, partitions, &kcat, keep_topics).await,
+        BenchTarget::Kafka { events, partitions, kcat, batch_max, batch_linger_ms, keep_topics } => {
+            let batch = (batch_max, Duration::from_millis(batch_linger_ms));
+            bench_kafka(kafka, events, partitions, &kcat, batch, keep_topics).await
+        }
     }
 }
 
-async fn bench_kafka(base: &KafkaArgs, events: u64, partitions: i32, kcat: &str, keep_topics: bool) -> anyhow::Result<()> {
+async fn bench_kafka(
+    base: &KafkaArgs,
+    events: u64,
+    partitions: i32,
+    kcat: &str,
+    (batch_max, batch_linger): (usize, Duration),
+    keep_topics: bool,
+) -> anyhow::Result<()> {
     let mut kafka = base.clone();
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
@@ -125,7 +141,8 @@ async fn bench_kafka(base: &KafkaArgs, events: u64, partitions: i32, kcat: &str,
     let group = format!("{}router", kafka.topic_prefix);
     let shutdown = Shutdown::new();
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
-    config.batch_max = 5_000;
+    config.batch_max = batch_max;
+    config.batch_linger = batch_linger;
     let (router_kafka, router_shutdown) = (kafka.clone(), shutdown.clone());
     let router = tokio::spawn(async move {
         run_pipeline(&router_kafka, &config, IntakeRouter::new(&router_kafka.topic_prefix), router_shutdown, Readiness::new()).await
@@ -166,6 +183,7 @@ async fn bench_kafka(base: &KafkaArgs, events: u64, partitions: i32, kcat: &str,
         "{:<52} {:>12.0} {:>10.2} {:>9.2}",
         "chorus router (read_committed -> txn produce + offsets)", pipeline_rate, pipeline_seconds, pipeline_rate / kcat_rate
     );
+    println!("router transactions: up to {batch_max} records or {} ms each", batch_linger.as_millis());
     println!("(kcat's time includes its process start; the router's excludes the group join and its first batch: {counted} of {events} events timed)");
 
     if !keep_topics {

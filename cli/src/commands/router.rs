@@ -18,10 +18,10 @@ pub struct RouterArgs {
     #[arg(long, env = "CHORUS_ROUTER_GROUP", default_value = "chorus-router")]
     group: String,
     /// Most records per transaction.
-    #[arg(long, env = "CHORUS_ROUTER_BATCH_MAX", default_value_t = 2000)]
+    #[arg(long, env = "CHORUS_ROUTER_BATCH_MAX", default_value_t = 10_000)]
     batch_max: usize,
     /// Longest a transaction collects records, in milliseconds.
-    #[arg(long, env = "CHORUS_ROUTER_BATCH_LINGER_MS", default_value_t = 100)]
+    #[arg(long, env = "CHORUS_ROUTER_BATCH_LINGER_MS", default_value_t = 500)]
     batch_linger_ms: u64,
     /// Kafka transaction timeout in milliseconds (bounds how long a crashed instance's
     /// open transaction can hold back read-committed consumers if it never restarts).

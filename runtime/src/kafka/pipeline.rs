@@ -114,6 +114,8 @@ pub struct PipelineConfig {
     pub batch_max: usize,
     /// Longest a transaction collects records before committing.
     pub batch_linger: Duration,
+    /// A transaction commits early when no record arrives for this long.
+    pub batch_idle_gap: Duration,
     pub session_timeout: Duration,
     pub transaction_timeout: Duration,
     /// Where to start without a committed offset: `earliest` or `latest`.
@@ -121,15 +123,17 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Defaults for a stage: batches of up to 1,000 records or 100 ms.
+    /// Defaults for a stage: transactions of up to 10,000 records or 500 ms, committed
+    /// early when the input pauses for 5 ms.
     pub fn new(stage: &str, group_id: &str, input_topics: Vec<String>, instance_id: &str) -> Self {
         PipelineConfig {
             stage: stage.to_owned(),
             group_id: group_id.to_owned(),
             input_topics,
             transactional_id: format!("{group_id}-{instance_id}"),
-            batch_max: 1000,
-            batch_linger: Duration::from_millis(100),
+            batch_max: 10_000,
+            batch_linger: Duration::from_millis(500),
+            batch_idle_gap: Duration::from_millis(5),
             session_timeout: Duration::from_secs(10),
             transaction_timeout: Duration::from_secs(60),
             auto_offset_reset: "earliest".into(),
@@ -278,6 +282,7 @@ async fn run_once<T: Transform>(
     tracing::info!(stage, group = %config.group_id, transactional_id = %config.transactional_id, topics = ?topics, "pipeline running");
 
     let dead_letter_topic = Topic::DeadLetters.name(&kafka.topic_prefix);
+    let processing_seconds = metrics::PROCESSING_SECONDS.with_label_values(&[stage]);
     loop {
         let first = tokio::select! {
             biased;
@@ -293,12 +298,15 @@ async fn run_once<T: Transform>(
         };
         let batch_generation = generation.load(Ordering::SeqCst);
         blocking(|| producer.begin_transaction()).map_err(|e| classify("begin_transaction", e))?;
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(processing_seconds.clone());
         let mut outcome = process_one(stage, &dead_letter_topic, transform, &producer, &first, &mut batch).await;
         drop(first);
+        // Collect until the batch is full, the linger time is up, or the input pauses
+        // (so a lone record commits at once, while a busy stream gets big transactions).
         let deadline = tokio::time::Instant::now() + config.batch_linger;
         while outcome.is_ok() && batch.records < config.batch_max && !shutdown.is_triggered() {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            let wait_until = deadline.min(tokio::time::Instant::now() + config.batch_idle_gap);
+            match tokio::time::timeout_at(wait_until, consumer.recv()).await {
                 Err(_) => break,
                 Ok(Err(e)) => {
                     tracing::warn!(stage, error = %e, "consumer error");
@@ -349,8 +357,8 @@ async fn run_once<T: Transform>(
 }
 
 /// What one open transaction holds.
-#[derive(Default)]
 struct Batch {
+    processing_seconds: prometheus::Histogram,
     records: usize,
     /// Next offset to consume per (topic, partition).
     next_offsets: BTreeMap<(String, i32), i64>,
@@ -358,6 +366,20 @@ struct Batch {
     out_per_topic: BTreeMap<String, u64>,
     dead_per_topic: BTreeMap<String, u64>,
     retry_after_abort: bool,
+}
+
+impl Batch {
+    fn new(processing_seconds: prometheus::Histogram) -> Self {
+        Batch {
+            processing_seconds,
+            records: 0,
+            next_offsets: BTreeMap::new(),
+            in_per_topic: BTreeMap::new(),
+            out_per_topic: BTreeMap::new(),
+            dead_per_topic: BTreeMap::new(),
+            retry_after_abort: false,
+        }
+    }
 }
 
 async fn process_one<T: Transform>(
@@ -378,7 +400,7 @@ async fn process_one<T: Transform>(
     };
     let started = Instant::now();
     let result = transform.process(&record).await;
-    metrics::PROCESSING_SECONDS.with_label_values(&[stage]).observe(started.elapsed().as_secs_f64());
+    batch.processing_seconds.observe(started.elapsed().as_secs_f64());
     let outputs = match result {
         Ok(outputs) => outputs,
         Err(ProcessError::Reject(reason)) => {
