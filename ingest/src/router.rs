@@ -44,7 +44,7 @@ impl IntakeRouter {
 }
 
 impl Transform for IntakeRouter {
-    async fn process(&mut self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
+    async fn process(&self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
         self.route(record.header(HEADER_TYPE), record.header(HEADER_VERSION), record.payload)
             .map(|output| vec![output])
             .map_err(ProcessError::Reject)

@@ -83,9 +83,18 @@ pub fn terminate(child: &mut Child, within: Duration) -> anyhow::Result<std::pro
     }
 }
 
-/// Total offsets a group committed on a topic.
+/// Total offsets a group committed on a topic. Retries while the group coordinator is
+/// busy (a rebalance); panics if it never answers.
 pub fn committed_total(kafka: &KafkaArgs, group: &str, topic: &str) -> i64 {
-    inspect::committed_offsets(kafka, group, topic).map(|o| o.values().sum()).unwrap_or(0)
+    let mut last_error = None;
+    for _ in 0..50 {
+        match inspect::committed_offsets(kafka, group, topic) {
+            Ok(offsets) => return offsets.values().sum(),
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("committed offsets of {group} on {topic} unavailable: {last_error:?}")
 }
 
 /// Waits until `condition` holds, polling; fails after `timeout`.

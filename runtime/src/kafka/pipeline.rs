@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
+use futures::StreamExt;
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -47,10 +48,22 @@ pub struct InputRecord<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
-    message: &'a BorrowedMessage<'a>,
+    message: &'a OwnedMessage,
 }
 
-impl InputRecord<'_> {
+impl<'a> InputRecord<'a> {
+    fn from_message(message: &'a OwnedMessage) -> Self {
+        InputRecord {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload(),
+            message,
+        }
+    }
+
+
     /// A header's value as UTF-8 text (None when absent or not text).
     pub fn header(&self, name: &str) -> Option<&str> {
         let headers = self.message.headers()?;
@@ -95,9 +108,10 @@ pub enum ProcessError {
     Retry(String),
 }
 
-/// A consume-transform-produce step. Called once per record, in partition order.
-pub trait Transform: Send {
-    fn process(&mut self, record: &InputRecord<'_>) -> impl Future<Output = Result<Vec<OutputRecord>, ProcessError>> + Send;
+/// A consume-transform-produce step, called once per record. With `concurrency` above
+/// one, several calls run at once; outputs are still produced in input order.
+pub trait Transform: Send + Sync {
+    fn process(&self, record: &InputRecord<'_>) -> impl Future<Output = Result<Vec<OutputRecord>, ProcessError>> + Send;
 }
 
 /// Settings of one pipeline stage.
@@ -116,6 +130,9 @@ pub struct PipelineConfig {
     pub batch_linger: Duration,
     /// A transaction commits early when no record arrives for this long.
     pub batch_idle_gap: Duration,
+    /// Records transformed at once (1 for CPU-bound steps; more for steps that wait on
+    /// a remote service, like model calls).
+    pub concurrency: usize,
     pub session_timeout: Duration,
     pub transaction_timeout: Duration,
     /// Where to start without a committed offset: `earliest` or `latest`.
@@ -134,6 +151,7 @@ impl PipelineConfig {
             batch_max: 10_000,
             batch_linger: Duration::from_millis(500),
             batch_idle_gap: Duration::from_millis(5),
+            concurrency: 1,
             session_timeout: Duration::from_secs(10),
             transaction_timeout: Duration::from_secs(60),
             auto_offset_reset: "earliest".into(),
@@ -187,14 +205,14 @@ impl ConsumerContext for StageContext {
 pub async fn run_pipeline<T: Transform>(
     kafka: &KafkaArgs,
     config: &PipelineConfig,
-    mut transform: T,
+    transform: T,
     shutdown: Shutdown,
     readiness: Readiness,
 ) -> Result<(), PipelineError> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_triggered() {
         let started = Instant::now();
-        match run_once(kafka, config, &mut transform, &shutdown, &readiness).await {
+        match run_once(kafka, config, &transform, &shutdown, &readiness).await {
             Ok(()) => return Ok(()),
             Err(StageError::Fatal(source)) => {
                 readiness.set(false);
@@ -245,7 +263,7 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 async fn run_once<T: Transform>(
     kafka: &KafkaArgs,
     config: &PipelineConfig,
-    transform: &mut T,
+    transform: &T,
     shutdown: &Shutdown,
     readiness: &Readiness,
 ) -> Result<(), StageError> {
@@ -283,6 +301,7 @@ async fn run_once<T: Transform>(
 
     let dead_letter_topic = Topic::DeadLetters.name(&kafka.topic_prefix);
     let processing_seconds = metrics::PROCESSING_SECONDS.with_label_values(&[stage]);
+    let concurrency = config.concurrency.max(1);
     loop {
         let first = tokio::select! {
             biased;
@@ -290,21 +309,19 @@ async fn run_once<T: Transform>(
             message = consumer.recv() => message,
         };
         let first = match first {
-            Ok(message) => message,
+            Ok(message) => message.detach(),
             Err(e) => {
                 tracing::warn!(stage, error = %e, "consumer error");
                 continue;
             }
         };
         let batch_generation = generation.load(Ordering::SeqCst);
-        blocking(|| producer.begin_transaction()).map_err(|e| classify("begin_transaction", e))?;
-        let mut batch = Batch::new(processing_seconds.clone());
-        let mut outcome = process_one(stage, &dead_letter_topic, transform, &producer, &first, &mut batch).await;
-        drop(first);
+
         // Collect until the batch is full, the linger time is up, or the input pauses
         // (so a lone record commits at once, while a busy stream gets big transactions).
+        let mut messages = vec![first];
         let deadline = tokio::time::Instant::now() + config.batch_linger;
-        while outcome.is_ok() && batch.records < config.batch_max && !shutdown.is_triggered() {
+        while messages.len() < config.batch_max && !shutdown.is_triggered() {
             let wait_until = deadline.min(tokio::time::Instant::now() + config.batch_idle_gap);
             match tokio::time::timeout_at(wait_until, consumer.recv()).await {
                 Err(_) => break,
@@ -312,11 +329,30 @@ async fn run_once<T: Transform>(
                     tracing::warn!(stage, error = %e, "consumer error");
                     break;
                 }
-                Ok(Ok(message)) => {
-                    outcome = process_one(stage, &dead_letter_topic, transform, &producer, &message, &mut batch).await;
-                }
+                Ok(Ok(message)) => messages.push(message.detach()),
             }
         }
+
+        // Transform (up to `concurrency` records at once; results keep input order, so
+        // outputs keep per-partition order), then produce and commit in one transaction.
+        let mut results: Vec<Result<Vec<OutputRecord>, ProcessError>> = Vec::with_capacity(messages.len());
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut pending = messages.iter();
+        loop {
+            while in_flight.len() < concurrency {
+                match pending.next() {
+                    Some(message) => in_flight.push_back(transform_one(transform, message, &processing_seconds)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(result) => results.push(result),
+                None => break,
+            }
+        }
+
+        let mut batch = Batch::default();
+        let outcome = produce_batch(stage, &dead_letter_topic, &producer, &messages, results, &mut batch).await;
         let outcome = match outcome {
             Err(reason) => Err(reason),
             Ok(()) if generation.load(Ordering::SeqCst) != batch_generation => {
@@ -339,8 +375,10 @@ async fn run_once<T: Transform>(
             }
             Err(reason) => {
                 metrics::TRANSACTIONS.with_label_values(&[stage, "aborted"]).inc();
-                tracing::warn!(stage, %reason, records = batch.records, "aborting transaction and rewinding");
-                blocking(|| producer.abort_transaction(txn_timeout)).map_err(|e| classify("abort_transaction", e))?;
+                tracing::warn!(stage, %reason, records = messages.len(), "aborting transaction and rewinding");
+                if batch.began {
+                    blocking(|| producer.abort_transaction(txn_timeout)).map_err(|e| classify("abort_transaction", e))?;
+                }
                 rewind(&consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
                 if batch.retry_after_abort {
                     tokio::select! {
@@ -356,10 +394,22 @@ async fn run_once<T: Transform>(
     Ok(())
 }
 
-/// What one open transaction holds.
+async fn transform_one<T: Transform>(
+    transform: &T,
+    message: &OwnedMessage,
+    histogram: &prometheus::Histogram,
+) -> Result<Vec<OutputRecord>, ProcessError> {
+    let record = InputRecord::from_message(message);
+    let started = Instant::now();
+    let result = transform.process(&record).await;
+    histogram.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// What one transaction holds.
+#[derive(Default)]
 struct Batch {
-    processing_seconds: prometheus::Histogram,
-    records: usize,
+    began: bool,
     /// Next offset to consume per (topic, partition).
     next_offsets: BTreeMap<(String, i32), i64>,
     in_per_topic: BTreeMap<String, u64>,
@@ -368,64 +418,45 @@ struct Batch {
     retry_after_abort: bool,
 }
 
-impl Batch {
-    fn new(processing_seconds: prometheus::Histogram) -> Self {
-        Batch {
-            processing_seconds,
-            records: 0,
-            next_offsets: BTreeMap::new(),
-            in_per_topic: BTreeMap::new(),
-            out_per_topic: BTreeMap::new(),
-            dead_per_topic: BTreeMap::new(),
-            retry_after_abort: false,
-        }
-    }
-}
-
-async fn process_one<T: Transform>(
+/// Opens the transaction and queues every output (dead letters for rejected input).
+async fn produce_batch(
     stage: &str,
     dead_letter_topic: &str,
-    transform: &mut T,
     producer: &FutureProducer,
-    message: &BorrowedMessage<'_>,
+    messages: &[OwnedMessage],
+    results: Vec<Result<Vec<OutputRecord>, ProcessError>>,
     batch: &mut Batch,
 ) -> Result<(), String> {
-    let record = InputRecord {
-        topic: message.topic(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key(),
-        payload: message.payload(),
-        message,
-    };
-    let started = Instant::now();
-    let result = transform.process(&record).await;
-    batch.processing_seconds.observe(started.elapsed().as_secs_f64());
-    let outputs = match result {
-        Ok(outputs) => outputs,
-        Err(ProcessError::Reject(reason)) => {
-            let dead = dead_letter(stage, &record, reason);
-            let payload = dead.to_json().map_err(|e| format!("encoding dead letter: {e}"))?;
-            *batch.dead_per_topic.entry(record.topic.to_owned()).or_default() += 1;
-            vec![OutputRecord {
-                topic: dead_letter_topic.to_owned(),
-                key: Some(dead.key.clone().into_bytes()),
-                payload,
-                headers: Some(envelope_headers(&dead)),
-            }]
-        }
-        Err(ProcessError::Retry(reason)) => {
-            batch.retry_after_abort = true;
-            return Err(format!("transform at {}/{}@{}: {reason}", record.topic, record.partition, record.offset));
-        }
-    };
-    for output in &outputs {
-        send_in_transaction(producer, output).await?;
-        *batch.out_per_topic.entry(output.topic.clone()).or_default() += 1;
+    if let Some(Err(ProcessError::Retry(reason))) = results.iter().find(|r| matches!(r, Err(ProcessError::Retry(_)))) {
+        batch.retry_after_abort = true;
+        return Err(format!("transform asked to retry: {reason}"));
     }
-    batch.records += 1;
-    *batch.in_per_topic.entry(record.topic.to_owned()).or_default() += 1;
-    batch.next_offsets.insert((record.topic.to_owned(), record.partition), record.offset + 1);
+    blocking(|| producer.begin_transaction()).map_err(|e| format!("begin_transaction: {e}"))?;
+    batch.began = true;
+    for (message, result) in messages.iter().zip(results) {
+        let record = InputRecord::from_message(message);
+        let outputs = match result {
+            Ok(outputs) => outputs,
+            Err(ProcessError::Reject(reason)) => {
+                let dead = dead_letter(stage, &record, reason);
+                let payload = dead.to_json().map_err(|e| format!("encoding dead letter: {e}"))?;
+                *batch.dead_per_topic.entry(record.topic.to_owned()).or_default() += 1;
+                vec![OutputRecord {
+                    topic: dead_letter_topic.to_owned(),
+                    key: Some(dead.key.clone().into_bytes()),
+                    payload,
+                    headers: Some(envelope_headers(&dead)),
+                }]
+            }
+            Err(ProcessError::Retry(reason)) => return Err(reason),
+        };
+        for output in &outputs {
+            send_in_transaction(producer, output).await?;
+            *batch.out_per_topic.entry(output.topic.clone()).or_default() += 1;
+        }
+        *batch.in_per_topic.entry(record.topic.to_owned()).or_default() += 1;
+        batch.next_offsets.insert((record.topic.to_owned(), record.partition), record.offset + 1);
+    }
     Ok(())
 }
 
