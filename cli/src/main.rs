@@ -67,6 +67,8 @@ enum Command {
     /// Validate raw events from the intake topic and route them to their typed topics
     /// (transactional, exactly once; invalid input is dead-lettered).
     Router(commands::router::RouterArgs),
+    /// Serve inference jobs with OpenAI-compatible providers (exactly one result per job).
+    InferenceWorker(commands::inference_worker::InferenceWorkerArgs),
     /// Write a generated workload of chat events to the intake topic.
     Generate(commands::generate::GenerateArgs),
     /// Run the pipeline that exists so far on a generated workload and print what happened.
@@ -80,7 +82,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli: Cli = chorus_runtime::config::parse();
     chorus_runtime::telemetry::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -91,6 +96,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
             Command::Router(args) => commands::router::run(&cli.kafka, args).await,
+            Command::InferenceWorker(args) => {
+                commands::inference_worker::run(&cli.kafka, args).await
+            }
             Command::Generate(args) => commands::generate::run(&cli.kafka, args).await,
             Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
             Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,

@@ -23,12 +23,24 @@ use clap::{ArgMatches, Command, Parser};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parsing config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("config file {path}: key {key:?} is not a setting of {scope}")]
-    UnknownKey { path: PathBuf, key: String, scope: String },
-    #[error("config file {path}: key {key:?} has an unsupported value (use a string, number, boolean or array of them)")]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        scope: String,
+    },
+    #[error(
+        "config file {path}: key {key:?} has an unsupported value (use a string, number, boolean or array of them)"
+    )]
     BadValue { path: PathBuf, key: String },
 }
 
@@ -83,12 +95,21 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
             return Some(PathBuf::from(value));
         }
     }
-    std::env::var_os("CHORUS_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("CHORUS_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn load(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    text.parse::<toml::Table>().map_err(|source| ConfigError::Parse { path: path.into(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
 }
 
 fn scalar(value: &toml::Value) -> Option<String> {
@@ -103,20 +124,33 @@ fn scalar(value: &toml::Value) -> Option<String> {
 
 /// Applies the keys of `table` as defaults of `command`'s args; tables named after
 /// subcommands recurse. At the top level, scalar keys also flow into every subcommand.
-fn apply_table(mut command: Command, table: &toml::Table, path: &Path) -> Result<Command, ConfigError> {
+fn apply_table(
+    mut command: Command,
+    table: &toml::Table,
+    path: &Path,
+) -> Result<Command, ConfigError> {
     let scope = command.get_name().to_owned();
-    let sub_names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    let sub_names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
     for (key, value) in table {
         if let toml::Value::Table(sub_table) = value {
             if !sub_names.contains(key) {
-                return Err(ConfigError::UnknownKey { path: path.into(), key: key.clone(), scope });
+                return Err(ConfigError::UnknownKey {
+                    path: path.into(),
+                    key: key.clone(),
+                    scope,
+                });
             }
             let mut result = Ok(());
-            command = command.mut_subcommand(key, |sub| match apply_table(sub.clone(), sub_table, path) {
-                Ok(updated) => updated,
-                Err(e) => {
-                    result = Err(e);
-                    sub
+            command = command.mut_subcommand(key, |sub| {
+                match apply_table(sub.clone(), sub_table, path) {
+                    Ok(updated) => updated,
+                    Err(e) => {
+                        result = Err(e);
+                        sub
+                    }
                 }
             });
             result?;
@@ -130,11 +164,18 @@ fn apply_table(mut command: Command, table: &toml::Table, path: &Path) -> Result
             toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<_>>(),
             other => scalar(other).map(|s| vec![s]),
         }
-        .ok_or_else(|| ConfigError::BadValue { path: path.into(), key: key.clone() })?;
+        .ok_or_else(|| ConfigError::BadValue {
+            path: path.into(),
+            key: key.clone(),
+        })?;
         let (updated, found) = set_default(command, &long, &values);
         command = updated;
         if !found {
-            return Err(ConfigError::UnknownKey { path: path.into(), key: key.clone(), scope });
+            return Err(ConfigError::UnknownKey {
+                path: path.into(),
+                key: key.clone(),
+                scope,
+            });
         }
     }
     Ok(command)
@@ -143,13 +184,22 @@ fn apply_table(mut command: Command, table: &toml::Table, path: &Path) -> Result
 /// Sets the default of the arg with long name `long` here and in every subcommand.
 fn set_default(mut command: Command, long: &str, values: &[String]) -> (Command, bool) {
     let mut found = false;
-    let id = command.get_arguments().find(|a| a.get_long() == Some(long)).map(|a| a.get_id().clone());
+    let id = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .map(|a| a.get_id().clone());
     if let Some(id) = id {
         found = true;
-        let values: Vec<clap::builder::OsStr> = values.iter().map(|v| clap::builder::OsStr::from(v.clone())).collect();
+        let values: Vec<clap::builder::OsStr> = values
+            .iter()
+            .map(|v| clap::builder::OsStr::from(v.clone()))
+            .collect();
         command = command.mut_arg(id, |arg| arg.default_values(values));
     }
-    let sub_names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    let sub_names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
     for name in sub_names {
         let mut sub_found = false;
         command = command.mut_subcommand(&name, |sub| {
@@ -171,7 +221,12 @@ mod tests {
     struct Cli {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
-        #[arg(long, env = "CHORUS_TEST_BROKERS", default_value = "builtin:9092", global = true)]
+        #[arg(
+            long,
+            env = "CHORUS_TEST_BROKERS",
+            default_value = "builtin:9092",
+            global = true
+        )]
         brokers: String,
         #[command(subcommand)]
         command: Cmd,
@@ -193,7 +248,8 @@ mod tests {
         pub struct TempPath(pub std::path::PathBuf);
         impl TempPath {
             pub fn new(text: &str) -> Self {
-                let path = std::env::temp_dir().join(format!("chorus-config-{}.toml", uuid::Uuid::now_v7()));
+                let path = std::env::temp_dir()
+                    .join(format!("chorus-config-{}.toml", uuid::Uuid::now_v7()));
                 std::fs::write(&path, text).unwrap();
                 TempPath(path)
             }
@@ -214,7 +270,17 @@ mod tests {
         let Cmd::Router { batch_max } = cli.command;
         assert_eq!(batch_max, 7);
 
-        let cli: Cli = try_parse_from(["chorus", "--config", &path, "router", "--batch-max", "9", "--brokers", "flag:1"]).unwrap();
+        let cli: Cli = try_parse_from([
+            "chorus",
+            "--config",
+            &path,
+            "router",
+            "--batch-max",
+            "9",
+            "--brokers",
+            "flag:1",
+        ])
+        .unwrap();
         assert_eq!(cli.brokers, "flag:1");
         let Cmd::Router { batch_max } = cli.command;
         assert_eq!(batch_max, 9);

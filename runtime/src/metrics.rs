@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use axum::Router;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGaugeVec, TextEncoder};
 
 use crate::Shutdown;
@@ -26,21 +26,51 @@ macro_rules! metric {
     }};
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+/// A counter vector registered in the default registry (for services' own metrics;
+/// call once per name, e.g. from a `LazyLock`).
+pub fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     metric!(IntCounterVec, prometheus::Opts::new(name, help), labels)
 }
 
+/// A histogram vector registered in the default registry.
+pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    metric!(
+        HistogramVec,
+        prometheus::HistogramOpts::new(name, help).buckets(buckets),
+        labels
+    )
+}
+
+/// A gauge vector registered in the default registry.
+pub fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    metric!(IntGaugeVec, prometheus::Opts::new(name, help), labels)
+}
+
 /// Records consumed, per stage and source topic.
-pub static EVENTS_IN: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("chorus_events_in_total", "Records consumed, by stage and topic.", &["stage", "topic"]));
+pub static EVENTS_IN: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "chorus_events_in_total",
+        "Records consumed, by stage and topic.",
+        &["stage", "topic"],
+    )
+});
 
 /// Records produced, per stage (or producer) and destination topic.
-pub static EVENTS_OUT: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("chorus_events_out_total", "Records produced, by stage and topic.", &["stage", "topic"]));
+pub static EVENTS_OUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "chorus_events_out_total",
+        "Records produced, by stage and topic.",
+        &["stage", "topic"],
+    )
+});
 
 /// Records sent to the dead-letter topic.
 pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter("chorus_dead_letters_total", "Records dead-lettered, by stage and source topic.", &["stage", "topic"])
+    counter(
+        "chorus_dead_letters_total",
+        "Records dead-lettered, by stage and source topic.",
+        &["stage", "topic"],
+    )
 });
 
 /// Transactions committed or aborted.
@@ -54,16 +84,24 @@ pub static TRANSACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Times a producer found its queue full and waited (backpressure).
 pub static PRODUCER_BACKPRESSURE: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter("chorus_producer_backpressure_total", "Sends that waited because the producer queue was full.", &["client"])
+    counter(
+        "chorus_producer_backpressure_total",
+        "Sends that waited because the producer queue was full.",
+        &["client"],
+    )
 });
 
 /// Per-record processing latency.
 pub static PROCESSING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     metric!(
         HistogramVec,
-        prometheus::HistogramOpts::new("chorus_processing_seconds", "Time to transform one record, by stage.").buckets(
-            vec![0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]
-        ),
+        prometheus::HistogramOpts::new(
+            "chorus_processing_seconds",
+            "Time to transform one record, by stage."
+        )
+        .buckets(vec![
+            0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0
+        ]),
         &["stage"]
     )
 });
@@ -72,7 +110,10 @@ pub static PROCESSING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     metric!(
         IntGaugeVec,
-        prometheus::Opts::new("chorus_consumer_lag", "Records behind the partition's end, by group, topic and partition."),
+        prometheus::Opts::new(
+            "chorus_consumer_lag",
+            "Records behind the partition's end, by group, topic and partition."
+        ),
         &["group", "topic", "partition"]
     )
 });
@@ -125,7 +166,10 @@ pub fn router(readiness: Readiness) -> Router {
 }
 
 async fn metrics_handler() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(),
+    )
 }
 
 async fn ready_handler(State(readiness): State<Readiness>) -> impl IntoResponse {
@@ -138,7 +182,11 @@ async fn ready_handler(State(readiness): State<Readiness>) -> impl IntoResponse 
 
 /// Serves the metrics router on `addr` until shutdown. Returns the bound address (use
 /// port 0 to pick a free one).
-pub async fn serve(addr: SocketAddr, readiness: Readiness, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) -> std::io::Result<SocketAddr> {
     register_standard();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -162,10 +210,16 @@ mod tests {
     fn standard_metrics_render() {
         register_standard();
         EVENTS_IN.with_label_values(&["test", "t"]).inc();
-        PROCESSING_SECONDS.with_label_values(&["test"]).observe(0.001);
+        PROCESSING_SECONDS
+            .with_label_values(&["test"])
+            .observe(0.001);
         CONSUMER_LAG.with_label_values(&["g", "t", "0"]).set(3);
         let text = render();
-        for name in ["chorus_events_in_total", "chorus_processing_seconds_bucket", "chorus_consumer_lag"] {
+        for name in [
+            "chorus_events_in_total",
+            "chorus_processing_seconds_bucket",
+            "chorus_consumer_lag",
+        ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
     }

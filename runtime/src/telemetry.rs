@@ -16,7 +16,13 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log format.
-    #[arg(long, env = "CHORUS_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "CHORUS_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax, e.g. `info,chorus_runtime=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
@@ -26,7 +32,9 @@ pub struct LogArgs {
 /// Installs the global subscriber. Safe to call twice (the second call is a no-op).
 pub fn init(args: &LogArgs) {
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

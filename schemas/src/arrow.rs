@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_json::reader::Decoder;
 use arrow_json::ReaderBuilder;
+use arrow_json::reader::Decoder;
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -22,7 +22,11 @@ pub enum ArrowConvertError {
     #[error("unknown event type {0:?}")]
     UnknownType(String),
     #[error("JSON Schema of {type_name} cannot be mapped to Arrow at {path}: {reason}")]
-    Unmappable { type_name: String, path: String, reason: String },
+    Unmappable {
+        type_name: String,
+        path: String,
+        reason: String,
+    },
     #[error("field {0:?} of data collides with an envelope field")]
     Collision(String),
     #[error("event is not an object with a data object")]
@@ -52,10 +56,14 @@ fn envelope_fields() -> Vec<Field> {
 
 /// The flat Arrow schema of an event type: envelope columns, then data columns.
 pub fn arrow_schema(type_name: &str) -> Result<SchemaRef, ArrowConvertError> {
-    let info = event_type(type_name).ok_or_else(|| ArrowConvertError::UnknownType(type_name.into()))?;
+    let info =
+        event_type(type_name).ok_or_else(|| ArrowConvertError::UnknownType(type_name.into()))?;
     let schema = (info.data_schema)();
     let root = schema.as_value();
-    let mapper = Mapper { type_name, defs: root.get("$defs").and_then(Value::as_object) };
+    let mapper = Mapper {
+        type_name,
+        defs: root.get("$defs").and_then(Value::as_object),
+    };
     let data_fields = mapper.object_fields(root, "data")?;
     let mut fields = envelope_fields();
     for f in data_fields.iter() {
@@ -74,7 +82,11 @@ struct Mapper<'a> {
 
 impl Mapper<'_> {
     fn fail(&self, path: &str, reason: impl Into<String>) -> ArrowConvertError {
-        ArrowConvertError::Unmappable { type_name: self.type_name.into(), path: path.into(), reason: reason.into() }
+        ArrowConvertError::Unmappable {
+            type_name: self.type_name.into(),
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     fn resolve<'v>(&'v self, node: &'v Value, path: &str) -> Result<&'v Value, ArrowConvertError> {
@@ -104,7 +116,11 @@ impl Mapper<'_> {
         for (name, prop) in props {
             let field_path = format!("{path}.{name}");
             let (data_type, nullable) = self.map(prop, &field_path)?;
-            fields.push(Field::new(name, data_type, nullable || !required.contains(&name.as_str())));
+            fields.push(Field::new(
+                name,
+                data_type,
+                nullable || !required.contains(&name.as_str()),
+            ));
         }
         Ok(Fields::from(fields))
     }
@@ -113,10 +129,20 @@ impl Mapper<'_> {
     fn map(&self, node: &Value, path: &str) -> Result<(DataType, bool), ArrowConvertError> {
         let node = self.resolve(node, path)?;
         // Option<T> of a referenced or composite type: anyOf [T, null].
-        if let Some(branches) = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array) {
-            let non_null: Vec<&Value> = branches.iter().filter(|b| b.get("type") != Some(&Value::from("null"))).collect();
+        if let Some(branches) = node
+            .get("anyOf")
+            .or_else(|| node.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            let non_null: Vec<&Value> = branches
+                .iter()
+                .filter(|b| b.get("type") != Some(&Value::from("null")))
+                .collect();
             let nullable = non_null.len() < branches.len();
-            if non_null.iter().all(|b| b.get("const").is_some_and(Value::is_string) || is_string_enum(b)) {
+            if non_null
+                .iter()
+                .all(|b| b.get("const").is_some_and(Value::is_string) || is_string_enum(b))
+            {
                 return Ok((DataType::Utf8, nullable));
             }
             if let [single] = non_null.as_slice() {
@@ -154,7 +180,9 @@ impl Mapper<'_> {
             ("number", "float") => DataType::Float32,
             ("number", _) => DataType::Float64,
             ("array", _) => {
-                let items = node.get("items").ok_or_else(|| self.fail(path, "array without items"))?;
+                let items = node
+                    .get("items")
+                    .ok_or_else(|| self.fail(path, "array without items"))?;
                 let (item_type, item_nullable) = self.map(items, &format!("{path}[]"))?;
                 DataType::List(Arc::new(Field::new("item", item_type, item_nullable)))
             }
@@ -166,13 +194,19 @@ impl Mapper<'_> {
 }
 
 fn is_string_enum(node: &Value) -> bool {
-    node.get("enum").and_then(Value::as_array).is_some_and(|v| v.iter().all(Value::is_string))
+    node.get("enum")
+        .and_then(Value::as_array)
+        .is_some_and(|v| v.iter().all(Value::is_string))
 }
 
 /// Flattens an envelope's JSON into one row: envelope fields plus data fields.
 fn flatten_row(envelope: Value) -> Result<Value, ArrowConvertError> {
-    let Value::Object(mut map) = envelope else { return Err(ArrowConvertError::NotAnEnvelope) };
-    let Some(Value::Object(data)) = map.remove("data") else { return Err(ArrowConvertError::NotAnEnvelope) };
+    let Value::Object(mut map) = envelope else {
+        return Err(ArrowConvertError::NotAnEnvelope);
+    };
+    let Some(Value::Object(data)) = map.remove("data") else {
+        return Err(ArrowConvertError::NotAnEnvelope);
+    };
     for (name, value) in data {
         if map.contains_key(&name) {
             return Err(ArrowConvertError::Collision(name));
@@ -191,20 +225,31 @@ pub struct EventBatchEncoder {
 
 impl std::fmt::Debug for EventBatchEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBatchEncoder").field("schema", &self.schema).field("rows", &self.rows).finish()
+        f.debug_struct("EventBatchEncoder")
+            .field("schema", &self.schema)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
 impl EventBatchEncoder {
     /// An encoder for `type_name`. With `strict`, a field missing from the Arrow schema
     /// is an error instead of being dropped.
-    pub fn new(type_name: &str, batch_size: usize, strict: bool) -> Result<Self, ArrowConvertError> {
+    pub fn new(
+        type_name: &str,
+        batch_size: usize,
+        strict: bool,
+    ) -> Result<Self, ArrowConvertError> {
         let schema = arrow_schema(type_name)?;
         let decoder = ReaderBuilder::new(schema.clone())
             .with_batch_size(batch_size.max(1))
             .with_strict_mode(strict)
             .build_decoder()?;
-        Ok(EventBatchEncoder { schema, decoder, rows: 0 })
+        Ok(EventBatchEncoder {
+            schema,
+            decoder,
+            rows: 0,
+        })
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -241,7 +286,9 @@ impl EventBatchEncoder {
 }
 
 /// Converts a slice of events of one type to a record batch.
-pub fn to_record_batch<T: EventData + Serialize>(events: &[Envelope<T>]) -> Result<RecordBatch, ArrowConvertError> {
+pub fn to_record_batch<T: EventData + Serialize>(
+    events: &[Envelope<T>],
+) -> Result<RecordBatch, ArrowConvertError> {
     let mut encoder = EventBatchEncoder::new(T::TYPE, events.len().max(1), true)?;
     for event in events {
         encoder.push(event)?;

@@ -15,7 +15,9 @@ pub const HEADER_ID: &str = "chorus-id";
 
 /// A typed event payload: what it is called, its schema version, where it lives and
 /// which entity orders it.
-pub trait EventData: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static {
+pub trait EventData:
+    Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static
+{
     /// The event type as written in the envelope's `type` and in the header.
     const TYPE: &'static str;
     /// The schema version of this type; a breaking change is a new version.
@@ -56,13 +58,20 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("event type {found:?} is not {expected:?}")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
     #[error("header says event type {header:?} but the envelope says {found:?}")]
     HeaderMismatch { header: String, found: String },
     #[error("unknown event type {0:?}")]
     UnknownType(String),
     #[error("event type {event_type:?} has version {found}, this build knows up to {known}")]
-    UnsupportedVersion { event_type: String, found: u16, known: u16 },
+    UnsupportedVersion {
+        event_type: String,
+        found: u16,
+        known: u16,
+    },
     #[error("envelope key {found:?} does not match the key of its data {expected:?}")]
     KeyMismatch { expected: String, found: String },
     #[error("invalid event: {0}")]
@@ -95,8 +104,10 @@ impl<T: EventData> Envelope<T> {
 
     /// Decodes and checks type, version and key.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let envelope: Self = serde_json::from_slice(bytes)
-            .map_err(|source| DecodeError::Json { expected: T::TYPE, source })?;
+        let envelope: Self = serde_json::from_slice(bytes).map_err(|source| DecodeError::Json {
+            expected: T::TYPE,
+            source,
+        })?;
         envelope.check()?;
         Ok(envelope)
     }
@@ -104,7 +115,10 @@ impl<T: EventData> Envelope<T> {
     /// Checks the envelope against its type: type name, known version, key.
     pub fn check(&self) -> Result<(), DecodeError> {
         if self.event_type != T::TYPE {
-            return Err(DecodeError::WrongType { expected: T::TYPE, found: self.event_type.clone() });
+            return Err(DecodeError::WrongType {
+                expected: T::TYPE,
+                found: self.event_type.clone(),
+            });
         }
         if self.version == 0 || self.version > T::VERSION {
             return Err(DecodeError::UnsupportedVersion {
@@ -115,7 +129,10 @@ impl<T: EventData> Envelope<T> {
         }
         let expected = self.data.key();
         if self.key != expected {
-            return Err(DecodeError::KeyMismatch { expected, found: self.key.clone() });
+            return Err(DecodeError::KeyMismatch {
+                expected,
+                found: self.key.clone(),
+            });
         }
         if self.source.is_empty() {
             return Err(DecodeError::Invalid("source is empty".into()));

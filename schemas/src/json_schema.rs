@@ -16,7 +16,10 @@ pub fn render_all() -> Result<Vec<SchemaFile>, serde_json::Error> {
         .map(|info| {
             let mut content = serde_json::to_string_pretty(&(info.envelope_schema)())?;
             content.push('\n');
-            Ok(SchemaFile { file_name: format!("{}.v{}.json", info.type_name, info.version), content })
+            Ok(SchemaFile {
+                file_name: format!("{}.v{}.json", info.type_name, info.version),
+                content,
+            })
         })
         .collect()
 }

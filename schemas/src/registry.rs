@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use crate::Topic;
 use crate::envelope::{DecodeError, Envelope, EventData};
 use crate::events::*;
-use crate::Topic;
 
 /// Static facts about one event type.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +114,10 @@ fn peek_type(bytes: &[u8]) -> Result<String, DecodeError> {
     }
     serde_json::from_slice::<TypeOnly>(bytes)
         .map(|t| t.event_type)
-        .map_err(|source| DecodeError::Json { expected: "an event envelope", source })
+        .map_err(|source| DecodeError::Json {
+            expected: "an event envelope",
+            source,
+        })
 }
 
 /// Looks up an event type by name.

@@ -1,11 +1,16 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 use arrow_array::{Array, StringArray, UInt64Array};
-use chorus_schemas::arrow::{arrow_schema, to_record_batch, EventBatchEncoder};
+use chorus_schemas::arrow::{EventBatchEncoder, arrow_schema, to_record_batch};
 use chorus_schemas::*;
 
 #[test]
 fn every_event_type_has_a_sample_and_round_trips() {
     let samples = samples::all();
-    assert_eq!(samples.len(), EVENT_TYPES.len(), "one sample per event type");
+    assert_eq!(
+        samples.len(),
+        EVENT_TYPES.len(),
+        "one sample per event type"
+    );
     for event in samples {
         let bytes = event.to_json().unwrap();
         let decoded = AnyEvent::decode(Some(event.type_name()), &bytes).unwrap();
@@ -28,13 +33,16 @@ fn topics_of_types_are_known_and_names_unique() {
 
 #[test]
 fn envelope_ids_are_uuid_v7_and_time_is_milliseconds() {
-    let e = Envelope::new("test", Feedback {
-        conversation_id: "c".into(),
-        message_id: uuid::Uuid::now_v7(),
-        account: "0xabc".into(),
-        rating: 4,
-        comment: None,
-    });
+    let e = Envelope::new(
+        "test",
+        Feedback {
+            conversation_id: "c".into(),
+            message_id: uuid::Uuid::now_v7(),
+            account: "0xabc".into(),
+            rating: 4,
+            comment: None,
+        },
+    );
     assert_eq!(e.id.get_version_num(), 7);
     assert_eq!(e.time.timestamp_subsec_nanos() % 1_000_000, 0);
     assert_eq!(e.key, "c");
@@ -46,15 +54,23 @@ fn decode_rejects_bad_input_with_reasons() {
         (b"", "JSON"),
         (b"[]", "JSON"),
         (br#"{"type":"nope"}"#, "unknown event type"),
-        (br#"{"type":"feedback","id":"x"}"#, "not valid JSON for feedback"),
+        (
+            br#"{"type":"feedback","id":"x"}"#,
+            "not valid JSON for feedback",
+        ),
     ];
     for (bytes, expected) in cases {
         let err = AnyEvent::decode(None, bytes).unwrap_err().to_string();
-        assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+        assert!(
+            err.contains(expected),
+            "{err:?} should mention {expected:?}"
+        );
     }
     let mut v = serde_json::to_value(&samples::all()[5]).unwrap();
     v["version"] = 2.into();
-    let err = AnyEvent::decode(None, &serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
+    let err = AnyEvent::decode(None, &serde_json::to_vec(&v).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("knows up to 1"), "{err}");
 }
 
@@ -64,11 +80,18 @@ fn every_type_has_an_arrow_schema_covering_all_fields() {
     // without its column fails here.
     for event in samples::all() {
         let mut encoder = EventBatchEncoder::new(event.type_name(), 16, true).unwrap();
-        encoder.push_value(serde_json::to_value(&event).unwrap()).unwrap();
+        encoder
+            .push_value(serde_json::to_value(&event).unwrap())
+            .unwrap();
         let batch = encoder.finish().unwrap().unwrap();
         assert_eq!(batch.num_rows(), 1, "{}", event.type_name());
         for column in batch.columns() {
-            assert_eq!(column.null_count(), 0, "{}: every sample field is set", event.type_name());
+            assert_eq!(
+                column.null_count(),
+                0,
+                "{}: every sample field is set",
+                event.type_name()
+            );
         }
         let schema = arrow_schema(event.type_name()).unwrap();
         assert_eq!(schema.field(0).name(), "id");
@@ -80,37 +103,63 @@ fn every_type_has_an_arrow_schema_covering_all_fields() {
 fn batch_of_events_to_record_batch() {
     let events: Vec<Envelope<PoiScore>> = (0..100u64)
         .map(|i| {
-            Envelope::new("test", PoiScore {
-                epoch: 3,
-                account: format!("0x{i:040x}"),
-                role: ContributorRole::User,
-                points: i * 10,
-                items: i,
-                amount_wei: (u128::from(i) * 1_000_000_000_000_000_000).to_string(),
-            })
+            Envelope::new(
+                "test",
+                PoiScore {
+                    epoch: 3,
+                    account: format!("0x{i:040x}"),
+                    role: ContributorRole::User,
+                    points: i * 10,
+                    items: i,
+                    amount_wei: (u128::from(i) * 1_000_000_000_000_000_000).to_string(),
+                },
+            )
         })
         .collect();
     let batch = to_record_batch(&events).unwrap();
     assert_eq!(batch.num_rows(), 100);
-    let points = batch.column_by_name("points").unwrap().as_any().downcast_ref::<UInt64Array>().unwrap();
+    let points = batch
+        .column_by_name("points")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .unwrap();
     assert_eq!(points.value(7), 70);
-    let role = batch.column_by_name("role").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let role = batch
+        .column_by_name("role")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(role.value(0), "user");
-    let ids = batch.column_by_name("id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let ids = batch
+        .column_by_name("id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(ids.value(0), events[0].id.to_string());
-    let key = batch.column_by_name("key").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let key = batch
+        .column_by_name("key")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(key.value(99), "3");
 }
 
 #[test]
 fn optional_fields_become_nulls() {
-    let e = Envelope::new("test", Feedback {
-        conversation_id: "c".into(),
-        message_id: uuid::Uuid::now_v7(),
-        account: "0xabc".into(),
-        rating: 2,
-        comment: None,
-    });
+    let e = Envelope::new(
+        "test",
+        Feedback {
+            conversation_id: "c".into(),
+            message_id: uuid::Uuid::now_v7(),
+            account: "0xabc".into(),
+            rating: 2,
+            comment: None,
+        },
+    );
     let batch = to_record_batch(&[e]).unwrap();
     assert_eq!(batch.column_by_name("comment").unwrap().null_count(), 1);
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 //! The JSON Schema files under `schemas/json/` are generated from the Rust types. This
 //! test fails when they drift; regenerate with
 //! `CHORUS_UPDATE_SCHEMAS=1 cargo nextest run -p chorus-schemas` (or `chorus schemas export`).
@@ -47,7 +48,11 @@ fn every_sample_validates_against_its_checked_in_schema_shape() {
         let value = serde_json::to_value(&event).unwrap();
         let props = schema["properties"].as_object().unwrap();
         for key in value.as_object().unwrap().keys() {
-            assert!(props.contains_key(key), "{}: envelope field {key} not in schema", event.type_name());
+            assert!(
+                props.contains_key(key),
+                "{}: envelope field {key} not in schema",
+                event.type_name()
+            );
         }
     }
 }

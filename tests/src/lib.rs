@@ -1,4 +1,6 @@
 //! Helpers for the end-to-end tests. They run against the real services started by
+// Test-support code: failing loudly is its job.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 //! `infra/scripts/start.sh` (Kafka on 127.0.0.1:9092 unless `CHORUS_KAFKA_BROKERS` says
 //! otherwise). Every test works under its own topic prefix, so tests never see each
 //! other's data and can run in parallel.
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chorus_runtime::kafka::{apply_topics, inspect, load_topic_specs, KafkaArgs};
+use chorus_runtime::kafka::{KafkaArgs, apply_topics, inspect, load_topic_specs};
 
 /// Kafka settings for one test, under a fresh topic prefix.
 pub fn test_kafka(name: &str) -> KafkaArgs {
@@ -39,25 +41,41 @@ pub fn chorus_bin() -> PathBuf {
     }
     // target/<profile>/deps/<test binary> -> target/<profile>/chorus
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
     profile_dir.join("chorus")
 }
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// Starts `chorus <args>` with the test's Kafka settings; output goes to a log file
 /// under `target/test-logs/`.
 pub fn spawn_chorus(kafka: &KafkaArgs, log_name: &str, args: &[&str]) -> anyhow::Result<Child> {
     let bin = chorus_bin();
-    anyhow::ensure!(bin.exists(), "chorus binary not found at {} (build the workspace first)", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "chorus binary not found at {} (build the workspace first)",
+        bin.display()
+    );
     let log_dir = repo_root().join("target/test-logs");
     std::fs::create_dir_all(&log_dir)?;
     let log = std::fs::File::create(log_dir.join(format!("{}{log_name}.log", kafka.topic_prefix)))?;
     let child = Command::new(bin)
-        .args(["--brokers", &kafka.brokers, "--topic-prefix", &kafka.topic_prefix])
+        .args([
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -68,7 +86,9 @@ pub fn spawn_chorus(kafka: &KafkaArgs, log_name: &str, args: &[&str]) -> anyhow:
 
 /// Sends SIGTERM to a child and waits for it to exit.
 pub fn terminate(child: &mut Child, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
     anyhow::ensure!(status.success(), "kill -TERM failed");
     let deadline = Instant::now() + within;
     loop {
@@ -98,10 +118,17 @@ pub fn committed_total(kafka: &KafkaArgs, group: &str, topic: &str) -> i64 {
 }
 
 /// Waits until `condition` holds, polling; fails after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        anyhow::ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
@@ -120,13 +147,25 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 /// POSTs a JSON body to `http://127.0.0.1:<port><path>` (HTTP/1.0, no keep-alive).
-pub fn http_post_json(port: u16, path: &str, body: &str, timeout: Duration) -> anyhow::Result<(u16, String)> {
+pub fn http_post_json(
+    port: u16,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(timeout))?;
@@ -137,12 +176,22 @@ pub fn http_post_json(port: u16, path: &str, body: &str, timeout: Duration) -> a
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 /// A service port from the environment (as set by infra/scripts/common.sh) or its default.
 pub fn service_port(variable: &str, default: u16) -> u16 {
-    std::env::var(variable).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(variable)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

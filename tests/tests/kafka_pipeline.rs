@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 //! The exactly-once and dead-letter guarantees of the transactional stage, against the
 //! real Kafka broker, with the real `chorus router` process.
 
@@ -5,20 +6,23 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{await_delivery, event_headers, EventProducer};
+use chorus_runtime::kafka::{EventProducer, await_delivery, event_headers};
 use chorus_schemas::*;
 
 fn chat(conversation: usize, n: usize) -> AnyEvent {
-    AnyEvent::ChatMessage(Envelope::new("test", ChatMessage {
-        conversation_id: format!("conv-{conversation}"),
-        author_kind: AuthorKind::Human,
-        author_id: format!("0x{conversation:040x}"),
-        content: format!("message {n}"),
-        mentions: vec![],
-        reply_to: None,
-        hop: 0,
-        job_id: None,
-    }))
+    AnyEvent::ChatMessage(Envelope::new(
+        "test",
+        ChatMessage {
+            conversation_id: format!("conv-{conversation}"),
+            author_kind: AuthorKind::Human,
+            author_id: format!("0x{conversation:040x}"),
+            content: format!("message {n}"),
+            mentions: vec![],
+            reply_to: None,
+            hop: 0,
+            job_id: None,
+        },
+    ))
 }
 
 async fn produce(producer: &EventProducer, topic: &str, events: &[AnyEvent]) {
@@ -26,7 +30,12 @@ async fn produce(producer: &EventProducer, topic: &str, events: &[AnyEvent]) {
     for event in events {
         let headers = event_headers(event.type_name(), event.version(), &event.id());
         let payload = event.to_json().unwrap();
-        pending.push(producer.enqueue_raw(topic, Some(event.key().as_bytes()), &payload, Some(headers)).await.unwrap());
+        pending.push(
+            producer
+                .enqueue_raw(topic, Some(event.key().as_bytes()), &payload, Some(headers))
+                .await
+                .unwrap(),
+        );
     }
     for delivery in pending {
         await_delivery(delivery).await.unwrap();
@@ -72,25 +81,36 @@ async fn router_killed_mid_stream_outputs_every_input_exactly_once() {
         let args = router_args(free_port());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut router = spawn_chorus(&kafka, &format!("router-{round}"), &args).unwrap();
-        wait_for("router progress", Duration::from_secs(120), || committed_total(&kafka, group, &intake) >= kill_at).unwrap();
+        wait_for("router progress", Duration::from_secs(120), || {
+            committed_total(&kafka, group, &intake) >= kill_at
+        })
+        .unwrap();
         router.kill().unwrap(); // SIGKILL: no chance to commit or abort
         router.wait().unwrap();
         kills.push(committed_total(&kafka, group, &intake));
     }
-    assert!(kills.iter().all(|k| *k < EVENTS as i64), "both kills landed mid-stream: {kills:?}");
+    assert!(
+        kills.iter().all(|k| *k < EVENTS as i64),
+        "both kills landed mid-stream: {kills:?}"
+    );
     let port = free_port();
     let args = router_args(port);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut router = spawn_chorus(&kafka, "router-3", &args).unwrap();
-    wait_for("router to finish the backlog", Duration::from_secs(240), || {
-        committed_total(&kafka, group, &intake) >= EVENTS as i64
-    })
+    wait_for(
+        "router to finish the backlog",
+        Duration::from_secs(240),
+        || committed_total(&kafka, group, &intake) >= EVENTS as i64,
+    )
     .unwrap();
     let (status, metrics) = http_get(port, "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(metrics.contains("chorus_transactions_total"), "{metrics}");
     let status = terminate(&mut router, Duration::from_secs(30)).unwrap();
-    assert!(status.success(), "router exits cleanly on SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "router exits cleanly on SIGTERM: {status}"
+    );
 
     let records = read_all(&kafka, &output).unwrap();
     let mut seen = HashSet::with_capacity(records.len());
@@ -127,12 +147,18 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     let records: Vec<(&[u8], Option<rdkafka::message::OwnedHeaders>)> = vec![
         (&good_json[0], headers(&good[0])),
         (b"{not json at all", None),
-        (&good_json[1], Some(event_headers("feedback", 1, &good[1].id()))), // header lies about the type
+        (
+            &good_json[1],
+            Some(event_headers("feedback", 1, &good[1].id())),
+        ), // header lies about the type
         (&good_json[2], headers(&good[2])),
     ];
     let mut offsets = Vec::new();
     for (payload, headers) in records {
-        let delivery = producer.enqueue_raw(&intake, Some(b"conv-1"), payload, headers).await.unwrap();
+        let delivery = producer
+            .enqueue_raw(&intake, Some(b"conv-1"), payload, headers)
+            .await
+            .unwrap();
         offsets.push(await_delivery(delivery).await.unwrap());
     }
 
@@ -142,10 +168,25 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     let mut router = spawn_chorus(
         &kafka,
         "router",
-        &["router", "--group", &group, "--instance-id", &group, "--metrics-addr", &metrics_addr, "--session-timeout-ms", "6000"],
+        &[
+            "router",
+            "--group",
+            &group,
+            "--instance-id",
+            &group,
+            "--metrics-addr",
+            &metrics_addr,
+            "--session-timeout-ms",
+            "6000",
+        ],
     )
     .unwrap();
-    wait_for("router to consume all four", Duration::from_secs(60), || committed_total(&kafka, &group, &intake) >= 4).unwrap();
+    wait_for(
+        "router to consume all four",
+        Duration::from_secs(60),
+        || committed_total(&kafka, &group, &intake) >= 4,
+    )
+    .unwrap();
 
     let (status, body) = http_get(port, "/readyz").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -158,24 +199,51 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     terminate(&mut router, Duration::from_secs(30)).unwrap();
 
     let routed = read_all(&kafka, &kafka.topic(Topic::ChatMessages)).unwrap();
-    let routed_ids: Vec<uuid::Uuid> = routed.iter().map(|r| AnyEvent::decode(None, &r.payload).unwrap().id()).collect();
-    assert_eq!(routed_ids, vec![good[0].id(), good[2].id()], "good records routed in order, past the bad ones");
+    let routed_ids: Vec<uuid::Uuid> = routed
+        .iter()
+        .map(|r| AnyEvent::decode(None, &r.payload).unwrap().id())
+        .collect();
+    assert_eq!(
+        routed_ids,
+        vec![good[0].id(), good[2].id()],
+        "good records routed in order, past the bad ones"
+    );
 
     let dead = read_all(&kafka, &kafka.topic(Topic::DeadLetters)).unwrap();
     assert_eq!(dead.len(), 2);
-    let mut letters: Vec<DeadLetter> = dead.iter().map(|r| Envelope::<DeadLetter>::from_json(&r.payload).unwrap().data).collect();
+    let mut letters: Vec<DeadLetter> = dead
+        .iter()
+        .map(|r| Envelope::<DeadLetter>::from_json(&r.payload).unwrap().data)
+        .collect();
     letters.sort_by_key(|d| d.source_offset);
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     assert_eq!(letters[0].source_topic, intake);
     assert_eq!(letters[0].source_partition, offsets[1].partition);
     assert_eq!(letters[0].source_offset, offsets[1].offset);
-    assert_eq!(b64.decode(&letters[0].payload_base64).unwrap(), b"{not json at all", "original bytes kept");
-    assert!(letters[0].reason.contains("not valid JSON"), "{}", letters[0].reason);
+    assert_eq!(
+        b64.decode(&letters[0].payload_base64).unwrap(),
+        b"{not json at all",
+        "original bytes kept"
+    );
+    assert!(
+        letters[0].reason.contains("not valid JSON"),
+        "{}",
+        letters[0].reason
+    );
     assert_eq!(letters[0].stage, "router");
     assert_eq!(letters[1].source_offset, offsets[2].offset);
-    assert_eq!(b64.decode(&letters[1].payload_base64).unwrap(), good_json[1]);
-    assert!(letters[1].reason.contains("header says event type \"feedback\""), "{}", letters[1].reason);
+    assert_eq!(
+        b64.decode(&letters[1].payload_base64).unwrap(),
+        good_json[1]
+    );
+    assert!(
+        letters[1]
+            .reason
+            .contains("header says event type \"feedback\""),
+        "{}",
+        letters[1].reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,10 +252,15 @@ async fn producer_waits_on_a_full_queue_instead_of_failing() {
     create_topics(&kafka).await.unwrap();
     // A queue of 10 records and 5,000 sends: most sends must wait, none may fail.
     let producer = EventProducer::new(&kafka, "tiny-queue", 10).unwrap();
-    let before = chorus_runtime::metrics::PRODUCER_BACKPRESSURE.with_label_values(&["tiny-queue"]).get();
+    let before = chorus_runtime::metrics::PRODUCER_BACKPRESSURE
+        .with_label_values(&["tiny-queue"])
+        .get();
     let events: Vec<AnyEvent> = (0..5_000).map(|n| chat(n % 7, n)).collect();
     produce(&producer, &kafka.topic(Topic::Intake), &events).await;
-    let waited = chorus_runtime::metrics::PRODUCER_BACKPRESSURE.with_label_values(&["tiny-queue"]).get() - before;
+    let waited = chorus_runtime::metrics::PRODUCER_BACKPRESSURE
+        .with_label_values(&["tiny-queue"])
+        .get()
+        - before;
     assert!(waited > 0, "the full queue applied backpressure");
     let stored = read_all(&kafka, &kafka.topic(Topic::Intake)).unwrap();
     assert_eq!(stored.len(), 5_000);
@@ -195,23 +268,34 @@ async fn producer_waits_on_a_full_queue_instead_of_failing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_apply_is_idempotent_and_sets_compaction() {
-    use chorus_runtime::kafka::{apply_topics, load_topic_specs, TopicChange};
+    use chorus_runtime::kafka::{TopicChange, apply_topics, load_topic_specs};
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
 
     let kafka = test_kafka("topics");
     let specs = load_topic_specs(&repo_root().join("infra/topics/topics.toml")).unwrap();
     for topic in Topic::ALL {
-        assert!(specs.iter().any(|s| s.name == topic.base_name()), "{} has a definition", topic.base_name());
+        assert!(
+            specs.iter().any(|s| s.name == topic.base_name()),
+            "{} has a definition",
+            topic.base_name()
+        );
     }
     let first = apply_topics(&kafka, &specs, 1).await.unwrap();
     assert!(first.iter().all(|t| t.change == TopicChange::Created));
     let second = apply_topics(&kafka, &specs, 1).await.unwrap();
-    assert!(second.iter().all(|t| t.change == TopicChange::Unchanged), "{second:?}");
+    assert!(
+        second.iter().all(|t| t.change == TopicChange::Unchanged),
+        "{second:?}"
+    );
 
-    let admin: AdminClient<DefaultClientContext> = kafka.client_config("test-admin").create().unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client_config("test-admin").create().unwrap();
     let registry = kafka.topic(Topic::Registry);
-    let described = admin.describe_configs(&[ResourceSpecifier::Topic(&registry)], &AdminOptions::new()).await.unwrap();
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(&registry)], &AdminOptions::new())
+        .await
+        .unwrap();
     let resource = described.into_iter().next().unwrap().unwrap();
     let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone());
     assert_eq!(policy.as_deref(), Some("compact"));

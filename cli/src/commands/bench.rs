@@ -5,18 +5,20 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 use chorus_ingest::router::IntakeRouter;
-use chorus_runtime::kafka::{await_delivery, event_headers, inspect, run_pipeline, EventProducer, KafkaArgs, PipelineConfig};
-use chorus_runtime::metrics::Readiness;
 use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{
+    EventProducer, KafkaArgs, PipelineConfig, await_delivery, event_headers, inspect, run_pipeline,
+};
+use chorus_runtime::metrics::Readiness;
 use chorus_schemas::Topic;
 
-use super::generate::{workload_event, Rng};
+use super::generate::{Rng, workload_event};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -51,7 +53,14 @@ enum BenchTarget {
 
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
-        BenchTarget::Kafka { events, partitions, kcat, batch_max, batch_linger_ms, keep_topics } => {
+        BenchTarget::Kafka {
+            events,
+            partitions,
+            kcat,
+            batch_max,
+            batch_linger_ms,
+            keep_topics,
+        } => {
             let batch = (batch_max, Duration::from_millis(batch_linger_ms));
             bench_kafka(kafka, events, partitions, &kcat, batch, keep_topics).await
         }
@@ -71,10 +80,21 @@ async fn bench_kafka(
     kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
     let kcat_topic = format!("{}kcat-baseline", kafka.topic_prefix);
     let intake = kafka.topic(Topic::Intake);
-    let topics = vec![kcat_topic.clone(), intake.clone(), kafka.topic(Topic::ChatMessages), kafka.topic(Topic::Feedback), kafka.topic(Topic::Registry), kafka.topic(Topic::DeadLetters)];
-    let admin: AdminClient<DefaultClientContext> = kafka.client_config("chorus-bench-admin").create()?;
+    let topics = [
+        kcat_topic.clone(),
+        intake.clone(),
+        kafka.topic(Topic::ChatMessages),
+        kafka.topic(Topic::Feedback),
+        kafka.topic(Topic::Registry),
+        kafka.topic(Topic::DeadLetters),
+    ];
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client_config("chorus-bench-admin").create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let new_topics: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
     for result in admin.create_topics(&new_topics, &options).await? {
         if let Err((topic, code)) = result {
             bail!("creating {topic}: {code}");
@@ -86,11 +106,21 @@ async fn bench_kafka(
     let records: Vec<(String, Vec<u8>, &'static str, u16, uuid::Uuid)> = (0..events)
         .map(|i| {
             let event = workload_event(&mut rng, i, 500);
-            Ok((event.key().to_owned(), event.to_json()?, event.type_name(), event.version(), event.id()))
+            Ok((
+                event.key().to_owned(),
+                event.to_json()?,
+                event.type_name(),
+                event.version(),
+                event.id(),
+            ))
         })
         .collect::<Result<_, serde_json::Error>>()?;
     let bytes: usize = records.iter().map(|r| r.1.len()).sum();
-    println!("== chorus bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}", bytes / records.len().max(1), kafka.brokers);
+    println!(
+        "== chorus bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}",
+        bytes / records.len().max(1),
+        kafka.brokers
+    );
 
     // 1. kcat (librdkafka's CLI producer) with the same producer settings.
     let file = std::env::temp_dir().join(format!("chorus-bench-{run_id}.tsv"));
@@ -106,8 +136,26 @@ async fn bench_kafka(
     }
     let started = Instant::now();
     let status = tokio::process::Command::new(kcat)
-        .args(["-P", "-b", &kafka.brokers, "-t", &kcat_topic, "-K", "\t", "-l"])
-        .args(["-X", "enable.idempotence=true", "-X", "acks=all", "-X", "linger.ms=5", "-X", "compression.type=lz4"])
+        .args([
+            "-P",
+            "-b",
+            &kafka.brokers,
+            "-t",
+            &kcat_topic,
+            "-K",
+            "\t",
+            "-l",
+        ])
+        .args([
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+            "-X",
+            "linger.ms=5",
+            "-X",
+            "compression.type=lz4",
+        ])
         .arg(&file)
         .status()
         .await
@@ -128,7 +176,11 @@ async fn bench_kafka(
     let mut pending = Vec::with_capacity(records.len());
     for (key, payload, event_type, version, id) in &records {
         let headers = event_headers(event_type, *version, id);
-        pending.push(producer.enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers)).await?);
+        pending.push(
+            producer
+                .enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers))
+                .await?,
+        );
     }
     for delivery in pending {
         await_delivery(delivery).await?;
@@ -145,7 +197,14 @@ async fn bench_kafka(
     config.batch_linger = batch_linger;
     let (router_kafka, router_shutdown) = (kafka.clone(), shutdown.clone());
     let router = tokio::spawn(async move {
-        run_pipeline(&router_kafka, &config, IntakeRouter::new(&router_kafka.topic_prefix), router_shutdown, Readiness::new()).await
+        run_pipeline(
+            &router_kafka,
+            &config,
+            IntakeRouter::new(&router_kafka.topic_prefix),
+            router_shutdown,
+            Readiness::new(),
+        )
+        .await
     });
     let mut first: Option<(Instant, i64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -153,7 +212,9 @@ async fn bench_kafka(
     let mut counted;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let committed: i64 = inspect::committed_offsets(&kafka, &group, &intake)?.values().sum();
+        let committed: i64 = inspect::committed_offsets(&kafka, &group, &intake)?
+            .values()
+            .sum();
         if first.is_none() && committed > 0 {
             first = Some((Instant::now(), committed));
         }
@@ -176,15 +237,35 @@ async fn bench_kafka(
     let kcat_rate = events as f64 / kcat_seconds;
     let produce_rate = events as f64 / produce_seconds;
     let pipeline_rate = counted as f64 / pipeline_seconds.max(1e-9);
-    println!("\n{:<52} {:>12} {:>10} {:>9}", "measurement", "events/s", "seconds", "vs kcat");
-    println!("{:<52} {:>12.0} {:>10.2} {:>9.2}", "kcat -P (librdkafka 2.0.2 CLI, baseline)", kcat_rate, kcat_seconds, 1.0);
-    println!("{:<52} {:>12.0} {:>10.2} {:>9.2}", "chorus EventProducer (idempotent, acks=all)", produce_rate, produce_seconds, produce_rate / kcat_rate);
+    println!(
+        "\n{:<52} {:>12} {:>10} {:>9}",
+        "measurement", "events/s", "seconds", "vs kcat"
+    );
     println!(
         "{:<52} {:>12.0} {:>10.2} {:>9.2}",
-        "chorus router (read_committed -> txn produce + offsets)", pipeline_rate, pipeline_seconds, pipeline_rate / kcat_rate
+        "kcat -P (librdkafka 2.0.2 CLI, baseline)", kcat_rate, kcat_seconds, 1.0
     );
-    println!("router transactions: up to {batch_max} records or {} ms each", batch_linger.as_millis());
-    println!("(kcat's time includes its process start; the router's excludes the group join and its first batch: {counted} of {events} events timed)");
+    println!(
+        "{:<52} {:>12.0} {:>10.2} {:>9.2}",
+        "chorus EventProducer (idempotent, acks=all)",
+        produce_rate,
+        produce_seconds,
+        produce_rate / kcat_rate
+    );
+    println!(
+        "{:<52} {:>12.0} {:>10.2} {:>9.2}",
+        "chorus router (read_committed -> txn produce + offsets)",
+        pipeline_rate,
+        pipeline_seconds,
+        pipeline_rate / kcat_rate
+    );
+    println!(
+        "router transactions: up to {batch_max} records or {} ms each",
+        batch_linger.as_millis()
+    );
+    println!(
+        "(kcat's time includes its process start; the router's excludes the group join and its first batch: {counted} of {events} events timed)"
+    );
 
     if !keep_topics {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

@@ -6,17 +6,19 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use base64::Engine;
 use clap::Args;
 
 use chorus_ingest::router::IntakeRouter;
-use chorus_runtime::kafka::{apply_topics, inspect, load_topic_specs, run_pipeline, KafkaArgs, PipelineConfig};
-use chorus_runtime::metrics::Readiness;
 use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{
+    KafkaArgs, PipelineConfig, apply_topics, inspect, load_topic_specs, run_pipeline,
+};
+use chorus_runtime::metrics::Readiness;
 use chorus_schemas::{DeadLetter, Envelope, Topic};
 
-use super::generate::{write_workload, GenerateArgs};
+use super::generate::{GenerateArgs, write_workload};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -44,23 +46,46 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         kafka.topic_prefix = "demo.".to_owned();
     }
     let started = Instant::now();
-    println!("== Chorus demo (topic prefix {:?}, brokers {})", kafka.topic_prefix, kafka.brokers);
+    println!(
+        "== Chorus demo (topic prefix {:?}, brokers {})",
+        kafka.topic_prefix, kafka.brokers
+    );
 
     if !kafka_answers(&kafka) {
         if args.no_start {
-            bail!("no Kafka answers at {}; start it with infra/scripts/start.sh kafka", kafka.brokers);
+            bail!(
+                "no Kafka answers at {}; start it with infra/scripts/start.sh kafka",
+                kafka.brokers
+            );
         }
         let script = super::repo_path("infra/scripts/start.sh");
-        println!("-- no Kafka at {}; starting the local broker with {}", kafka.brokers, script.display());
-        let status = tokio::process::Command::new("bash").arg(&script).arg("kafka").status().await?;
+        println!(
+            "-- no Kafka at {}; starting the local broker with {}",
+            kafka.brokers,
+            script.display()
+        );
+        let status = tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg("kafka")
+            .status()
+            .await?;
         if !status.success() || !kafka_answers(&kafka) {
             bail!("could not start Kafka with {}", script.display());
         }
     }
 
     let specs = load_topic_specs(&super::repo_path("infra/topics/topics.toml"))?;
-    let applied = apply_topics(&kafka, &specs, 1).await.context("creating topics")?;
-    println!("-- {} topics ready ({} created now)", applied.len(), applied.iter().filter(|t| t.change == chorus_runtime::kafka::TopicChange::Created).count());
+    let applied = apply_topics(&kafka, &specs, 1)
+        .await
+        .context("creating topics")?;
+    println!(
+        "-- {} topics ready ({} created now)",
+        applied.len(),
+        applied
+            .iter()
+            .filter(|t| t.change == chorus_runtime::kafka::TopicChange::Created)
+            .count()
+    );
 
     let watched = [
         Topic::ChatMessages,
@@ -91,12 +116,20 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
 
     let group = format!("{}router", kafka.topic_prefix);
     let shutdown = Shutdown::new();
-    let mut config = PipelineConfig::new("router", &group, vec![kafka.topic(Topic::Intake)], "demo");
+    let mut config =
+        PipelineConfig::new("router", &group, vec![kafka.topic(Topic::Intake)], "demo");
     config.session_timeout = Duration::from_secs(6);
     let router_kafka = kafka.clone();
     let router_shutdown = shutdown.clone();
     let router = tokio::spawn(async move {
-        run_pipeline(&router_kafka, &config, IntakeRouter::new(&router_kafka.topic_prefix), router_shutdown, Readiness::new()).await
+        run_pipeline(
+            &router_kafka,
+            &config,
+            IntakeRouter::new(&router_kafka.topic_prefix),
+            router_shutdown,
+            Readiness::new(),
+        )
+        .await
     });
     let routing_started = Instant::now();
     let intake = kafka.topic(Topic::Intake);
@@ -127,11 +160,13 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         let records = inspect::read_committed(&kafka, &name, &starts[&topic])?;
         let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
         for record in &records {
-            *by_type.entry(record.event_type.clone().unwrap_or_else(|| "?".into())).or_default() += 1;
-            if topic == Topic::DeadLetters {
-                if let Ok(dead) = Envelope::<DeadLetter>::from_json(&record.payload) {
-                    dead_letters.push(dead.data);
-                }
+            *by_type
+                .entry(record.event_type.clone().unwrap_or_else(|| "?".into()))
+                .or_default() += 1;
+            if topic == Topic::DeadLetters
+                && let Ok(dead) = Envelope::<DeadLetter>::from_json(&record.payload)
+            {
+                dead_letters.push(dead.data);
             }
         }
         println!("{name:<34} {:>10}", records.len());
@@ -140,7 +175,9 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(example) = dead_letters.first() {
-        let original = base64::engine::general_purpose::STANDARD.decode(&example.payload_base64).unwrap_or_default();
+        let original = base64::engine::general_purpose::STANDARD
+            .decode(&example.payload_base64)
+            .unwrap_or_default();
         println!(
             "\nexample dead letter: {}/{}@{}: {}\n  original bytes: {}",
             example.source_topic,

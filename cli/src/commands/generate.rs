@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use chorus_runtime::kafka::{event_headers, EventProducer, KafkaArgs};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, event_headers};
 use chorus_schemas::*;
 
 #[derive(Debug, Clone, Args)]
@@ -65,45 +65,60 @@ pub fn workload_event(rng: &mut Rng, i: u64, conversations: u64) -> AnyEvent {
     let source = "generator";
     if i < AGENTS.len() as u64 {
         let name = AGENTS[i as usize];
-        return AnyEvent::AgentRegistered(Envelope::new(source, AgentRegistered {
-            agent_id: name.to_owned(),
-            owner: account(0xA000 + i),
-            name: name.to_owned(),
-            system_prompt: format!("You are {name}, a concise assistant in a group chat."),
-            model: "SmolLM2-135M-Instruct".to_owned(),
-            price_per_call_micros: 1_000 + 250 * i,
-        }));
+        return AnyEvent::AgentRegistered(Envelope::new(
+            source,
+            AgentRegistered {
+                agent_id: name.to_owned(),
+                owner: account(0xA000 + i),
+                name: name.to_owned(),
+                system_prompt: format!("You are {name}, a concise assistant in a group chat."),
+                model: "SmolLM2-135M-Instruct".to_owned(),
+                price_per_call_micros: 1_000 + 250 * i,
+            },
+        ));
     }
     let conversation = format!("group-{}", rng.below(conversations.max(1)));
     let user = account(0xB000 + rng.below(200));
     match rng.below(10) {
-        0 => AnyEvent::Feedback(Envelope::new(source, Feedback {
-            conversation_id: conversation,
-            message_id: uuid::Uuid::now_v7(),
-            account: user,
-            rating: 1 + rng.below(5) as u8,
-            comment: None,
-        })),
-        1 => AnyEvent::ConversationUpdated(Envelope::new(source, ConversationUpdated {
-            conversation_id: conversation,
-            action: ConversationAction::MemberAdded,
-            actor: user,
-            member_kind: Some(AuthorKind::Agent),
-            member_id: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].to_owned()),
-            title: None,
-        })),
+        0 => AnyEvent::Feedback(Envelope::new(
+            source,
+            Feedback {
+                conversation_id: conversation,
+                message_id: uuid::Uuid::now_v7(),
+                account: user,
+                rating: 1 + rng.below(5) as u8,
+                comment: None,
+            },
+        )),
+        1 => AnyEvent::ConversationUpdated(Envelope::new(
+            source,
+            ConversationUpdated {
+                conversation_id: conversation,
+                action: ConversationAction::MemberAdded,
+                actor: user,
+                member_kind: Some(AuthorKind::Agent),
+                member_id: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].to_owned()),
+                title: None,
+            },
+        )),
         _ => {
             let mention = AGENTS[rng.below(AGENTS.len() as u64) as usize];
-            AnyEvent::ChatMessage(Envelope::new(source, ChatMessage {
-                conversation_id: conversation,
-                author_kind: AuthorKind::Human,
-                author_id: user,
-                content: format!("@{mention} {}", PHRASES[rng.below(PHRASES.len() as u64) as usize]),
-                mentions: vec![mention.to_owned()],
-                reply_to: None,
-                hop: 0,
-                job_id: None,
-            }))
+            AnyEvent::ChatMessage(Envelope::new(
+                source,
+                ChatMessage {
+                    conversation_id: conversation,
+                    author_kind: AuthorKind::Human,
+                    author_id: user,
+                    content: format!(
+                        "@{mention} {}",
+                        PHRASES[rng.below(PHRASES.len() as u64) as usize]
+                    ),
+                    mentions: vec![mention.to_owned()],
+                    reply_to: None,
+                    hop: 0,
+                    job_id: None,
+                },
+            ))
         }
     }
 }
@@ -127,17 +142,32 @@ pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> anyhow::R
     for i in 0..args.events {
         if args.malformed_every > 0 && i % args.malformed_every == args.malformed_every - 1 {
             let garbage = format!("{{\"type\":\"chat.message\",\"truncated\":{i}");
-            pending.push(producer.enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None).await?);
+            pending.push(
+                producer
+                    .enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None)
+                    .await?,
+            );
             written.malformed += 1;
         }
         let event = workload_event(&mut rng, i, args.conversations);
         let payload = event.to_json()?;
         let headers = event_headers(event.type_name(), event.version(), &event.id());
-        pending.push(producer.enqueue_raw(&topic, Some(event.key().as_bytes()), &payload, Some(headers)).await?);
+        pending.push(
+            producer
+                .enqueue_raw(
+                    &topic,
+                    Some(event.key().as_bytes()),
+                    &payload,
+                    Some(headers),
+                )
+                .await?,
+        );
         written.valid += 1;
     }
     for delivery in pending {
-        chorus_runtime::kafka::await_delivery(delivery).await.context("waiting for the broker to acknowledge")?;
+        chorus_runtime::kafka::await_delivery(delivery)
+            .await
+            .context("waiting for the broker to acknowledge")?;
     }
     written.seconds = started.elapsed().as_secs_f64();
     Ok(written)

@@ -3,9 +3,9 @@ use std::time::Duration;
 use clap::Args;
 
 use chorus_ingest::router::IntakeRouter;
-use chorus_runtime::kafka::{run_pipeline, KafkaArgs, PipelineConfig};
-use chorus_runtime::metrics::{self, Readiness};
 use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
+use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::Topic;
 
 use crate::ServiceArgs;
@@ -25,22 +25,47 @@ pub struct RouterArgs {
     batch_linger_ms: u64,
     /// Kafka transaction timeout in milliseconds (bounds how long a crashed instance's
     /// open transaction can hold back read-committed consumers if it never restarts).
-    #[arg(long, env = "CHORUS_ROUTER_TRANSACTION_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "CHORUS_ROUTER_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     transaction_timeout_ms: u64,
     /// Consumer session timeout in milliseconds (how fast a dead instance's partitions move).
-    #[arg(long, env = "CHORUS_ROUTER_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "CHORUS_ROUTER_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     session_timeout_ms: u64,
 }
 
 pub async fn run(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let readiness = Readiness::new();
-    metrics::serve(args.service.metrics_addr, readiness.clone(), shutdown.clone()).await?;
-    let mut config = PipelineConfig::new("router", &args.group, vec![kafka.topic(Topic::Intake)], &args.service.instance_id);
+    metrics::serve(
+        args.service.metrics_addr,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let mut config = PipelineConfig::new(
+        "router",
+        &args.group,
+        vec![kafka.topic(Topic::Intake)],
+        &args.service.instance_id,
+    );
     config.batch_max = args.batch_max;
     config.batch_linger = Duration::from_millis(args.batch_linger_ms);
     config.transaction_timeout = Duration::from_millis(args.transaction_timeout_ms);
     config.session_timeout = Duration::from_millis(args.session_timeout_ms);
-    run_pipeline(kafka, &config, IntakeRouter::new(&kafka.topic_prefix), shutdown, readiness).await?;
+    run_pipeline(
+        kafka,
+        &config,
+        IntakeRouter::new(&kafka.topic_prefix),
+        shutdown,
+        readiness,
+    )
+    .await?;
     Ok(())
 }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use chorus_runtime::kafka::{apply_topics, load_topic_specs, KafkaArgs, TopicChange};
+use chorus_runtime::kafka::{KafkaArgs, TopicChange, apply_topics, load_topic_specs};
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
@@ -26,7 +26,10 @@ enum TopicsAction {
 
 pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
     match args.action {
-        TopicsAction::Apply { file, replication_factor } => {
+        TopicsAction::Apply {
+            file,
+            replication_factor,
+        } => {
             let specs = load_topic_specs(&file)?;
             let report = apply_topics(kafka, &specs, replication_factor)
                 .await
@@ -34,10 +37,15 @@ pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
             for topic in report {
                 let change = match topic.change {
                     TopicChange::Created => "created".to_owned(),
-                    TopicChange::Updated { partitions_from } => format!("partitions {partitions_from} -> {}", topic.partitions),
+                    TopicChange::Updated { partitions_from } => {
+                        format!("partitions {partitions_from} -> {}", topic.partitions)
+                    }
                     TopicChange::Unchanged => "up to date".to_owned(),
                 };
-                println!("{:<40} {:>3} partitions  {change}", topic.name, topic.partitions);
+                println!(
+                    "{:<40} {:>3} partitions  {change}",
+                    topic.name, topic.partitions
+                );
             }
             Ok(())
         }

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -25,28 +28,49 @@ struct TopicFile {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parsing {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("topic {topic}: {reason}")]
     Invalid { topic: String, reason: String },
     #[error("kafka admin: {0}")]
     Kafka(#[from] KafkaError),
     #[error("topic {topic}: {code}")]
-    Topic { topic: String, code: RDKafkaErrorCode },
+    Topic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// Reads and checks a topics file.
 pub fn load_topic_specs(path: &Path) -> Result<Vec<TopicSpec>, AdminError> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| AdminError::Read { path: display.clone(), source })?;
-    let file: TopicFile = toml::from_str(&text).map_err(|source| AdminError::Parse { path: display, source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| AdminError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    let file: TopicFile = toml::from_str(&text).map_err(|source| AdminError::Parse {
+        path: display,
+        source,
+    })?;
     for spec in &file.topic {
         if spec.partitions < 1 {
-            return Err(AdminError::Invalid { topic: spec.name.clone(), reason: "partitions must be at least 1".into() });
+            return Err(AdminError::Invalid {
+                topic: spec.name.clone(),
+                reason: "partitions must be at least 1".into(),
+            });
         }
         if spec.retention_ms < -1 || spec.retention_ms == 0 {
-            return Err(AdminError::Invalid { topic: spec.name.clone(), reason: "retention_ms must be -1 or positive".into() });
+            return Err(AdminError::Invalid {
+                topic: spec.name.clone(),
+                reason: "retention_ms must be -1 or positive".into(),
+            });
         }
     }
     Ok(file.topic)
@@ -73,20 +97,35 @@ fn configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
         CleanupPolicy::Delete => "delete",
         CleanupPolicy::Compact => "compact",
     };
-    vec![("cleanup.policy", policy.to_owned()), ("retention.ms", spec.retention_ms.to_string())]
+    vec![
+        ("cleanup.policy", policy.to_owned()),
+        ("retention.ms", spec.retention_ms.to_string()),
+    ]
 }
 
 /// Creates missing topics (under the prefix), sets their configs and grows partitions.
 /// Idempotent: running it twice changes nothing the second time.
-pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i32) -> Result<Vec<AppliedTopic>, AdminError> {
+pub async fn apply_topics(
+    kafka: &KafkaArgs,
+    specs: &[TopicSpec],
+    replication: i32,
+) -> Result<Vec<AppliedTopic>, AdminError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client_config("chorus-admin").create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(15))?;
-    let existing: HashMap<String, i32> =
-        metadata.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len() as i32)).collect();
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(15))?;
+    let existing: HashMap<String, i32> = metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect();
 
     let mut report = Vec::new();
-    let names: Vec<String> = specs.iter().map(|s| format!("{}{}", kafka.topic_prefix, s.name)).collect();
+    let names: Vec<String> = specs
+        .iter()
+        .map(|s| format!("{}{}", kafka.topic_prefix, s.name))
+        .collect();
     let mut to_create = Vec::new();
     let mut config_values = Vec::new();
     for (spec, name) in specs.iter().zip(&names) {
@@ -98,8 +137,12 @@ pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i
     let new_topics: Vec<NewTopic<'_>> = to_create
         .iter()
         .map(|(spec, name)| {
-            let index = specs.iter().position(|s| std::ptr::eq(s, *spec)).unwrap_or(0);
-            let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication));
+            let index = specs
+                .iter()
+                .position(|s| std::ptr::eq(s, *spec))
+                .unwrap_or(0);
+            let mut topic =
+                NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication));
             for (key, value) in &config_values[index] {
                 topic = topic.set(key, value);
             }
@@ -119,7 +162,11 @@ pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i
 
     for ((spec, name), values) in specs.iter().zip(&names).zip(&config_values) {
         match existing.get(name) {
-            None => report.push(AppliedTopic { name: name.clone(), partitions: spec.partitions, change: TopicChange::Created }),
+            None => report.push(AppliedTopic {
+                name: name.clone(),
+                partitions: spec.partitions,
+                change: TopicChange::Created,
+            }),
             Some(&current) => {
                 let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
                 for (key, value) in values {
@@ -127,7 +174,10 @@ pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i
                 }
                 for result in admin.alter_configs(&[alter], &options).await? {
                     if let Err((_, code)) = result {
-                        return Err(AdminError::Topic { topic: name.clone(), code });
+                        return Err(AdminError::Topic {
+                            topic: name.clone(),
+                            code,
+                        });
                     }
                 }
                 if spec.partitions > current {
@@ -140,13 +190,19 @@ pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i
                     report.push(AppliedTopic {
                         name: name.clone(),
                         partitions: spec.partitions,
-                        change: TopicChange::Updated { partitions_from: current },
+                        change: TopicChange::Updated {
+                            partitions_from: current,
+                        },
                     });
                 } else {
                     if spec.partitions < current {
                         tracing::warn!(topic = %name, current, wanted = spec.partitions, "Kafka cannot shrink partitions; keeping the current count");
                     }
-                    report.push(AppliedTopic { name: name.clone(), partitions: current, change: TopicChange::Unchanged });
+                    report.push(AppliedTopic {
+                        name: name.clone(),
+                        partitions: current,
+                        change: TopicChange::Unchanged,
+                    });
                 }
             }
         }
@@ -155,23 +211,33 @@ pub async fn apply_topics(kafka: &KafkaArgs, specs: &[TopicSpec], replication: i
 }
 
 /// Waits until every partition of `topics` has a leader (new topics take a moment).
-async fn wait_for_leaders(admin: &AdminClient<DefaultClientContext>, topics: &[&str]) -> Result<(), AdminError> {
+async fn wait_for_leaders(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+) -> Result<(), AdminError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?;
         let ready = topics.iter().all(|name| {
             metadata.topics().iter().any(|t| {
                 t.name() == *name
                     && t.error().is_none()
                     && !t.partitions().is_empty()
-                    && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.leader() >= 0 && p.error().is_none())
             })
         });
         if ready {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(AdminError::Invalid { topic: topics.join(","), reason: "partitions have no leader after 30s".into() });
+            return Err(AdminError::Invalid {
+                topic: topics.join(","),
+                reason: "partitions have no leader after 30s".into(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

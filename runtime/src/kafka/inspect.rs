@@ -70,7 +70,11 @@ pub fn end_offsets(kafka: &KafkaArgs, topic: &str) -> Result<BTreeMap<i32, i64>,
 }
 
 /// The offsets a consumer group committed on a topic (0 where it has none).
-pub fn committed_offsets(kafka: &KafkaArgs, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, KafkaError> {
+pub fn committed_offsets(
+    kafka: &KafkaArgs,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let consumer = consumer(kafka, Some(group))?;
     let mut list = TopicPartitionList::new();
     for partition in partitions(kafka, topic)? {
@@ -80,7 +84,16 @@ pub fn committed_offsets(kafka: &KafkaArgs, group: &str, topic: &str) -> Result<
     Ok(committed
         .elements()
         .iter()
-        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { 0 }))
+        .map(|e| {
+            (
+                e.partition(),
+                if let Offset::Offset(o) = e.offset() {
+                    o
+                } else {
+                    0
+                },
+            )
+        })
         .collect())
 }
 
@@ -90,17 +103,27 @@ pub fn committed_offsets(kafka: &KafkaArgs, group: &str, topic: &str) -> Result<
 pub fn group_lag(kafka: &KafkaArgs, group: &str, topic: &str) -> Result<i64, KafkaError> {
     let ends = end_offsets(kafka, topic)?;
     let committed = committed_offsets(kafka, group, topic)?;
-    Ok(ends.iter().map(|(p, end)| (end - committed.get(p).copied().unwrap_or(0)).max(0)).sum())
+    Ok(ends
+        .iter()
+        .map(|(p, end)| (end - committed.get(p).copied().unwrap_or(0)).max(0))
+        .sum())
 }
 
 /// Reads the committed records of `topic` from `from` offsets (beginning where absent)
 /// up to the current end.
-pub fn read_committed(kafka: &KafkaArgs, topic: &str, from: &BTreeMap<i32, i64>) -> Result<Vec<StoredRecord>, KafkaError> {
+pub fn read_committed(
+    kafka: &KafkaArgs,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+) -> Result<Vec<StoredRecord>, KafkaError> {
     let consumer = consumer(kafka, None)?;
     let parts = partitions(kafka, topic)?;
     let mut list = TopicPartitionList::new();
     for partition in &parts {
-        let start = from.get(partition).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
+        let start = from
+            .get(partition)
+            .map(|o| Offset::Offset(*o))
+            .unwrap_or(Offset::Beginning);
         list.add_partition_offset(topic, *partition, start)?;
     }
     consumer.assign(&list)?;
@@ -122,7 +145,10 @@ pub fn read_committed(kafka: &KafkaArgs, topic: &str, from: &BTreeMap<i32, i64>)
             Some(Ok(message)) => {
                 idle_polls = 0;
                 let event_type = message.headers().and_then(|h| {
-                    h.iter().find(|h| h.key == chorus_schemas::HEADER_TYPE).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+                    h.iter()
+                        .find(|h| h.key == chorus_schemas::HEADER_TYPE)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
                 });
                 out.push(StoredRecord {
                     partition: message.partition(),

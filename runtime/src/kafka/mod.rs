@@ -10,9 +10,11 @@ use clap::Args;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 
-pub use admin::{apply_topics, load_topic_specs, AppliedTopic, TopicChange};
-pub use pipeline::{run_pipeline, InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, Transform};
-pub use producer::{await_delivery, Delivered, EventProducer, ProduceError};
+pub use admin::{AppliedTopic, TopicChange, apply_topics, load_topic_specs};
+pub use pipeline::{
+    InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, Transform, run_pipeline,
+};
+pub use producer::{Delivered, EventProducer, ProduceError, await_delivery};
 
 use chorus_schemas::{Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION};
 
@@ -20,7 +22,12 @@ use chorus_schemas::{Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "CHORUS_KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long,
+        env = "CHORUS_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     pub brokers: String,
     /// Prefix prepended to every topic name (tests and shared clusters use it to keep
     /// deployments apart; empty in a dedicated cluster).
@@ -29,13 +36,22 @@ pub struct KafkaArgs {
     /// Extra librdkafka client property as KEY=VALUE, repeatable (e.g.
     /// `security.protocol=SASL_SSL`, `sasl.mechanism=SCRAM-SHA-512`). Values are never
     /// logged; put secrets in the environment or the config file, not on the command line.
-    #[arg(long = "kafka-property", env = "CHORUS_KAFKA_PROPERTIES", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "kafka-property",
+        env = "CHORUS_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        global = true
+    )]
     pub properties: Vec<String>,
 }
 
 impl Default for KafkaArgs {
     fn default() -> Self {
-        KafkaArgs { brokers: "127.0.0.1:9092".into(), topic_prefix: String::new(), properties: Vec::new() }
+        KafkaArgs {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            properties: Vec::new(),
+        }
     }
 }
 
@@ -43,7 +59,9 @@ impl KafkaArgs {
     /// Base client settings: bootstrap servers, client id and the extra properties.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers).set("client.id", client_id);
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
         for property in &self.properties {
             if let Some((key, value)) = property.split_once('=') {
                 config.set(key.trim(), value.trim());
@@ -65,9 +83,18 @@ pub fn event_headers(event_type: &str, version: u16, id: &uuid::Uuid) -> OwnedHe
     let version = version.to_string();
     let id = id.to_string();
     OwnedHeaders::new_with_capacity(3)
-        .insert(Header { key: HEADER_TYPE, value: Some(event_type.as_bytes()) })
-        .insert(Header { key: HEADER_VERSION, value: Some(version.as_bytes()) })
-        .insert(Header { key: HEADER_ID, value: Some(id.as_bytes()) })
+        .insert(Header {
+            key: HEADER_TYPE,
+            value: Some(event_type.as_bytes()),
+        })
+        .insert(Header {
+            key: HEADER_VERSION,
+            value: Some(version.as_bytes()),
+        })
+        .insert(Header {
+            key: HEADER_ID,
+            value: Some(id.as_bytes()),
+        })
 }
 
 /// Headers of a typed envelope.

@@ -19,26 +19,26 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures::StreamExt;
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use futures::StreamExt;
 use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
-use rdkafka::ClientContext;
 
 use chorus_schemas::{DeadLetter, Envelope, EventData, Topic};
 
-use super::{envelope_headers, KafkaArgs};
-use crate::metrics::{self, Readiness};
+use super::{KafkaArgs, envelope_headers};
 use crate::Shutdown;
+use crate::metrics::{self, Readiness};
 
 /// One consumed record, as the transform sees it.
 #[derive(Debug)]
@@ -63,7 +63,6 @@ impl<'a> InputRecord<'a> {
         }
     }
 
-
     /// A header's value as UTF-8 text (None when absent or not text).
     pub fn header(&self, name: &str) -> Option<&str> {
         let headers = self.message.headers()?;
@@ -86,7 +85,10 @@ pub struct OutputRecord {
 
 impl OutputRecord {
     /// A typed event for its own topic under `prefix`.
-    pub fn event<T: EventData>(prefix: &str, event: &Envelope<T>) -> Result<Self, serde_json::Error> {
+    pub fn event<T: EventData>(
+        prefix: &str,
+        event: &Envelope<T>,
+    ) -> Result<Self, serde_json::Error> {
         Ok(OutputRecord {
             topic: T::TOPIC.name(prefix),
             key: Some(event.key.clone().into_bytes()),
@@ -111,7 +113,10 @@ pub enum ProcessError {
 /// A consume-transform-produce step, called once per record. With `concurrency` above
 /// one, several calls run at once; outputs are still produced in input order.
 pub trait Transform: Send + Sync {
-    fn process(&self, record: &InputRecord<'_>) -> impl Future<Output = Result<Vec<OutputRecord>, ProcessError>> + Send;
+    fn process(
+        &self,
+        record: &InputRecord<'_>,
+    ) -> impl Future<Output = Result<Vec<OutputRecord>, ProcessError>> + Send;
 }
 
 /// Settings of one pipeline stage.
@@ -164,8 +169,13 @@ impl PipelineConfig {
 pub enum PipelineError {
     #[error("kafka client setup: {0}")]
     Setup(#[source] KafkaError),
-    #[error("fatal kafka error (another instance with transactional id {transactional_id:?} took over?): {source}")]
-    Fatal { transactional_id: String, source: KafkaError },
+    #[error(
+        "fatal kafka error (another instance with transactional id {transactional_id:?} took over?): {source}"
+    )]
+    Fatal {
+        transactional_id: String,
+        source: KafkaError,
+    },
 }
 
 /// Librdkafka callbacks: consumer lag into the metric, rebalances into a generation
@@ -193,9 +203,15 @@ impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         match rebalance {
-            Rebalance::Revoke(tpl) => tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked"),
-            Rebalance::Assign(tpl) => tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned"),
-            Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance error"),
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance error")
+            }
         }
     }
 }
@@ -216,7 +232,10 @@ pub async fn run_pipeline<T: Transform>(
             Ok(()) => return Ok(()),
             Err(StageError::Fatal(source)) => {
                 readiness.set(false);
-                return Err(PipelineError::Fatal { transactional_id: config.transactional_id.clone(), source });
+                return Err(PipelineError::Fatal {
+                    transactional_id: config.transactional_id.clone(),
+                    source,
+                });
             }
             Err(StageError::Transient(reason)) => {
                 readiness.set(false);
@@ -269,7 +288,10 @@ async fn run_once<T: Transform>(
 ) -> Result<(), StageError> {
     let stage = config.stage.as_str();
     let generation = Arc::new(AtomicU64::new(0));
-    let context = StageContext { group: config.group_id.clone(), generation: generation.clone() };
+    let context = StageContext {
+        group: config.group_id.clone(),
+        generation: generation.clone(),
+    };
     let consumer: StreamConsumer<StageContext> = kafka
         .client_config(&format!("{stage}-consumer"))
         .set("group.id", &config.group_id)
@@ -277,8 +299,16 @@ async fn run_once<T: Transform>(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &config.auto_offset_reset)
-        .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
-        .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 4).max(100).to_string())
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout.as_millis() / 4)
+                .max(100)
+                .to_string(),
+        )
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)
         .map_err(|e| classify("creating consumer", e))?;
@@ -289,13 +319,19 @@ async fn run_once<T: Transform>(
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("transaction.timeout.ms", config.transaction_timeout.as_millis().to_string())
+        .set(
+            "transaction.timeout.ms",
+            config.transaction_timeout.as_millis().to_string(),
+        )
         .create()
         .map_err(|e| classify("creating producer", e))?;
     let txn_timeout = Timeout::After(Duration::from_secs(30));
-    blocking(|| producer.init_transactions(txn_timeout)).map_err(|e| classify("init_transactions", e))?;
+    blocking(|| producer.init_transactions(txn_timeout))
+        .map_err(|e| classify("init_transactions", e))?;
     let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| classify("subscribe", e))?;
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| classify("subscribe", e))?;
     readiness.set(true);
     tracing::info!(stage, group = %config.group_id, transactional_id = %config.transactional_id, topics = ?topics, "pipeline running");
 
@@ -335,13 +371,16 @@ async fn run_once<T: Transform>(
 
         // Transform (up to `concurrency` records at once; results keep input order, so
         // outputs keep per-partition order), then produce and commit in one transaction.
-        let mut results: Vec<Result<Vec<OutputRecord>, ProcessError>> = Vec::with_capacity(messages.len());
+        let mut results: Vec<Result<Vec<OutputRecord>, ProcessError>> =
+            Vec::with_capacity(messages.len());
         let mut in_flight = futures::stream::FuturesOrdered::new();
         let mut pending = messages.iter();
         loop {
             while in_flight.len() < concurrency {
                 match pending.next() {
-                    Some(message) => in_flight.push_back(transform_one(transform, message, &processing_seconds)),
+                    Some(message) => {
+                        in_flight.push_back(transform_one(transform, message, &processing_seconds))
+                    }
                     None => break,
                 }
             }
@@ -352,7 +391,15 @@ async fn run_once<T: Transform>(
         }
 
         let mut batch = Batch::default();
-        let outcome = produce_batch(stage, &dead_letter_topic, &producer, &messages, results, &mut batch).await;
+        let outcome = produce_batch(
+            stage,
+            &dead_letter_topic,
+            &producer,
+            &messages,
+            results,
+            &mut batch,
+        )
+        .await;
         let outcome = match outcome {
             Err(reason) => Err(reason),
             Ok(()) if generation.load(Ordering::SeqCst) != batch_generation => {
@@ -362,22 +409,33 @@ async fn run_once<T: Transform>(
         };
         match outcome {
             Ok(()) => {
-                metrics::TRANSACTIONS.with_label_values(&[stage, "committed"]).inc();
+                metrics::TRANSACTIONS
+                    .with_label_values(&[stage, "committed"])
+                    .inc();
                 for (topic, count) in &batch.in_per_topic {
-                    metrics::EVENTS_IN.with_label_values(&[stage, topic]).inc_by(*count);
+                    metrics::EVENTS_IN
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
                 }
                 for (topic, count) in &batch.out_per_topic {
-                    metrics::EVENTS_OUT.with_label_values(&[stage, topic]).inc_by(*count);
+                    metrics::EVENTS_OUT
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
                 }
                 for (topic, count) in &batch.dead_per_topic {
-                    metrics::DEAD_LETTERS.with_label_values(&[stage, topic]).inc_by(*count);
+                    metrics::DEAD_LETTERS
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
                 }
             }
             Err(reason) => {
-                metrics::TRANSACTIONS.with_label_values(&[stage, "aborted"]).inc();
+                metrics::TRANSACTIONS
+                    .with_label_values(&[stage, "aborted"])
+                    .inc();
                 tracing::warn!(stage, %reason, records = messages.len(), "aborting transaction and rewinding");
                 if batch.began {
-                    blocking(|| producer.abort_transaction(txn_timeout)).map_err(|e| classify("abort_transaction", e))?;
+                    blocking(|| producer.abort_transaction(txn_timeout))
+                        .map_err(|e| classify("abort_transaction", e))?;
                 }
                 rewind(&consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
                 if batch.retry_after_abort {
@@ -427,7 +485,10 @@ async fn produce_batch(
     results: Vec<Result<Vec<OutputRecord>, ProcessError>>,
     batch: &mut Batch,
 ) -> Result<(), String> {
-    if let Some(Err(ProcessError::Retry(reason))) = results.iter().find(|r| matches!(r, Err(ProcessError::Retry(_)))) {
+    if let Some(Err(ProcessError::Retry(reason))) = results
+        .iter()
+        .find(|r| matches!(r, Err(ProcessError::Retry(_))))
+    {
         batch.retry_after_abort = true;
         return Err(format!("transform asked to retry: {reason}"));
     }
@@ -439,8 +500,13 @@ async fn produce_batch(
             Ok(outputs) => outputs,
             Err(ProcessError::Reject(reason)) => {
                 let dead = dead_letter(stage, &record, reason);
-                let payload = dead.to_json().map_err(|e| format!("encoding dead letter: {e}"))?;
-                *batch.dead_per_topic.entry(record.topic.to_owned()).or_default() += 1;
+                let payload = dead
+                    .to_json()
+                    .map_err(|e| format!("encoding dead letter: {e}"))?;
+                *batch
+                    .dead_per_topic
+                    .entry(record.topic.to_owned())
+                    .or_default() += 1;
                 vec![OutputRecord {
                     topic: dead_letter_topic.to_owned(),
                     key: Some(dead.key.clone().into_bytes()),
@@ -454,8 +520,14 @@ async fn produce_batch(
             send_in_transaction(producer, output).await?;
             *batch.out_per_topic.entry(output.topic.clone()).or_default() += 1;
         }
-        *batch.in_per_topic.entry(record.topic.to_owned()).or_default() += 1;
-        batch.next_offsets.insert((record.topic.to_owned(), record.partition), record.offset + 1);
+        *batch
+            .in_per_topic
+            .entry(record.topic.to_owned())
+            .or_default() += 1;
+        batch.next_offsets.insert(
+            (record.topic.to_owned(), record.partition),
+            record.offset + 1,
+        );
     }
     Ok(())
 }
@@ -477,8 +549,12 @@ fn dead_letter(stage: &str, record: &InputRecord<'_>, reason: String) -> Envelop
 }
 
 /// Queues a record in the open transaction, waiting while the queue is full.
-async fn send_in_transaction(producer: &FutureProducer, output: &OutputRecord) -> Result<(), String> {
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&output.topic).payload(&output.payload);
+async fn send_in_transaction(
+    producer: &FutureProducer,
+    output: &OutputRecord,
+) -> Result<(), String> {
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(&output.topic).payload(&output.payload);
     if let Some(key) = &output.key {
         record = record.key(key);
     }
@@ -490,8 +566,13 @@ async fn send_in_transaction(producer: &FutureProducer, output: &OutputRecord) -
             // The delivery report is not awaited: commit_transaction flushes and fails
             // if any record of the transaction failed.
             Ok(_delivery) => return Ok(()),
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
-                metrics::PRODUCER_BACKPRESSURE.with_label_values(&["pipeline"]).inc();
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                returned,
+            )) => {
+                metrics::PRODUCER_BACKPRESSURE
+                    .with_label_values(&["pipeline"])
+                    .inc();
                 record = returned;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -512,10 +593,13 @@ fn commit(
             .add_partition_offset(topic, *partition, Offset::Offset(*next))
             .map_err(|e| format!("offset list: {e}"))?;
     }
-    let group = consumer.group_metadata().ok_or_else(|| "consumer has no group metadata".to_owned())?;
+    let group = consumer
+        .group_metadata()
+        .ok_or_else(|| "consumer has no group metadata".to_owned())?;
     blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
         .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
-    blocking(|| producer.commit_transaction(timeout)).map_err(|e| format!("commit_transaction: {e}"))
+    blocking(|| producer.commit_transaction(timeout))
+        .map_err(|e| format!("commit_transaction: {e}"))
 }
 
 /// Moves every assigned partition back to its committed offset (or the beginning).

@@ -9,7 +9,7 @@ use rdkafka::util::Timeout;
 
 use chorus_schemas::{Envelope, EventData};
 
-use super::{envelope_headers, KafkaArgs};
+use super::{KafkaArgs, envelope_headers};
 use crate::metrics;
 
 /// Why an event could not be produced.
@@ -42,24 +42,37 @@ pub struct EventProducer {
 
 impl std::fmt::Debug for EventProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("EventProducer")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
 impl EventProducer {
     /// Creates the producer. `queue_max_messages` bounds the local queue (the point at
     /// which backpressure starts).
-    pub fn new(kafka: &KafkaArgs, client: &str, queue_max_messages: usize) -> Result<Self, KafkaError> {
+    pub fn new(
+        kafka: &KafkaArgs,
+        client: &str,
+        queue_max_messages: usize,
+    ) -> Result<Self, KafkaError> {
         let producer: FutureProducer = kafka
             .client_config(client)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", queue_max_messages.max(1).to_string())
+            .set(
+                "queue.buffering.max.messages",
+                queue_max_messages.max(1).to_string(),
+            )
             .set("message.timeout.ms", "120000")
             .create()?;
-        Ok(EventProducer { producer, kafka: kafka.clone(), client: client.to_owned() })
+        Ok(EventProducer {
+            producer,
+            kafka: kafka.clone(),
+            client: client.to_owned(),
+        })
     }
 
     /// Produces a typed event to its topic and waits for the broker's acknowledgement.
@@ -70,10 +83,19 @@ impl EventProducer {
 
     /// Queues a typed event (waiting while the queue is full) and returns the pending
     /// acknowledgement, so that callers can pipeline many sends.
-    pub async fn enqueue<T: EventData>(&self, event: &Envelope<T>) -> Result<DeliveryFuture, ProduceError> {
+    pub async fn enqueue<T: EventData>(
+        &self,
+        event: &Envelope<T>,
+    ) -> Result<DeliveryFuture, ProduceError> {
         let payload = event.to_json()?;
         let topic = self.kafka.topic(T::TOPIC);
-        self.enqueue_raw(&topic, Some(event.key.as_bytes()), &payload, Some(envelope_headers(event))).await
+        self.enqueue_raw(
+            &topic,
+            Some(event.key.as_bytes()),
+            &payload,
+            Some(envelope_headers(event)),
+        )
+        .await
     }
 
     /// Queues raw bytes (waiting while the queue is full).
@@ -94,11 +116,15 @@ impl EventProducer {
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => {
-                    metrics::EVENTS_OUT.with_label_values(&[&self.client, topic]).inc();
+                    metrics::EVENTS_OUT
+                        .with_label_values(&[&self.client, topic])
+                        .inc();
                     return Ok(delivery);
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    metrics::PRODUCER_BACKPRESSURE.with_label_values(&[&self.client]).inc();
+                    metrics::PRODUCER_BACKPRESSURE
+                        .with_label_values(&[&self.client])
+                        .inc();
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -121,7 +147,10 @@ impl EventProducer {
 /// Waits for one acknowledgement.
 pub async fn await_delivery(delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
     match delivery.await {
-        Ok(Ok(delivery)) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
+        Ok(Ok(delivery)) => Ok(Delivered {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
         Ok(Err((e, _))) => Err(e.into()),
         Err(_) => Err(ProduceError::Cancelled),
     }

@@ -1,0 +1,139 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use chorus_inference_workers::providers::{
+    BreakerSettings, ProviderDirectory, parse_static_provider,
+};
+use chorus_inference_workers::{InferenceWorker, WorkerSettings};
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
+use chorus_runtime::metrics::{self, Readiness};
+use chorus_schemas::Topic;
+
+use crate::ServiceArgs;
+
+#[derive(Debug, Args)]
+pub struct InferenceWorkerArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Consumer group of the workers (all workers share it; partitions of the jobs
+    /// topic bound how many can work at once).
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_GROUP",
+        default_value = "chorus-inference-workers"
+    )]
+    group: String,
+    /// Jobs in flight at once in this worker.
+    #[arg(long, env = "CHORUS_WORKER_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// Most jobs per transaction (default: four times the concurrency).
+    #[arg(long, env = "CHORUS_WORKER_BATCH_MAX")]
+    batch_max: Option<usize>,
+    /// A static provider, `id=...,endpoint=http://host/v1,models=a|b,price=N[,owner=0x...]`,
+    /// repeatable; added to those registered in the registry topic. API keys come from
+    /// `CHORUS_PROVIDER_API_KEY_<ID>`.
+    #[arg(
+        long = "provider",
+        env = "CHORUS_WORKER_PROVIDERS",
+        value_delimiter = ';'
+    )]
+    providers: Vec<String>,
+    /// Longest one provider call may take, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    attempt_timeout_ms: u64,
+    /// Most provider calls per job.
+    #[arg(long, env = "CHORUS_WORKER_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+    /// Deadline of jobs that set none, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_DEFAULT_DEADLINE_MS",
+        default_value_t = 120_000
+    )]
+    default_deadline_ms: u64,
+    /// First retry delay in milliseconds (doubles per attempt, jittered).
+    #[arg(long, env = "CHORUS_WORKER_BACKOFF_MS", default_value_t = 200)]
+    backoff_ms: u64,
+    /// Consecutive failures that open a provider's circuit.
+    #[arg(long, env = "CHORUS_WORKER_BREAKER_THRESHOLD", default_value_t = 5)]
+    breaker_threshold: u32,
+    /// How long an open circuit stays open, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_BREAKER_COOL_DOWN_MS",
+        default_value_t = 30_000
+    )]
+    breaker_cool_down_ms: u64,
+    /// Consumer session timeout in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    session_timeout_ms: u64,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: InferenceWorkerArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals();
+    let readiness = Readiness::new();
+    metrics::serve(
+        args.service.metrics_addr,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let directory = Arc::new(ProviderDirectory::new(BreakerSettings {
+        threshold: args.breaker_threshold,
+        cool_down: Duration::from_millis(args.breaker_cool_down_ms),
+    }));
+    for spec in &args.providers {
+        directory.upsert(
+            &parse_static_provider(spec)
+                .map_err(anyhow::Error::msg)
+                .context("--provider")?,
+        );
+    }
+    directory
+        .clone()
+        .follow_registry(kafka, shutdown.clone())
+        .await
+        .context("loading the provider registry")?;
+    let settings = WorkerSettings {
+        attempt_timeout: Duration::from_millis(args.attempt_timeout_ms),
+        max_attempts: args.max_attempts,
+        default_deadline: Duration::from_millis(args.default_deadline_ms),
+        backoff_base: Duration::from_millis(args.backoff_ms),
+        source: format!("inference-worker/{}", args.service.instance_id),
+        topic_prefix: kafka.topic_prefix.clone(),
+    };
+    let mut config = PipelineConfig::new(
+        "inference-worker",
+        &args.group,
+        vec![kafka.topic(Topic::InferenceJobs)],
+        &args.service.instance_id,
+    );
+    config.concurrency = args.concurrency.max(1);
+    config.batch_max = args.batch_max.unwrap_or(config.concurrency * 4);
+    config.batch_linger = Duration::from_millis(200);
+    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    // A batch waits for its slowest job: give the transaction room beyond the deadline.
+    config.transaction_timeout =
+        Duration::from_millis(args.default_deadline_ms.saturating_mul(2).max(60_000));
+    run_pipeline(
+        kafka,
+        &config,
+        InferenceWorker::new(settings, directory),
+        shutdown,
+        readiness,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The providers a worker can route to: registered in the `chorus.registry` topic
+//! (followed live, rebuilt from the start of the compacted topic on every start) and/or
+//! given on the command line. API keys come from the environment only:
+//! `CHORUS_PROVIDER_API_KEY_<ID>` (id upper-cased, other characters as `_`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{KafkaArgs, inspect};
+use chorus_schemas::{AnyEvent, InferenceJob, ProviderRegistered, Topic};
+
+use crate::breaker::CircuitBreaker;
+use crate::call;
+
+/// One provider as the router sees it.
+#[derive(Debug)]
+pub struct Provider {
+    pub id: String,
+    pub owner: String,
+    pub endpoint: String,
+    pub models: Vec<String>,
+    pub price_per_1k_tokens_micros: u64,
+    pub client: Client<OpenAIConfig>,
+    pub breaker: CircuitBreaker,
+}
+
+/// Breaker settings for new providers.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerSettings {
+    pub threshold: u32,
+    pub cool_down: Duration,
+}
+
+/// The live set of providers.
+#[derive(Debug)]
+pub struct ProviderDirectory {
+    providers: RwLock<HashMap<String, Arc<Provider>>>,
+    breaker: BreakerSettings,
+}
+
+/// Parses `id=...,endpoint=...,models=a|b,price=...[,owner=0x...]` (a `--provider` flag).
+pub fn parse_static_provider(spec: &str) -> Result<ProviderRegistered, String> {
+    let mut fields: HashMap<&str, &str> = HashMap::new();
+    for part in spec.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not key=value"))?;
+        fields.insert(key.trim(), value.trim());
+    }
+    let get = |key: &str| {
+        fields
+            .get(key)
+            .copied()
+            .ok_or_else(|| format!("provider spec {spec:?} lacks {key}="))
+    };
+    Ok(ProviderRegistered {
+        provider_id: get("id")?.to_owned(),
+        owner: fields
+            .get("owner")
+            .copied()
+            .unwrap_or("0x0000000000000000000000000000000000000000")
+            .to_owned(),
+        endpoint: get("endpoint")?.to_owned(),
+        models: get("models")?.split('|').map(str::to_owned).collect(),
+        price_per_1k_tokens_micros: fields
+            .get("price")
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e| format!("price: {e}"))?
+            .unwrap_or(0),
+    })
+}
+
+fn api_key_for(provider_id: &str) -> Option<String> {
+    let suffix: String = provider_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::var(format!("CHORUS_PROVIDER_API_KEY_{suffix}")).ok()
+}
+
+impl ProviderDirectory {
+    pub fn new(breaker: BreakerSettings) -> Self {
+        ProviderDirectory {
+            providers: RwLock::new(HashMap::new()),
+            breaker,
+        }
+    }
+
+    /// Adds or replaces a provider (a new registration resets its breaker).
+    pub fn upsert(&self, registered: &ProviderRegistered) {
+        let provider = Provider {
+            id: registered.provider_id.clone(),
+            owner: registered.owner.clone(),
+            endpoint: registered.endpoint.clone(),
+            models: registered.models.clone(),
+            price_per_1k_tokens_micros: registered.price_per_1k_tokens_micros,
+            client: call::client(
+                &registered.endpoint,
+                api_key_for(&registered.provider_id).as_deref(),
+            ),
+            breaker: CircuitBreaker::new(self.breaker.threshold, self.breaker.cool_down),
+        };
+        let mut providers = self.providers.write().unwrap_or_else(|p| p.into_inner());
+        let unchanged = providers.get(&provider.id).is_some_and(|old| {
+            old.endpoint == provider.endpoint
+                && old.models == provider.models
+                && old.price_per_1k_tokens_micros == provider.price_per_1k_tokens_micros
+        });
+        if !unchanged {
+            tracing::info!(provider = %provider.id, endpoint = %provider.endpoint, models = ?provider.models, "provider registered");
+            providers.insert(provider.id.clone(), Arc::new(provider));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.read().map(|p| p.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Providers for a job in the order to try them: the assigned ones in the given
+    /// order (those serving the model), else every provider serving the model, cheapest
+    /// first (ties by id, so every worker agrees).
+    pub fn candidates(&self, job: &InferenceJob) -> Vec<Arc<Provider>> {
+        let providers = self.providers.read().unwrap_or_else(|p| p.into_inner());
+        let serves = |p: &Provider| p.models.iter().any(|m| m == &job.model);
+        if !job.provider_ids.is_empty() {
+            return job
+                .provider_ids
+                .iter()
+                .filter_map(|id| providers.get(id))
+                .filter(|p| serves(p))
+                .cloned()
+                .collect();
+        }
+        let mut all: Vec<Arc<Provider>> =
+            providers.values().filter(|p| serves(p)).cloned().collect();
+        all.sort_by(|a, b| {
+            a.price_per_1k_tokens_micros
+                .cmp(&b.price_per_1k_tokens_micros)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all
+    }
+
+    /// Follows the registry topic: reads it from the beginning (the returned future
+    /// resolves once it has caught up), then keeps applying new registrations until
+    /// shutdown.
+    pub async fn follow_registry(
+        self: Arc<Self>,
+        kafka: &KafkaArgs,
+        shutdown: Shutdown,
+    ) -> Result<(), KafkaError> {
+        let topic = kafka.topic(Topic::Registry);
+        let consumer: StreamConsumer = kafka
+            .client_config("inference-worker-registry")
+            .set("group.id", "unused-assign-only")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()?;
+        let partitions = inspect::partitions(kafka, &topic)?;
+        let mut list = TopicPartitionList::new();
+        for partition in &partitions {
+            list.add_partition_offset(&topic, *partition, Offset::Beginning)?;
+        }
+        consumer.assign(&list)?;
+        let mut at_end = std::collections::BTreeSet::new();
+        // Initial load: until every partition reported its end once.
+        while at_end.len() < partitions.len() {
+            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(message)) => self.apply(message.payload()),
+            }
+        }
+        tracing::info!(providers = self.len(), "provider registry loaded");
+        let directory = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.triggered() => break,
+                    message = consumer.recv() => match message {
+                        Ok(message) => directory.apply(message.payload()),
+                        Err(KafkaError::PartitionEOF(_)) => {}
+                        Err(e) => tracing::warn!(error = %e, "registry consumer error"),
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn apply(&self, payload: Option<&[u8]>) {
+        let Some(payload) = payload else { return };
+        match AnyEvent::decode(None, payload) {
+            Ok(AnyEvent::ProviderRegistered(event)) => self.upsert(&event.data),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "skipping an undecodable registry record"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_schemas::{ChatTurn, JobKind};
+
+    fn job(model: &str, assigned: &[&str]) -> InferenceJob {
+        InferenceJob {
+            job_id: uuid::Uuid::now_v7(),
+            kind: JobKind::Chat,
+            model: model.into(),
+            messages: vec![ChatTurn {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            max_tokens: None,
+            temperature: None,
+            stream: false,
+            provider_ids: assigned.iter().map(|s| s.to_string()).collect(),
+            call_id: None,
+            conversation_id: None,
+            agent_id: None,
+            deadline_ms: None,
+        }
+    }
+
+    #[test]
+    fn candidates_are_assigned_first_else_cheapest() {
+        let directory = ProviderDirectory::new(BreakerSettings {
+            threshold: 3,
+            cool_down: Duration::from_secs(1),
+        });
+        for spec in [
+            "id=b,endpoint=http://127.0.0.1:1/v1,models=m1|m2,price=5",
+            "id=a,endpoint=http://127.0.0.1:2/v1,models=m1,price=9",
+            "id=c,endpoint=http://127.0.0.1:3/v1,models=m2,price=1",
+        ] {
+            directory.upsert(&parse_static_provider(spec).unwrap());
+        }
+        let ids = |job: &InferenceJob| {
+            directory
+                .candidates(job)
+                .iter()
+                .map(|p| p.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&job("m1", &[])), vec!["b", "a"]);
+        assert_eq!(ids(&job("m2", &[])), vec!["c", "b"]);
+        assert_eq!(
+            ids(&job("m1", &["a", "c", "b"])),
+            vec!["a", "b"],
+            "assigned order; c does not serve m1"
+        );
+        assert!(ids(&job("unknown", &[])).is_empty());
+    }
+
+    #[test]
+    fn static_provider_specs_are_checked() {
+        assert!(parse_static_provider("id=x,endpoint=http://h/v1").is_err());
+        assert!(parse_static_provider("id=x,endpoint=http://h/v1,models=m,price=abc").is_err());
+        let p = parse_static_provider("id=x,endpoint=http://h/v1,models=m|n,price=7").unwrap();
+        assert_eq!(p.models, vec!["m", "n"]);
+        assert_eq!(p.price_per_1k_tokens_micros, 7);
+    }
+}
