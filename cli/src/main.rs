@@ -67,8 +67,13 @@ enum Command {
     /// Validate raw events from the intake topic and route them to their typed topics
     /// (transactional, exactly once; invalid input is dead-lettered).
     Router(commands::router::RouterArgs),
+    /// Decide which agents answer which messages; turn model results into replies.
+    Orchestrator(commands::orchestrator::OrchestratorArgs),
     /// Serve inference jobs with OpenAI-compatible providers (exactly one result per job).
     InferenceWorker(commands::inference_worker::InferenceWorkerArgs),
+    /// A fixed-latency OpenAI-compatible chat endpoint, for the worker scaling benchmark.
+    #[command(hide = true)]
+    ProviderSim(commands::provider_sim::ProviderSimArgs),
     /// Write a generated workload of chat events to the intake topic.
     Generate(commands::generate::GenerateArgs),
     /// Run the pipeline that exists so far on a generated workload and print what happened.
@@ -96,9 +101,11 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
             Command::Router(args) => commands::router::run(&cli.kafka, args).await,
+            Command::Orchestrator(args) => commands::orchestrator::run(&cli.kafka, args).await,
             Command::InferenceWorker(args) => {
                 commands::inference_worker::run(&cli.kafka, args).await
             }
+            Command::ProviderSim(args) => commands::provider_sim::run(args).await,
             Command::Generate(args) => commands::generate::run(&cli.kafka, args).await,
             Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
             Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,

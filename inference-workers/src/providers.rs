@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use chorus_runtime::Shutdown;
-use chorus_runtime::kafka::{KafkaArgs, inspect};
+use chorus_runtime::kafka::KafkaArgs;
+use chorus_runtime::kafka::follow::follow_topic;
 use chorus_schemas::{AnyEvent, InferenceJob, ProviderRegistered, Topic};
 
 use crate::breaker::CircuitBreaker;
@@ -161,54 +159,25 @@ impl ProviderDirectory {
         all
     }
 
-    /// Follows the registry topic: reads it from the beginning (the returned future
-    /// resolves once it has caught up), then keeps applying new registrations until
-    /// shutdown.
+    /// Follows the registry topic: resolves once every registration present at start
+    /// is loaded, then keeps applying new ones until shutdown.
     pub async fn follow_registry(
         self: Arc<Self>,
         kafka: &KafkaArgs,
         shutdown: Shutdown,
     ) -> Result<(), KafkaError> {
-        let topic = kafka.topic(Topic::Registry);
-        let consumer: StreamConsumer = kafka
-            .client_config("inference-worker-registry")
-            .set("group.id", "unused-assign-only")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .create()?;
-        let partitions = inspect::partitions(kafka, &topic)?;
-        let mut list = TopicPartitionList::new();
-        for partition in &partitions {
-            list.add_partition_offset(&topic, *partition, Offset::Beginning)?;
-        }
-        consumer.assign(&list)?;
-        let mut at_end = std::collections::BTreeSet::new();
-        // Initial load: until every partition reported its end once.
-        while at_end.len() < partitions.len() {
-            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
-                Err(_) => break,
-                Ok(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(message)) => self.apply(message.payload()),
-            }
-        }
-        tracing::info!(providers = self.len(), "provider registry loaded");
         let directory = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.triggered() => break,
-                    message = consumer.recv() => match message {
-                        Ok(message) => directory.apply(message.payload()),
-                        Err(KafkaError::PartitionEOF(_)) => {}
-                        Err(e) => tracing::warn!(error = %e, "registry consumer error"),
-                    }
-                }
-            }
-        });
+        let apply: Arc<dyn Fn(&[u8]) + Send + Sync> =
+            Arc::new(move |payload| directory.apply(Some(payload)));
+        follow_topic(
+            kafka,
+            &kafka.topic(Topic::Registry),
+            "inference-worker-registry",
+            apply,
+            shutdown,
+        )
+        .await?;
+        tracing::info!(providers = self.len(), "provider registry loaded");
         Ok(())
     }
 
@@ -244,6 +213,8 @@ mod tests {
             conversation_id: None,
             agent_id: None,
             deadline_ms: None,
+            reply_to: None,
+            hop: 0,
         }
     }
 

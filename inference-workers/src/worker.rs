@@ -323,6 +323,8 @@ fn base_result(
         call_id: job.call_id,
         conversation_id: job.conversation_id.clone(),
         agent_id: job.agent_id.clone(),
+        reply_to: job.reply_to,
+        hop: job.hop,
     }
 }
 

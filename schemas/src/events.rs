@@ -162,6 +162,12 @@ pub struct InferenceJob {
     /// Give up (and report a timeout) after this many milliseconds.
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// For agent replies: the message being answered.
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
+    /// For agent replies: the hop the reply will have.
+    #[serde(default)]
+    pub hop: u32,
 }
 
 impl EventData for InferenceJob {
@@ -228,6 +234,12 @@ pub struct InferenceResult {
     pub conversation_id: Option<String>,
     #[serde(default)]
     pub agent_id: Option<String>,
+    /// Echoed from the job.
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
+    /// Echoed from the job.
+    #[serde(default)]
+    pub hop: u32,
 }
 
 impl EventData for InferenceResult {

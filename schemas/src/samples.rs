@@ -78,6 +78,8 @@ pub fn all() -> Vec<AnyEvent> {
                 conversation_id: Some(conversation.clone()),
                 agent_id: Some("agent-helper".into()),
                 deadline_ms: Some(30_000),
+                reply_to: Some(uuid(1)),
+                hop: 1,
             },
         )),
         AnyEvent::InferenceResult(Envelope::with_time(
@@ -101,6 +103,8 @@ pub fn all() -> Vec<AnyEvent> {
                 call_id: Some(uuid(3)),
                 conversation_id: Some(conversation.clone()),
                 agent_id: Some("agent-helper".into()),
+                reply_to: Some(uuid(1)),
+                hop: 1,
             },
         )),
         AnyEvent::Feedback(Envelope::with_time(

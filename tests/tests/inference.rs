@@ -41,6 +41,8 @@ fn job(
             conversation_id: None,
             agent_id: None,
             deadline_ms: Some(240_000),
+            reply_to: None,
+            hop: 0,
         },
     )
 }

@@ -28,6 +28,22 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
+    /// Inference-worker throughput on one backlog with 1 worker, then N workers,
+    /// against a provider with a fixed latency.
+    Inference {
+        /// Jobs in the backlog of each run.
+        #[arg(long, default_value_t = 600)]
+        jobs: u64,
+        /// Provider latency in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        latency_ms: u64,
+        /// Worker counts to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        workers: Vec<usize>,
+        /// Jobs in flight per worker.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Producer and transactional-pipeline throughput vs kcat.
     Kafka {
         /// Events per measurement.
@@ -53,6 +69,21 @@ enum BenchTarget {
 
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
+        BenchTarget::Inference {
+            jobs,
+            latency_ms,
+            workers,
+            concurrency,
+        } => {
+            super::bench_inference::run(
+                kafka,
+                jobs,
+                Duration::from_millis(latency_ms),
+                &workers,
+                concurrency,
+            )
+            .await
+        }
         BenchTarget::Kafka {
             events,
             partitions,

@@ -1,7 +1,10 @@
 pub mod bench;
+pub mod bench_inference;
 pub mod demo;
 pub mod generate;
 pub mod inference_worker;
+pub mod orchestrator;
+pub mod provider_sim;
 pub mod router;
 pub mod schemas;
 pub mod topics;

@@ -2,6 +2,7 @@
 //! consume-transform-produce loop and topic administration.
 
 mod admin;
+pub mod follow;
 pub mod inspect;
 mod pipeline;
 mod producer;

@@ -1,0 +1,160 @@
+//! In-memory state, rebuilt from Kafka on start.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::RwLock;
+
+use uuid::Uuid;
+
+use chorus_schemas::{
+    AgentRegistered, AnyEvent, AuthorKind, ChatMessage, ConversationAction, ConversationUpdated,
+};
+
+/// Registered agents by id.
+#[derive(Debug, Default)]
+pub struct AgentDirectory {
+    agents: RwLock<HashMap<String, AgentRegistered>>,
+}
+
+impl AgentDirectory {
+    pub fn upsert(&self, agent: AgentRegistered) {
+        let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        agents.insert(agent.agent_id.clone(), agent);
+    }
+
+    pub fn get(&self, agent_id: &str) -> Option<AgentRegistered> {
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent_id)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.agents.read().map(|a| a.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a registry record (other record types are ignored).
+    pub fn apply(&self, payload: &[u8]) {
+        match AnyEvent::decode(None, payload) {
+            Ok(AnyEvent::AgentRegistered(event)) => self.upsert(event.data),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "skipping an undecodable registry record"),
+        }
+    }
+}
+
+/// One recent message, as context for prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextMessage {
+    pub id: Uuid,
+    pub author_kind: AuthorKind,
+    pub author_id: String,
+    pub content: String,
+}
+
+/// What the orchestrator knows of one conversation.
+#[derive(Debug, Default, Clone)]
+pub struct Conversation {
+    pub members: BTreeSet<(String, String)>,
+    pub recent: VecDeque<ContextMessage>,
+    /// Ids of agent messages seen (the spent part of the reply budget).
+    pub agent_replies: HashSet<Uuid>,
+}
+
+impl Conversation {
+    pub fn agent_members(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(kind, _)| kind == "agent")
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    pub fn has_agent(&self, agent_id: &str) -> bool {
+        self.members
+            .contains(&("agent".to_owned(), agent_id.to_owned()))
+    }
+}
+
+fn kind_label(kind: AuthorKind) -> &'static str {
+    match kind {
+        AuthorKind::Human => "human",
+        AuthorKind::Agent => "agent",
+    }
+}
+
+/// All conversations. Applying the same event twice changes nothing (events are
+/// identified by id), so the rebuild from the log and the live pipeline can overlap.
+#[derive(Debug)]
+pub struct Conversations {
+    by_id: RwLock<HashMap<String, Conversation>>,
+    context_size: usize,
+}
+
+impl Conversations {
+    pub fn new(context_size: usize) -> Self {
+        Conversations {
+            by_id: RwLock::new(HashMap::new()),
+            context_size: context_size.max(1),
+        }
+    }
+
+    pub fn get(&self, conversation_id: &str) -> Conversation {
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(conversation_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn apply_update(&self, update: &ConversationUpdated) {
+        let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        let conversation = all.entry(update.conversation_id.clone()).or_default();
+        if let (Some(kind), Some(id)) = (update.member_kind, &update.member_id) {
+            let member = (kind_label(kind).to_owned(), id.clone());
+            match update.action {
+                ConversationAction::Created | ConversationAction::MemberAdded => {
+                    conversation.members.insert(member);
+                }
+                ConversationAction::MemberRemoved => {
+                    conversation.members.remove(&member);
+                }
+            }
+        }
+    }
+
+    pub fn apply_message(&self, id: Uuid, message: &ChatMessage) {
+        let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        let conversation = all.entry(message.conversation_id.clone()).or_default();
+        if conversation.recent.iter().any(|m| m.id == id) {
+            return;
+        }
+        if message.author_kind == AuthorKind::Agent {
+            conversation.agent_replies.insert(id);
+        }
+        conversation.recent.push_back(ContextMessage {
+            id,
+            author_kind: message.author_kind,
+            author_id: message.author_id.clone(),
+            content: message.content.clone(),
+        });
+        while conversation.recent.len() > self.context_size {
+            conversation.recent.pop_front();
+        }
+    }
+
+    /// Applies a chat-topic record (used by the rebuild).
+    pub fn apply(&self, payload: &[u8]) {
+        match AnyEvent::decode(None, payload) {
+            Ok(AnyEvent::ChatMessage(event)) => self.apply_message(event.id, &event.data),
+            Ok(AnyEvent::ConversationUpdated(event)) => self.apply_update(&event.data),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "skipping an undecodable chat record"),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Following a topic from its beginning to rebuild state (registries, conversations):
+//! read every committed record, resolve once caught up, keep applying new records in
+//! the background until shutdown. Used for compacted state topics; no consumer group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{KafkaArgs, inspect};
+use crate::Shutdown;
+
+/// Applies every record value of `topic` (full name) with `apply`: returns after the
+/// records present at start were applied; later records are applied by a background
+/// task until `shutdown`.
+pub async fn follow_topic(
+    kafka: &KafkaArgs,
+    topic: &str,
+    client: &str,
+    apply: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    shutdown: Shutdown,
+) -> Result<usize, KafkaError> {
+    let consumer: StreamConsumer = kafka
+        .client_config(client)
+        .set("group.id", format!("{client}-assign-only"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let partitions = inspect::partitions(kafka, topic)?;
+    let mut list = TopicPartitionList::new();
+    for partition in &partitions {
+        list.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut applied = 0;
+    while at_end.len() < partitions.len() {
+        match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(message)) => {
+                if let Some(payload) = message.payload() {
+                    apply(payload);
+                    applied += 1;
+                }
+            }
+        }
+    }
+    let topic_name = topic.to_owned();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.triggered() => break,
+                message = consumer.recv() => match message {
+                    Ok(message) => {
+                        if let Some(payload) = message.payload() {
+                            apply(payload);
+                        }
+                    }
+                    Err(KafkaError::PartitionEOF(_)) => {}
+                    Err(e) => tracing::warn!(topic = %topic_name, error = %e, "follower consumer error"),
+                }
+            }
+        }
+    });
+    Ok(applied)
+}
