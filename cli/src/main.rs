@@ -67,6 +67,8 @@ enum Command {
     /// Validate raw events from the intake topic and route them to their typed topics
     /// (transactional, exactly once; invalid input is dead-lettered).
     Router(commands::router::RouterArgs),
+    /// The HTTP API: authenticated, signed, validated writes to Kafka; live conversation streams.
+    Ingest(commands::ingest::IngestArgs),
     /// Decide which agents answer which messages; turn model results into replies.
     Orchestrator(commands::orchestrator::OrchestratorArgs),
     /// Serve inference jobs with OpenAI-compatible providers (exactly one result per job).
@@ -101,6 +103,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
             Command::Router(args) => commands::router::run(&cli.kafka, args).await,
+            Command::Ingest(args) => commands::ingest::run(&cli.kafka, args).await,
             Command::Orchestrator(args) => commands::orchestrator::run(&cli.kafka, args).await,
             Command::InferenceWorker(args) => {
                 commands::inference_worker::run(&cli.kafka, args).await

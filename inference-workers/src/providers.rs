@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::KafkaArgs;
-use chorus_runtime::kafka::follow::follow_topic;
+use chorus_runtime::kafka::follow::{ApplyRecord, follow_topic};
 use chorus_schemas::{AnyEvent, InferenceJob, ProviderRegistered, Topic};
 
 use crate::breaker::CircuitBreaker;
@@ -167,8 +167,7 @@ impl ProviderDirectory {
         shutdown: Shutdown,
     ) -> Result<(), KafkaError> {
         let directory = self.clone();
-        let apply: Arc<dyn Fn(&[u8]) + Send + Sync> =
-            Arc::new(move |payload| directory.apply(Some(payload)));
+        let apply: ApplyRecord = Arc::new(move |_, _, payload| directory.apply(Some(payload)));
         follow_topic(
             kafka,
             &kafka.topic(Topic::Registry),

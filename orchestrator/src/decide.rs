@@ -13,7 +13,7 @@ use chorus_schemas::{
     HEADER_TYPE, InferenceJob, InferenceResult, JobKind, JobStatus,
 };
 
-use crate::state::{AgentDirectory, Conversation, Conversations};
+use crate::state::{AgentDirectory, Conversation, Conversations, Seen};
 
 static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     metrics::counter(
@@ -149,8 +149,20 @@ impl Orchestrator {
         turns
     }
 
-    fn on_message(&self, event: &Envelope<ChatMessage>) -> Result<Vec<OutputRecord>, ProcessError> {
-        self.conversations.apply_message(event.id, &event.data);
+    fn on_message(
+        &self,
+        event: &Envelope<ChatMessage>,
+        position: (i32, i64),
+    ) -> Result<Vec<OutputRecord>, ProcessError> {
+        if self
+            .conversations
+            .apply_message(event.id, position, &event.data)
+            == Seen::Duplicate
+        {
+            DECISIONS.with_label_values(&["duplicate_message"]).inc();
+            tracing::info!(message = %event.id, "skipping a duplicate record of a message already decided");
+            return Ok(Vec::new());
+        }
         let conversation = self.conversations.get(&event.data.conversation_id);
         let mut outputs = Vec::new();
         for (agent, reason) in self.responders(&event.data, &conversation) {
@@ -244,7 +256,9 @@ impl Transform for Orchestrator {
         match AnyEvent::decode(record.header(HEADER_TYPE), payload)
             .map_err(|e| ProcessError::Reject(e.to_string()))?
         {
-            AnyEvent::ChatMessage(event) => self.on_message(&event),
+            AnyEvent::ChatMessage(event) => {
+                self.on_message(&event, (record.partition, record.offset))
+            }
             AnyEvent::ConversationUpdated(event) => {
                 self.conversations.apply_update(&event.data);
                 Ok(Vec::new())
@@ -360,6 +374,7 @@ mod tests {
             let id = Uuid::now_v7();
             o.conversations.apply_message(
                 id,
+                (0, n),
                 &message(AuthorKind::Agent, "a", &format!("reply {n}"), 1),
             );
         }
@@ -374,8 +389,17 @@ mod tests {
         let o = setup(2, 3);
         let id = Uuid::now_v7();
         let m = message(AuthorKind::Agent, "a", "hi", 1);
-        o.conversations.apply_message(id, &m);
-        o.conversations.apply_message(id, &m);
+        assert_eq!(o.conversations.apply_message(id, (0, 5), &m), Seen::New);
+        assert_eq!(
+            o.conversations.apply_message(id, (0, 5), &m),
+            Seen::Again,
+            "same record read again"
+        );
+        assert_eq!(
+            o.conversations.apply_message(id, (1, 9), &m),
+            Seen::Duplicate,
+            "another record, same id"
+        );
         assert_eq!(o.conversations.get("c").agent_replies.len(), 1);
         assert_eq!(o.conversations.get("c").recent.len(), 1);
     }

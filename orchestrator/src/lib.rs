@@ -23,4 +23,4 @@ mod decide;
 mod state;
 
 pub use decide::{Orchestrator, OrchestratorSettings};
-pub use state::{AgentDirectory, Conversations};
+pub use state::{AgentDirectory, Conversations, Seen};

@@ -51,9 +51,21 @@ impl AgentDirectory {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextMessage {
     pub id: Uuid,
+    /// Where the record sits in the chat topic (partition, offset).
+    pub position: (i32, i64),
     pub author_kind: AuthorKind,
     pub author_id: String,
     pub content: String,
+}
+
+/// Whether a message record was seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    New,
+    /// The same record again (same position).
+    Again,
+    /// Another record with the same event id.
+    Duplicate,
 }
 
 /// What the orchestrator knows of one conversation.
@@ -128,17 +140,27 @@ impl Conversations {
         }
     }
 
-    pub fn apply_message(&self, id: Uuid, message: &ChatMessage) {
+    /// Records a message. A message whose id is already known at another position is
+    /// a duplicate record (a producer retried): it must not trigger anything twice. The
+    /// same id at the same position is the same record read again (the state rebuild
+    /// overlapping the pipeline, or a batch replayed after an aborted transaction): it is
+    /// decided again, since its earlier outputs were not committed or are being redone.
+    pub fn apply_message(&self, id: Uuid, position: (i32, i64), message: &ChatMessage) -> Seen {
         let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         let conversation = all.entry(message.conversation_id.clone()).or_default();
-        if conversation.recent.iter().any(|m| m.id == id) {
-            return;
+        if let Some(known) = conversation.recent.iter().find(|m| m.id == id) {
+            return if known.position == position {
+                Seen::Again
+            } else {
+                Seen::Duplicate
+            };
         }
         if message.author_kind == AuthorKind::Agent {
             conversation.agent_replies.insert(id);
         }
         conversation.recent.push_back(ContextMessage {
             id,
+            position,
             author_kind: message.author_kind,
             author_id: message.author_id.clone(),
             content: message.content.clone(),
@@ -146,12 +168,15 @@ impl Conversations {
         while conversation.recent.len() > self.context_size {
             conversation.recent.pop_front();
         }
+        Seen::New
     }
 
     /// Applies a chat-topic record (used by the rebuild).
-    pub fn apply(&self, payload: &[u8]) {
+    pub fn apply(&self, partition: i32, offset: i64, payload: &[u8]) {
         match AnyEvent::decode(None, payload) {
-            Ok(AnyEvent::ChatMessage(event)) => self.apply_message(event.id, &event.data),
+            Ok(AnyEvent::ChatMessage(event)) => {
+                self.apply_message(event.id, (partition, offset), &event.data);
+            }
             Ok(AnyEvent::ConversationUpdated(event)) => self.apply_update(&event.data),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "skipping an undecodable chat record"),

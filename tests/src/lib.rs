@@ -195,3 +195,74 @@ pub fn service_port(variable: &str, default: u16) -> u16 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Starts `chorus <args>` with extra environment variables (see [`spawn_chorus`]).
+pub fn spawn_chorus_with_env(
+    kafka: &KafkaArgs,
+    log_name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
+    let bin = chorus_bin();
+    anyhow::ensure!(
+        bin.exists(),
+        "chorus binary not found at {} (build the workspace first)",
+        bin.display()
+    );
+    let log_dir = repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&log_dir)?;
+    let log = std::fs::File::create(log_dir.join(format!("{}{log_name}.log", kafka.topic_prefix)))?;
+    let mut command = Command::new(bin);
+    command
+        .args([
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Ok(command.spawn()?)
+}
+
+/// One HTTP/1.0 request with headers; returns (status, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    // A server may answer (e.g. 413) and close before reading the whole body.
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}

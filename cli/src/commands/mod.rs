@@ -3,6 +3,7 @@ pub mod bench_inference;
 pub mod demo;
 pub mod generate;
 pub mod inference_worker;
+pub mod ingest;
 pub mod orchestrator;
 pub mod provider_sim;
 pub mod router;

@@ -68,7 +68,7 @@ pub async fn run(kafka: &KafkaArgs, args: OrchestratorArgs) -> anyhow::Result<()
         kafka,
         &kafka.topic(Topic::Registry),
         "orchestrator-registry",
-        Arc::new(move |p| apply_agents.apply(p)),
+        Arc::new(move |_, _, p| apply_agents.apply(p)),
         shutdown.clone(),
     )
     .await
@@ -82,7 +82,7 @@ pub async fn run(kafka: &KafkaArgs, args: OrchestratorArgs) -> anyhow::Result<()
         kafka,
         &kafka.topic(Topic::ChatMessages),
         "orchestrator-rebuild",
-        Arc::new(move |p| apply_chat.apply(p)),
+        Arc::new(move |partition, offset, p| apply_chat.apply(partition, offset, p)),
         rebuild_shutdown.clone(),
     )
     .await

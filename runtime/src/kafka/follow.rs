@@ -13,14 +13,18 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::{KafkaArgs, inspect};
 use crate::Shutdown;
 
-/// Applies every record value of `topic` (full name) with `apply`: returns after the
+/// What a follower does with each record: `apply(partition, offset, value)`.
+pub type ApplyRecord = Arc<dyn Fn(i32, i64, &[u8]) + Send + Sync>;
+
+/// Applies every record value of `topic` (full name) with `apply(partition, offset,
+/// value)`: returns after the
 /// records present at start were applied; later records are applied by a background
 /// task until `shutdown`.
 pub async fn follow_topic(
     kafka: &KafkaArgs,
     topic: &str,
     client: &str,
-    apply: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    apply: ApplyRecord,
     shutdown: Shutdown,
 ) -> Result<usize, KafkaError> {
     let consumer: StreamConsumer = kafka
@@ -47,7 +51,7 @@ pub async fn follow_topic(
             Ok(Err(e)) => return Err(e),
             Ok(Ok(message)) => {
                 if let Some(payload) = message.payload() {
-                    apply(payload);
+                    apply(message.partition(), message.offset(), payload);
                     applied += 1;
                 }
             }
@@ -61,7 +65,7 @@ pub async fn follow_topic(
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         if let Some(payload) = message.payload() {
-                            apply(payload);
+                            apply(message.partition(), message.offset(), payload);
                         }
                     }
                     Err(KafkaError::PartitionEOF(_)) => {}

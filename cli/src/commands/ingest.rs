@@ -1,0 +1,97 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use chorus_ingest::api::{ApiSettings, ApiState, router};
+use chorus_ingest::auth::ApiKeys;
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{EventProducer, KafkaArgs};
+use chorus_runtime::metrics::{self, Readiness};
+
+use crate::ServiceArgs;
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Address of the HTTP API.
+    #[arg(long, env = "CHORUS_INGEST_LISTEN", default_value = "127.0.0.1:8088")]
+    listen: SocketAddr,
+    /// TOML file of API keys (`[[key]]` with `name`, `secret_keccak256`, `scopes`).
+    #[arg(long, env = "CHORUS_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// Largest request body in bytes (larger ones get 413).
+    #[arg(long, env = "CHORUS_INGEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Longest chat message in characters.
+    #[arg(long, env = "CHORUS_INGEST_MAX_MESSAGE_CHARS", default_value_t = 8000)]
+    max_message_chars: usize,
+    /// Signed requests must be at most this many seconds from the server's clock.
+    #[arg(long, env = "CHORUS_INGEST_SIGNATURE_WINDOW_S", default_value_t = 300)]
+    signature_window_seconds: i64,
+    /// How long a write waits on Kafka before answering 503, in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_INGEST_PRODUCE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    produce_timeout_ms: u64,
+}
+
+pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
+    // Keys come from a file or the environment (CHORUS_API_KEYS=name:secret:scope+scope;...),
+    // never from a flag, so they do not show in process listings.
+    let mut keys = match &args.api_keys_file {
+        Some(path) => ApiKeys::load_file(path).map_err(anyhow::Error::msg)?,
+        None => ApiKeys::default(),
+    };
+    if keys.is_empty() {
+        if let Ok(value) = std::env::var("CHORUS_API_KEYS") {
+            keys = ApiKeys::parse_env(&value)
+                .map_err(anyhow::Error::msg)
+                .context("CHORUS_API_KEYS")?;
+        }
+    }
+    if keys.is_empty() {
+        bail!("no API keys: set CHORUS_API_KEYS or --api-keys-file (every write is authenticated)");
+    }
+    let shutdown = Shutdown::on_signals();
+    let readiness = Readiness::new();
+    metrics::serve(
+        args.service.metrics_addr,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let producer = EventProducer::new(kafka, "ingest", 100_000)?;
+    let settings = ApiSettings {
+        max_body_bytes: args.max_body_bytes,
+        max_message_chars: args.max_message_chars,
+        signature_window_seconds: args.signature_window_seconds,
+        produce_timeout: Duration::from_millis(args.produce_timeout_ms),
+        source: format!("ingest/{}", args.service.instance_id),
+    };
+    let state = Arc::new(ApiState::new(
+        settings,
+        keys,
+        producer.clone(),
+        kafka.clone(),
+        shutdown.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "ingest API listening");
+    readiness.set(true);
+    let stop = shutdown.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.triggered().await })
+        .await?;
+    readiness.set(false);
+    producer.flush(Duration::from_secs(10))?;
+    Ok(())
+}

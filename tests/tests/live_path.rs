@@ -1,0 +1,366 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! The live path end to end on real services: the ingest API (API keys, EIP-191
+//! signatures), the orchestrator, an inference worker and the real llama-server.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::{Value, json};
+
+use chorus_integration_tests::*;
+use chorus_schemas::*;
+
+const MODEL: &str = "SmolLM2-135M-Instruct";
+const WRITER_KEY: &str = "test-writer-secret";
+const READER_KEY: &str = "test-reader-secret";
+
+fn sign(signer: &PrivateKeySigner, action: &str, mut body: Value) -> Value {
+    body["timestamp"] = json!(chrono::Utc::now().timestamp());
+    let mut unsigned = body.clone();
+    unsigned.as_object_mut().unwrap().remove("signature");
+    let message = format!("chorus:{action}\n{unsigned}");
+    body["signature"] = json!(
+        signer
+            .sign_message_sync(message.as_bytes())
+            .unwrap()
+            .to_string()
+    );
+    body
+}
+
+fn post(port: u16, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let (status, text) = http_request(
+        port,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
+    let kafka = test_kafka("live");
+    create_topics(&kafka).await.unwrap();
+    let api_port = free_port();
+    let listen = format!("127.0.0.1:{api_port}");
+    let keys = format!(
+        "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read;reader:{READER_KEY}:events:read"
+    );
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut ingest = spawn_chorus_with_env(
+        &kafka,
+        "ingest",
+        &[
+            "ingest",
+            "--listen",
+            &listen,
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+        &[("CHORUS_API_KEYS", &keys)],
+    )
+    .unwrap();
+    wait_for("ingest API", Duration::from_secs(30), || {
+        http_get(api_port, "/openapi.json")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false)
+    })
+    .unwrap();
+
+    // anvil's first dev account is the human; the second owns the agents.
+    let human: PrivateKeySigner =
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+            .parse()
+            .unwrap();
+    let developer: PrivateKeySigner =
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+            .parse()
+            .unwrap();
+    let llama = service_port("LLAMA_PORT", 8080);
+
+    for (agent_id, persona) in [
+        ("helper", "You are Helper. Answer in one short sentence."),
+        ("critic", "You are Critic. Reply with one short critique."),
+    ] {
+        let body = sign(
+            &developer,
+            "agent.register",
+            json!({
+                "agent_id": agent_id, "owner": developer.address().to_string(), "name": agent_id,
+                "system_prompt": persona, "model": MODEL, "price_per_call_micros": 1000
+            }),
+        );
+        let (status, answer) = post(api_port, "/v1/agents", WRITER_KEY, &body);
+        assert_eq!(status, 202, "{answer}");
+    }
+    let body = sign(
+        &developer,
+        "provider.register",
+        json!({
+            "provider_id": "local-llama", "owner": developer.address().to_string(),
+            "endpoint": format!("http://127.0.0.1:{llama}/v1"), "models": [MODEL], "price_per_1k_tokens_micros": 20
+        }),
+    );
+    assert_eq!(post(api_port, "/v1/providers", WRITER_KEY, &body).0, 202);
+
+    let conversation = "group-e2e";
+    let body = sign(
+        &human,
+        "conversation.create",
+        json!({
+            "conversation_id": conversation, "title": "Two agents", "actor": human.address().to_string(),
+            "members": [{"kind": "agent", "id": "helper"}, {"kind": "agent", "id": "critic"}]
+        }),
+    );
+    let (status, answer) = post(api_port, "/v1/conversations", WRITER_KEY, &body);
+    assert_eq!(status, 202, "{answer}");
+
+    // Registrations are in Kafka: start the orchestrator and a worker.
+    let orchestrator_metrics = format!("127.0.0.1:{}", free_port());
+    let group = format!("{}orchestrator", kafka.topic_prefix);
+    let mut orchestrator = spawn_chorus(
+        &kafka,
+        "orchestrator",
+        &[
+            "orchestrator",
+            "--group",
+            &group,
+            "--instance-id",
+            &group,
+            "--metrics-addr",
+            &orchestrator_metrics,
+            "--max-tokens",
+            "12",
+            "--session-timeout-ms",
+            "6000",
+        ],
+    )
+    .unwrap();
+    let worker_metrics = format!("127.0.0.1:{}", free_port());
+    let workers = format!("{}workers", kafka.topic_prefix);
+    let mut worker = spawn_chorus(
+        &kafka,
+        "worker",
+        &[
+            "inference-worker",
+            "--group",
+            &workers,
+            "--instance-id",
+            &workers,
+            "--metrics-addr",
+            &worker_metrics,
+            "--session-timeout-ms",
+            "6000",
+        ],
+    )
+    .unwrap();
+
+    // Follow the conversation live (SSE) before posting.
+    let mut sse = std::net::TcpStream::connect(("127.0.0.1", api_port)).unwrap();
+    write!(sse, "GET /v1/conversations/{conversation}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER_KEY}\r\n\r\n").unwrap();
+    let sse_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = sse_lines.clone();
+    let reader = BufReader::new(sse.try_clone().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Rejected writes: each a precise 4xx, none produces an event.
+    let message = json!({"author": human.address().to_string(), "content": "@helper @critic hello, who are you?"});
+    let path = format!("/v1/conversations/{conversation}/messages");
+    let unsigned = json!({"author": human.address().to_string(), "content": "unsigned", "timestamp": chrono::Utc::now().timestamp()});
+    assert_eq!(
+        post(api_port, &path, WRITER_KEY, &unsigned).0,
+        401,
+        "unsigned"
+    );
+    let mut forged = sign(
+        &developer,
+        "chat.message",
+        json!({"author": human.address().to_string(), "content": "forged", "conversation_id": conversation}),
+    );
+    forged.as_object_mut().unwrap().remove("conversation_id");
+    let (status, answer) = post(api_port, &path, WRITER_KEY, &forged);
+    assert_eq!(status, 403, "signed by another account: {answer}");
+    assert_eq!(answer["error"]["code"], "wrong_signer");
+    assert_eq!(
+        post(api_port, &path, "no-such-key", &message).0,
+        401,
+        "unknown API key"
+    );
+    assert_eq!(
+        post(api_port, &path, READER_KEY, &message).0,
+        403,
+        "key without chat:write"
+    );
+    let (status, _) = http_request(
+        api_port,
+        "POST",
+        &path,
+        &[("Authorization", &format!("Bearer {WRITER_KEY}"))],
+        b"{\"author\": ",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "malformed JSON");
+    let mut unknown_field = message.clone();
+    unknown_field["colour"] = json!("red");
+    let (status, answer) = post(
+        api_port,
+        &path,
+        WRITER_KEY,
+        &sign(&human, "chat.message", unknown_field),
+    );
+    assert_eq!(status, 400, "unknown field: {answer}");
+    let huge = json!({"author": human.address().to_string(), "content": "x".repeat(70_000)});
+    let (status, _) = post(api_port, &path, WRITER_KEY, &huge);
+    assert_eq!(status, 413, "oversized body");
+    let mut too_long = message.clone();
+    too_long["content"] = json!("y".repeat(9_000));
+    assert_eq!(
+        post(
+            api_port,
+            &path,
+            WRITER_KEY,
+            &sign(&human, "chat.message", too_long)
+        )
+        .0,
+        422,
+        "content too long"
+    );
+
+    // The real message: signed over the body plus the conversation id.
+    let mut signed_message = message.clone();
+    signed_message["conversation_id"] = json!(conversation);
+    let mut signed_message = sign(&human, "chat.message", signed_message);
+    signed_message
+        .as_object_mut()
+        .unwrap()
+        .remove("conversation_id");
+    let (status, answer) = post(api_port, &path, WRITER_KEY, &signed_message);
+    assert_eq!(status, 202, "{answer}");
+    let message_id: uuid::Uuid = answer["event_id"].as_str().unwrap().parse().unwrap();
+    // The same signed request again is deduplicated: same event id.
+    let (_, again) = post(api_port, &path, WRITER_KEY, &signed_message);
+    assert_eq!(again["event_id"], answer["event_id"]);
+
+    let chat_topic = kafka.topic(Topic::ChatMessages);
+    let replies = || -> Vec<Envelope<ChatMessage>> {
+        read_all(&kafka, &chat_topic)
+            .unwrap()
+            .iter()
+            .filter_map(|r| Envelope::<ChatMessage>::from_json(&r.payload).ok())
+            .filter(|m| {
+                m.data.author_kind == AuthorKind::Agent && m.data.reply_to == Some(message_id)
+            })
+            .collect()
+    };
+    wait_for("two agent replies", Duration::from_secs(400), || {
+        replies().len() >= 2
+    })
+    .unwrap();
+    let replies = replies();
+    let authors: HashSet<String> = replies.iter().map(|r| r.data.author_id.clone()).collect();
+    assert_eq!(
+        authors,
+        HashSet::from(["helper".to_owned(), "critic".to_owned()])
+    );
+    for reply in &replies {
+        assert_eq!(reply.data.hop, 1);
+        assert!(reply.data.job_id.is_some());
+    }
+
+    let results: Vec<InferenceResult> = read_all(&kafka, &kafka.topic(Topic::InferenceResults))
+        .unwrap()
+        .iter()
+        .map(|r| {
+            Envelope::<InferenceResult>::from_json(&r.payload)
+                .unwrap()
+                .data
+        })
+        .collect();
+    for reply in &replies {
+        let result = results
+            .iter()
+            .find(|r| Some(r.job_id) == reply.data.job_id)
+            .expect("a result per reply");
+        assert_eq!(result.status, JobStatus::Succeeded);
+        assert_eq!(result.provider_id.as_deref(), Some("local-llama"));
+        assert!(
+            result.prompt_tokens > 0 && result.completion_tokens > 0,
+            "metered usage: {result:?}"
+        );
+        assert!(result.ttft_ms.is_some(), "agent replies are streamed");
+    }
+    let calls: Vec<AgentCall> = read_all(&kafka, &kafka.topic(Topic::AgentCalls))
+        .unwrap()
+        .iter()
+        .map(|r| Envelope::<AgentCall>::from_json(&r.payload).unwrap().data)
+        .collect();
+    let triggered: Vec<&AgentCall> = calls
+        .iter()
+        .filter(|c| c.trigger_message_id == message_id)
+        .collect();
+    assert_eq!(
+        triggered.len(),
+        2,
+        "one agent call per mentioned agent: {calls:?}"
+    );
+    assert!(
+        triggered
+            .iter()
+            .all(|c| c.reason == CallReason::Mention && c.hop == 1)
+    );
+    // Replies may address each other (agent-to-agent); those calls stay within the hop limit.
+    assert!(calls.iter().all(|c| c.hop <= 3), "{calls:?}");
+    for reply in &replies {
+        eprintln!("{}: {:?}", reply.data.author_id, reply.data.content);
+    }
+
+    // Only the one accepted human message exists: rejected requests produced nothing.
+    let human_messages: Vec<Envelope<ChatMessage>> = read_all(&kafka, &chat_topic)
+        .unwrap()
+        .iter()
+        .filter_map(|r| Envelope::<ChatMessage>::from_json(&r.payload).ok())
+        .filter(|m| m.data.author_kind == AuthorKind::Human)
+        .collect();
+    assert_eq!(human_messages.len(), 1, "{human_messages:?}");
+    assert_eq!(
+        human_messages[0].data.author_id,
+        human.address().to_string().to_lowercase()
+    );
+
+    // The live stream saw the human message and both replies.
+    std::thread::sleep(Duration::from_secs(1));
+    let streamed = sse_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_str() == "event: chat.message")
+        .count();
+    assert!(
+        streamed >= 3,
+        "SSE delivered {streamed} chat.message events: {:?}",
+        sse_lines.lock().unwrap()
+    );
+    drop(sse);
+
+    for child in [&mut ingest, &mut orchestrator, &mut worker] {
+        terminate(child, Duration::from_secs(30)).unwrap();
+    }
+}
