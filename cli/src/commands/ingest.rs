@@ -49,13 +49,12 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         Some(path) => ApiKeys::load_file(path).map_err(anyhow::Error::msg)?,
         None => ApiKeys::default(),
     };
-    if keys.is_empty() {
-        if let Ok(value) = std::env::var("CHORUS_API_KEYS") {
+    if keys.is_empty()
+        && let Ok(value) = std::env::var("CHORUS_API_KEYS") {
             keys = ApiKeys::parse_env(&value)
                 .map_err(anyhow::Error::msg)
                 .context("CHORUS_API_KEYS")?;
         }
-    }
     if keys.is_empty() {
         bail!("no API keys: set CHORUS_API_KEYS or --api-keys-file (every write is authenticated)");
     }
