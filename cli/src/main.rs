@@ -52,6 +52,20 @@ pub struct ServiceArgs {
     pub instance_id: String,
 }
 
+impl ServiceArgs {
+    /// What every long-running role does first: shut down on SIGTERM/SIGINT and serve
+    /// `/metrics`, `/healthz` and `/readyz`.
+    pub async fn start(
+        &self,
+    ) -> anyhow::Result<(chorus_runtime::Shutdown, chorus_runtime::metrics::Readiness)> {
+        let shutdown = chorus_runtime::Shutdown::on_signals();
+        let readiness = chorus_runtime::metrics::Readiness::new();
+        chorus_runtime::metrics::serve(self.metrics_addr, readiness.clone(), shutdown.clone())
+            .await?;
+        Ok((shutdown, readiness))
+    }
+}
+
 fn default_instance_id() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()

@@ -60,28 +60,7 @@ pub fn free_port() -> u16 {
 /// Starts `chorus <args>` with the test's Kafka settings; output goes to a log file
 /// under `target/test-logs/`.
 pub fn spawn_chorus(kafka: &KafkaArgs, log_name: &str, args: &[&str]) -> anyhow::Result<Child> {
-    let bin = chorus_bin();
-    anyhow::ensure!(
-        bin.exists(),
-        "chorus binary not found at {} (build the workspace first)",
-        bin.display()
-    );
-    let log_dir = repo_root().join("target/test-logs");
-    std::fs::create_dir_all(&log_dir)?;
-    let log = std::fs::File::create(log_dir.join(format!("{}{log_name}.log", kafka.topic_prefix)))?;
-    let child = Command::new(bin)
-        .args([
-            "--brokers",
-            &kafka.brokers,
-            "--topic-prefix",
-            &kafka.topic_prefix,
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(child)
+    spawn_chorus_with_env(kafka, log_name, args, &[])
 }
 
 /// Sends SIGTERM to a child and waits for it to exit.

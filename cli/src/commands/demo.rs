@@ -31,7 +31,17 @@ pub struct DemoArgs {
     /// One malformed record every N events (0 = none).
     #[arg(long, default_value_t = 1_000)]
     malformed_every: u64,
-    /// Do not start the local Kafka when none answers.
+    /// Human messages posted in the live part (each mentions one or both agents).
+    #[arg(long, default_value_t = 3)]
+    messages: u64,
+    /// max_tokens of agent replies (the local model runs on CPU: keep it small).
+    #[arg(long, default_value_t = 16)]
+    reply_tokens: u32,
+    /// OpenAI-compatible endpoint of the model provider (started locally when it does
+    /// not answer and is the default).
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
+    provider_endpoint: String,
+    /// Do not start local services (Kafka, llama-server) when they do not answer.
     #[arg(long)]
     no_start: bool,
 }
@@ -187,9 +197,17 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
             String::from_utf8_lossy(&original)
         );
     }
+    super::demo_live::run(
+        &kafka,
+        &args.provider_endpoint,
+        args.messages,
+        args.reply_tokens,
+        args.no_start,
+    )
+    .await?;
     println!(
-        "\nnot built yet: orchestrator and inference workers (issue #4), chain indexer (#5),\n\
-         PoI scoring and checkpoints (#6), ClickHouse sink (#7). This demo runs what exists.\n\
+        "\nnot built yet: chain indexer (#5), PoI scoring and on-chain checkpoints (#6),\n\
+         ClickHouse sink (#7). This demo runs what exists.\n\
          done in {:.1}s",
         started.elapsed().as_secs_f64()
     );

@@ -8,9 +8,7 @@ use chorus_inference_workers::providers::{
     BreakerSettings, ProviderDirectory, parse_static_provider,
 };
 use chorus_inference_workers::{InferenceWorker, WorkerSettings};
-use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
-use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::Topic;
 
 use crate::ServiceArgs;
@@ -82,14 +80,7 @@ pub struct InferenceWorkerArgs {
 }
 
 pub async fn run(kafka: &KafkaArgs, args: InferenceWorkerArgs) -> anyhow::Result<()> {
-    let shutdown = Shutdown::on_signals();
-    let readiness = Readiness::new();
-    metrics::serve(
-        args.service.metrics_addr,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let (shutdown, readiness) = args.service.start().await?;
     let directory = Arc::new(ProviderDirectory::new(BreakerSettings {
         threshold: args.breaker_threshold,
         cool_down: Duration::from_millis(args.breaker_cool_down_ms),

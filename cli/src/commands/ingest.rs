@@ -8,9 +8,7 @@ use clap::Args;
 
 use chorus_ingest::api::{ApiSettings, ApiState, router};
 use chorus_ingest::auth::ApiKeys;
-use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{EventProducer, KafkaArgs};
-use chorus_runtime::metrics::{self, Readiness};
 
 use crate::ServiceArgs;
 
@@ -50,22 +48,16 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         None => ApiKeys::default(),
     };
     if keys.is_empty()
-        && let Ok(value) = std::env::var("CHORUS_API_KEYS") {
-            keys = ApiKeys::parse_env(&value)
-                .map_err(anyhow::Error::msg)
-                .context("CHORUS_API_KEYS")?;
-        }
+        && let Ok(value) = std::env::var("CHORUS_API_KEYS")
+    {
+        keys = ApiKeys::parse_env(&value)
+            .map_err(anyhow::Error::msg)
+            .context("CHORUS_API_KEYS")?;
+    }
     if keys.is_empty() {
         bail!("no API keys: set CHORUS_API_KEYS or --api-keys-file (every write is authenticated)");
     }
-    let shutdown = Shutdown::on_signals();
-    let readiness = Readiness::new();
-    metrics::serve(
-        args.service.metrics_addr,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let (shutdown, readiness) = args.service.start().await?;
     let producer = EventProducer::new(kafka, "ingest", 100_000)?;
     let settings = ApiSettings {
         max_body_bytes: args.max_body_bytes,

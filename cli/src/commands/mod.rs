@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod bench_inference;
 pub mod demo;
+pub mod demo_live;
 pub mod generate;
 pub mod inference_worker;
 pub mod ingest;

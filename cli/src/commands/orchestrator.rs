@@ -8,7 +8,6 @@ use chorus_orchestrator::{AgentDirectory, Conversations, Orchestrator, Orchestra
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::follow::follow_topic;
 use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
-use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::Topic;
 
 use crate::ServiceArgs;
@@ -53,14 +52,7 @@ pub struct OrchestratorArgs {
 }
 
 pub async fn run(kafka: &KafkaArgs, args: OrchestratorArgs) -> anyhow::Result<()> {
-    let shutdown = Shutdown::on_signals();
-    let readiness = Readiness::new();
-    metrics::serve(
-        args.service.metrics_addr,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let (shutdown, readiness) = args.service.start().await?;
 
     let agents = Arc::new(AgentDirectory::default());
     let apply_agents = agents.clone();

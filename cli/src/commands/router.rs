@@ -3,9 +3,7 @@ use std::time::Duration;
 use clap::Args;
 
 use chorus_ingest::router::IntakeRouter;
-use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
-use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::Topic;
 
 use crate::ServiceArgs;
@@ -41,14 +39,7 @@ pub struct RouterArgs {
 }
 
 pub async fn run(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
-    let shutdown = Shutdown::on_signals();
-    let readiness = Readiness::new();
-    metrics::serve(
-        args.service.metrics_addr,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let (shutdown, readiness) = args.service.start().await?;
     let mut config = PipelineConfig::new(
         "router",
         &args.group,
