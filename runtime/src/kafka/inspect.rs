@@ -33,6 +33,25 @@ fn consumer(kafka: &KafkaArgs, group: Option<&str>) -> Result<BaseConsumer, Kafk
     config.create()
 }
 
+/// Errors that go away by themselves (leader or coordinator moving or loading).
+fn is_transient(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::NotCoordinator
+                | Code::CoordinatorLoadInProgress
+                | Code::CoordinatorNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+        )
+    )
+}
+
 /// Partition ids of a topic.
 pub fn partitions(kafka: &KafkaArgs, topic: &str) -> Result<Vec<i32>, KafkaError> {
     let consumer = consumer(kafka, None)?;
@@ -80,7 +99,20 @@ pub fn committed_offsets(
     for partition in partitions(kafka, topic)? {
         list.add_partition(topic, partition);
     }
-    let committed = consumer.committed_offsets(list, TIMEOUT)?;
+    // The group coordinator answers "not coordinator" / "loading" for a while after a
+    // broker start or for a new group: retry those for up to ~10 s.
+    let mut attempt = 0;
+    let committed = loop {
+        match consumer.committed_offsets(list.clone(), TIMEOUT) {
+            Ok(committed) => break committed,
+            Err(e) if attempt < 40 && is_transient(&e) => {
+                attempt += 1;
+                tracing::debug!(group, topic, error = %e, "retrying committed offsets");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     Ok(committed
         .elements()
         .iter()
