@@ -10,12 +10,10 @@ use clap::{Args, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use chorus_ingest::router::IntakeRouter;
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, PipelineConfig, await_delivery, event_headers, inspect, run_pipeline,
+    EventProducer, KafkaArgs, PipelineConfig, await_delivery, event_headers, inspect,
 };
-use chorus_runtime::metrics::Readiness;
 use chorus_schemas::Topic;
 
 use super::generate::{Rng, workload_event};
@@ -226,17 +224,7 @@ async fn bench_kafka(
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
     config.batch_max = batch_max;
     config.batch_linger = batch_linger;
-    let (router_kafka, router_shutdown) = (kafka.clone(), shutdown.clone());
-    let router = tokio::spawn(async move {
-        run_pipeline(
-            &router_kafka,
-            &config,
-            IntakeRouter::new(&router_kafka.topic_prefix),
-            router_shutdown,
-            Readiness::new(),
-        )
-        .await
-    });
+    let router = super::spawn_router(&kafka, config, shutdown.clone());
     let mut first: Option<(Instant, i64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let pipeline_seconds;

@@ -10,12 +10,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use clap::Args;
 
-use chorus_ingest::router::IntakeRouter;
 use chorus_runtime::Shutdown;
-use chorus_runtime::kafka::{
-    KafkaArgs, PipelineConfig, apply_topics, inspect, load_topic_specs, run_pipeline,
-};
-use chorus_runtime::metrics::Readiness;
+use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, apply_topics, inspect, load_topic_specs};
 use chorus_schemas::{DeadLetter, Envelope, Topic};
 
 use super::generate::{GenerateArgs, write_workload};
@@ -129,18 +125,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut config =
         PipelineConfig::new("router", &group, vec![kafka.topic(Topic::Intake)], "demo");
     config.session_timeout = Duration::from_secs(6);
-    let router_kafka = kafka.clone();
-    let router_shutdown = shutdown.clone();
-    let router = tokio::spawn(async move {
-        run_pipeline(
-            &router_kafka,
-            &config,
-            IntakeRouter::new(&router_kafka.topic_prefix),
-            router_shutdown,
-            Readiness::new(),
-        )
-        .await
-    });
+    let router = super::spawn_router(&kafka, config, shutdown.clone());
     let routing_started = Instant::now();
     let intake = kafka.topic(Topic::Intake);
     loop {

@@ -22,3 +22,23 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
         std::path::PathBuf::from(relative)
     }
 }
+
+/// Runs the intake router in this process (the demo and the benchmark), until `shutdown`.
+pub fn spawn_router(
+    kafka: &chorus_runtime::kafka::KafkaArgs,
+    config: chorus_runtime::kafka::PipelineConfig,
+    shutdown: chorus_runtime::Shutdown,
+) -> tokio::task::JoinHandle<Result<(), chorus_runtime::kafka::PipelineError>> {
+    let kafka = kafka.clone();
+    tokio::spawn(async move {
+        let router = chorus_ingest::router::IntakeRouter::new(&kafka.topic_prefix);
+        chorus_runtime::kafka::run_pipeline(
+            &kafka,
+            &config,
+            router,
+            shutdown,
+            chorus_runtime::metrics::Readiness::new(),
+        )
+        .await
+    })
+}
