@@ -96,6 +96,10 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Measure Kafka throughput beside a raw kcat baseline.
     Bench(commands::bench::BenchArgs),
+    /// Contracts on chain: deploy them.
+    Chain(commands::chain::ChainCommandArgs),
+    /// Index Chorus contract logs from the chain into Kafka (backfill, then follow the head).
+    Indexer(commands::indexer::IndexerArgs),
     /// Write the JSON Schema of every event type to a directory.
     Schemas(commands::schemas::SchemasArgs),
 }
@@ -126,6 +130,8 @@ fn main() -> std::process::ExitCode {
             Command::Generate(args) => commands::generate::run(&cli.kafka, args).await,
             Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
             Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,
+            Command::Chain(args) => commands::chain::run(args).await,
+            Command::Indexer(args) => commands::indexer::run(&cli.kafka, args).await,
             Command::Schemas(args) => commands::schemas::run(args),
         }
     });

@@ -5,6 +5,8 @@
 //! otherwise). Every test works under its own topic prefix, so tests never see each
 //! other's data and can run in parallel.
 
+pub mod chain;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

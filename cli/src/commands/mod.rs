@@ -1,8 +1,10 @@
 pub mod bench;
 pub mod bench_inference;
+pub mod chain;
 pub mod demo;
 pub mod demo_live;
 pub mod generate;
+pub mod indexer;
 pub mod inference_worker;
 pub mod ingest;
 pub mod orchestrator;

@@ -6,6 +6,7 @@ pub mod follow;
 pub mod inspect;
 mod pipeline;
 mod producer;
+mod transactional;
 
 use clap::Args;
 use rdkafka::ClientConfig;
@@ -16,6 +17,7 @@ pub use pipeline::{
     InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, Transform, run_pipeline,
 };
 pub use producer::{Delivered, EventProducer, ProduceError, await_delivery};
+pub use transactional::{TransactionError, TransactionalWriter};
 
 use chorus_schemas::{Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION};
 

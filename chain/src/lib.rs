@@ -1,0 +1,13 @@
+//! Chorus on chain: contract bindings and event decoding, a nonce-safe signing client,
+//! deployment, RPC failover, and the claim Merkle tree.
+
+mod client;
+pub mod contracts;
+pub mod merkle;
+pub mod rpc;
+
+pub use client::{
+    ChainClient, ChainError, DeployPlan, Deployment, deploy_all, id_from_name, load_signer,
+};
+pub use contracts::{ContractKind, EventDecoder, LogDecodeError};
+pub use rpc::{RpcFailure, RpcPool, RpcPoolConfig};

@@ -1,0 +1,692 @@
+//! The indexing loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, keccak256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use prometheus::{IntCounterVec, IntGaugeVec};
+use uuid::Uuid;
+
+use chorus_chain::{ContractKind, EventDecoder, RpcFailure, RpcPool};
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{KafkaArgs, OutputRecord, TransactionError, TransactionalWriter};
+use chorus_runtime::metrics::Readiness;
+use chorus_schemas::{ChainLog, ChainLogRetracted, DeadLetter, Envelope, Topic};
+
+use crate::cursor::{Cursor, EmittedLog, RecentBlock};
+use crate::progress::Progress;
+
+const SOURCE: &str = "indexer";
+
+/// When logs are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// Only once the block is `confirmations` deep.
+    Confirmed,
+    /// At once; a reorg retracts what it dropped.
+    Eager,
+}
+
+/// What to index and how.
+#[derive(Debug, Clone)]
+pub struct IndexerSettings {
+    /// Names the cursor and the Kafka transactional id: one running instance per name.
+    pub name: String,
+    pub chain_id: u64,
+    pub contracts: Vec<(ContractKind, Address)>,
+    /// First block to index when no cursor exists yet.
+    pub start_block: u64,
+    pub mode: EmitMode,
+    pub confirmations: u64,
+    pub initial_range: u64,
+    pub max_range: u64,
+    /// Recent blocks remembered for reorg detection (must exceed the deepest reorg).
+    pub reorg_window: u64,
+    pub poll_interval: Duration,
+    /// Stop once every block up to this one is indexed (backfill jobs, tests, benches).
+    pub stop_at_block: Option<u64>,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexerReport {
+    pub first_block: u64,
+    pub next_block: u64,
+    pub logs: u64,
+    pub dead_letters: u64,
+    pub retracted: u64,
+    pub reorgs: u64,
+    pub transactions: u64,
+}
+
+/// Why the indexer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexerError {
+    #[error(transparent)]
+    Kafka(#[from] TransactionError),
+    #[error("reading the cursor topic {topic}: {reason}")]
+    CursorRead { topic: String, reason: String },
+    #[error(
+        "the RPC endpoints serve chain id {actual}, but the indexer is configured for {expected}"
+    )]
+    WrongChain { expected: u64, actual: u64 },
+    #[error("the stored cursor of {name:?} is for chain {stored}, not {configured}")]
+    CursorChain {
+        name: String,
+        stored: u64,
+        configured: u64,
+    },
+    #[error(
+        "reorg deeper than the remembered window of {window} blocks below block {block}; re-index from an earlier block with a new indexer name"
+    )]
+    ReorgTooDeep { window: u64, block: u64 },
+    #[error(transparent)]
+    Rpc(#[from] RpcFailure),
+    #[error("contract ABIs: {0}")]
+    Abi(#[from] chorus_chain::LogDecodeError),
+}
+
+/// The deterministic id of the `chain.log` event for a log.
+pub fn log_event_id(chain_id: u64, block_hash: &B256, log_index: u64) -> Uuid {
+    derived_id(b"log", chain_id, block_hash, log_index)
+}
+
+fn retraction_event_id(chain_id: u64, block_hash: &B256, log_index: u64) -> Uuid {
+    derived_id(b"retract", chain_id, block_hash, log_index)
+}
+
+fn derived_id(tag: &[u8], chain_id: u64, block_hash: &B256, log_index: u64) -> Uuid {
+    let mut input = Vec::with_capacity(tag.len() + 48);
+    input.extend_from_slice(tag);
+    input.extend_from_slice(&chain_id.to_be_bytes());
+    input.extend_from_slice(block_hash.as_slice());
+    input.extend_from_slice(&log_index.to_be_bytes());
+    let hash = keccak256(&input);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+struct Metrics {
+    head_lag: IntGaugeVec,
+    block: IntGaugeVec,
+    range: IntGaugeVec,
+    logs: IntCounterVec,
+    reorgs: IntCounterVec,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        use chorus_runtime::metrics::{counter, gauge};
+        Metrics {
+            head_lag: gauge(
+                "chorus_indexer_head_lag_blocks",
+                "Blocks between the chain head and the last indexed block.",
+                &["indexer"],
+            ),
+            block: gauge(
+                "chorus_indexer_block",
+                "The last block indexed.",
+                &["indexer"],
+            ),
+            range: gauge(
+                "chorus_indexer_range_blocks",
+                "Current eth_getLogs block range (adaptive).",
+                &["indexer"],
+            ),
+            logs: counter(
+                "chorus_indexer_logs_total",
+                "Logs handled, by outcome: emitted, dead_lettered, retracted.",
+                &["indexer", "outcome"],
+            ),
+            reorgs: counter(
+                "chorus_indexer_reorgs_total",
+                "Chain reorganisations detected.",
+                &["indexer"],
+            ),
+        }
+    }
+}
+
+struct Header {
+    hash: B256,
+    parent: B256,
+    timestamp: u64,
+}
+
+enum StepError {
+    Shrink(RpcFailure),
+    Retry(String),
+    Fatal(IndexerError),
+}
+
+impl From<RpcFailure> for StepError {
+    fn from(failure: RpcFailure) -> Self {
+        if failure.wants_smaller_request() {
+            StepError::Shrink(failure)
+        } else {
+            StepError::Retry(failure.to_string())
+        }
+    }
+}
+
+impl From<TransactionError> for StepError {
+    fn from(error: TransactionError) -> Self {
+        match error {
+            TransactionError::Fatal { .. } => StepError::Fatal(error.into()),
+            TransactionError::Aborted { .. } => StepError::Retry(error.to_string()),
+        }
+    }
+}
+
+struct Indexer<'a> {
+    kafka: &'a KafkaArgs,
+    rpc: &'a RpcPool,
+    settings: &'a IndexerSettings,
+    writer: TransactionalWriter,
+    decoder: EventDecoder,
+    kinds: HashMap<Address, ContractKind>,
+    cursor: Cursor,
+    metrics: Metrics,
+    report: IndexerReport,
+}
+
+fn cursor_key(settings: &IndexerSettings) -> String {
+    settings.name.clone()
+}
+
+fn load_cursor(
+    kafka: &KafkaArgs,
+    settings: &IndexerSettings,
+) -> Result<Option<Cursor>, IndexerError> {
+    let topic = kafka.topic(Topic::IndexerCursor);
+    let error = |reason: String| IndexerError::CursorRead {
+        topic: topic.clone(),
+        reason,
+    };
+    let records = chorus_runtime::kafka::inspect::read_committed(kafka, &topic, &BTreeMap::new())
+        .map_err(|e| error(e.to_string()))?;
+    let key = cursor_key(settings);
+    let latest = records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(key.as_bytes()))
+        .max_by_key(|r| r.offset);
+    match latest {
+        None => Ok(None),
+        Some(record) => serde_json::from_slice(&record.payload)
+            .map(Some)
+            .map_err(|e| {
+                error(format!(
+                    "cursor at offset {} is unreadable: {e}",
+                    record.offset
+                ))
+            }),
+    }
+}
+
+/// Runs the indexer until shutdown (or `stop_at_block`).
+pub async fn run_indexer(
+    kafka: &KafkaArgs,
+    rpc: &RpcPool,
+    settings: &IndexerSettings,
+    shutdown: Shutdown,
+    readiness: Readiness,
+) -> Result<IndexerReport, IndexerError> {
+    let actual = rpc
+        .call("eth_chainId", |p| async move { p.get_chain_id().await })
+        .await?;
+    if actual != settings.chain_id {
+        return Err(IndexerError::WrongChain {
+            expected: settings.chain_id,
+            actual,
+        });
+    }
+    let transactional_id = format!("chorus-indexer-{}", settings.name);
+    let writer =
+        tokio::task::block_in_place(|| TransactionalWriter::new(kafka, &transactional_id))?;
+    let cursor = match tokio::task::block_in_place(|| load_cursor(kafka, settings))? {
+        Some(cursor) if cursor.chain_id != settings.chain_id => {
+            return Err(IndexerError::CursorChain {
+                name: settings.name.clone(),
+                stored: cursor.chain_id,
+                configured: settings.chain_id,
+            });
+        }
+        Some(cursor) => {
+            tracing::info!(indexer = %settings.name, next_block = cursor.next_block, "resuming from the committed cursor");
+            cursor
+        }
+        None => {
+            tracing::info!(indexer = %settings.name, start_block = settings.start_block, "no cursor yet; starting");
+            Cursor::new(settings.chain_id, settings.start_block)
+        }
+    };
+    let mut indexer = Indexer {
+        kafka,
+        rpc,
+        settings,
+        writer,
+        decoder: EventDecoder::new()?,
+        kinds: settings.contracts.iter().map(|(k, a)| (*a, *k)).collect(),
+        report: IndexerReport {
+            first_block: cursor.next_block,
+            next_block: cursor.next_block,
+            ..IndexerReport::default()
+        },
+        cursor,
+        metrics: Metrics::new(),
+    };
+    readiness.set(true);
+    let result = indexer.run(&shutdown).await;
+    readiness.set(false);
+    result.map(|()| indexer.report.clone())
+}
+
+impl Indexer<'_> {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    async fn run(&mut self, shutdown: &Shutdown) -> Result<(), IndexerError> {
+        let mut range = self.settings.initial_range.max(1);
+        let max_range = self.settings.max_range.max(1);
+        let mut backoff = Duration::from_millis(200);
+        let mut progress = Progress::new(self.cursor.next_block, self.settings.progress);
+        loop {
+            if shutdown.is_triggered() {
+                break;
+            }
+            if let Some(stop) = self.settings.stop_at_block
+                && self.cursor.next_block > stop
+            {
+                break;
+            }
+            let head = match self
+                .rpc
+                .call(
+                    "eth_blockNumber",
+                    |p| async move { p.get_block_number().await },
+                )
+                .await
+            {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::warn!(indexer = %self.name(), error = %e, "cannot read the chain head; retrying");
+                    sleep_or_shutdown(backoff, shutdown).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let safe = match self.settings.mode {
+                EmitMode::Eager => head,
+                EmitMode::Confirmed => head.saturating_sub(self.settings.confirmations),
+            };
+            let last_done = self.cursor.next_block.saturating_sub(1);
+            self.metrics
+                .head_lag
+                .with_label_values(&[self.name()])
+                .set(head.saturating_sub(last_done) as i64);
+            let target = self.settings.stop_at_block.map_or(safe, |s| s.min(safe));
+            progress.update(
+                self.name(),
+                self.cursor.next_block,
+                target,
+                head,
+                self.report.logs,
+            );
+
+            if self.cursor.next_block > safe {
+                let checked = self.check_tip().await;
+                match checked {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(StepError::Fatal(e)) => return Err(e),
+                    Err(StepError::Shrink(e)) => {
+                        tracing::warn!(indexer = %self.name(), error = %e, "tip check failed")
+                    }
+                    Err(StepError::Retry(e)) => {
+                        tracing::warn!(indexer = %self.name(), error = %e, "tip check failed")
+                    }
+                }
+                sleep_or_shutdown(self.settings.poll_interval, shutdown).await;
+                continue;
+            }
+            let from = self.cursor.next_block;
+            let to = (from + range - 1).min(target);
+            let started = Instant::now();
+            match self.index_range(from, to, head).await {
+                Ok(logs) => {
+                    backoff = Duration::from_millis(200);
+                    let took = started.elapsed();
+                    if took < Duration::from_millis(500) && logs < 5_000 {
+                        range = (range * 2).min(max_range);
+                    } else if took > Duration::from_secs(5) {
+                        range = (range / 2).max(1);
+                    }
+                }
+                Err(StepError::Shrink(e)) => {
+                    range = (range / 2).max(1);
+                    tracing::warn!(indexer = %self.name(), from, to, new_range = range, error = %e, "shrinking the block range");
+                }
+                Err(StepError::Retry(e)) => {
+                    tracing::warn!(indexer = %self.name(), from, to, error = %e, "step failed; retrying");
+                    sleep_or_shutdown(backoff, shutdown).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(StepError::Fatal(e)) => return Err(e),
+            }
+            self.metrics
+                .range
+                .with_label_values(&[self.name()])
+                .set(range as i64);
+        }
+        progress.finish();
+        Ok(())
+    }
+
+    async fn header(&self, number: u64) -> Result<Header, StepError> {
+        let block = self
+            .rpc
+            .call("eth_getBlockByNumber", move |p| async move {
+                p.get_block_by_number(BlockNumberOrTag::Number(number))
+                    .await
+            })
+            .await?;
+        let block = block
+            .ok_or_else(|| StepError::Retry(format!("block {number} is not available yet")))?;
+        Ok(Header {
+            hash: block.header.hash,
+            parent: block.header.parent_hash,
+            timestamp: block.header.timestamp,
+        })
+    }
+
+    /// While idle: has the last emitted block been replaced?
+    async fn check_tip(&mut self) -> Result<(), StepError> {
+        let last = self.cursor.next_block.saturating_sub(1);
+        let Some(recorded) = self.cursor.hash_of(last).map(str::to_string) else {
+            return Ok(());
+        };
+        let header = self.header(last).await?;
+        if format!("{:#x}", header.hash) != recorded {
+            self.handle_reorg(last).await?;
+        }
+        Ok(())
+    }
+
+    /// Indexes `from..=to` in one transaction; returns the number of logs.
+    async fn index_range(&mut self, from: u64, to: u64, head: u64) -> Result<u64, StepError> {
+        let addresses: Vec<Address> = self.settings.contracts.iter().map(|(_, a)| *a).collect();
+        let filter = Filter::new()
+            .address(addresses)
+            .from_block(from)
+            .to_block(to);
+        let logs: Vec<Log> = self
+            .rpc
+            .call("eth_getLogs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await?;
+
+        // Headers: every block near the head (where reorgs happen), else the ends.
+        let window = self.settings.reorg_window.max(1);
+        let near_head = to + window > head;
+        let numbers: Vec<u64> = if near_head {
+            (from..=to).collect()
+        } else if from == to {
+            vec![from]
+        } else {
+            vec![from, to]
+        };
+        let mut headers = BTreeMap::new();
+        for number in numbers {
+            headers.insert(number, self.header(number).await?);
+        }
+        if let (Some(first), Some(recorded)) = (
+            headers.get(&from),
+            from.checked_sub(1).and_then(|p| self.cursor.hash_of(p)),
+        ) && format!("{:#x}", first.parent) != recorded
+        {
+            self.handle_reorg(from - 1).await?;
+            return Ok(0);
+        }
+        let mut previous: Option<(u64, B256)> = None;
+        for (number, header) in &headers {
+            if let Some((prev_number, prev_hash)) = previous
+                && prev_number + 1 == *number
+                && header.parent != prev_hash
+            {
+                return Err(StepError::Retry(format!(
+                    "block {number} does not extend block {prev_number}: the chain moved during the step"
+                )));
+            }
+            previous = Some((*number, header.hash));
+        }
+
+        let prefix = &self.kafka.topic_prefix;
+        let mut records = Vec::with_capacity(logs.len() + 1);
+        let mut next = self.cursor.clone();
+        let mut emitted_by_block: BTreeMap<u64, Vec<EmittedLog>> = BTreeMap::new();
+        let (mut emitted, mut dead) = (0u64, 0u64);
+        for log in &logs {
+            let (Some(block_number), Some(block_hash), Some(tx_hash), Some(log_index)) = (
+                log.block_number,
+                log.block_hash,
+                log.transaction_hash,
+                log.log_index,
+            ) else {
+                return Err(StepError::Retry("the node returned a pending log".into()));
+            };
+            if let Some(header) = headers.get(&block_number)
+                && header.hash != block_hash
+            {
+                return Err(StepError::Retry(format!(
+                    "log in block {block_number} has hash {block_hash:#x}, header says {:#x}: the chain moved during the step",
+                    header.hash
+                )));
+            }
+            let address = log.inner.address;
+            let Some(kind) = self.kinds.get(&address).copied() else {
+                continue;
+            };
+            let timestamp = log
+                .block_timestamp
+                .or_else(|| headers.get(&block_number).map(|h| h.timestamp));
+            let time = timestamp
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t as i64, 0))
+                .unwrap_or_else(Utc::now);
+            match self.decoder.decode(kind, &log.inner.data) {
+                Ok((event_name, decoded)) => {
+                    let data = ChainLog {
+                        chain_id: self.settings.chain_id,
+                        contract: kind.name().to_string(),
+                        block_number,
+                        block_hash: format!("{block_hash:#x}"),
+                        block_timestamp: timestamp
+                            .and_then(|t| DateTime::<Utc>::from_timestamp(t as i64, 0)),
+                        tx_hash: format!("{tx_hash:#x}"),
+                        tx_index: log.transaction_index.unwrap_or_default(),
+                        log_index,
+                        topics: log
+                            .inner
+                            .data
+                            .topics()
+                            .iter()
+                            .map(|t| format!("{t:#x}"))
+                            .collect(),
+                        data: format!("0x{}", alloy::hex::encode(&log.inner.data.data)),
+                        event_name: Some(event_name),
+                        decoded: Some(decoded.to_string()),
+                    };
+                    let mut event = Envelope::with_time(SOURCE, time, data);
+                    event.id = log_event_id(self.settings.chain_id, &block_hash, log_index);
+                    records.push(output(prefix, &event)?);
+                    emitted_by_block
+                        .entry(block_number)
+                        .or_default()
+                        .push(EmittedLog {
+                            contract: kind.name().to_string(),
+                            tx_hash: format!("{tx_hash:#x}"),
+                            log_index,
+                        });
+                    emitted += 1;
+                }
+                Err(reason) => {
+                    let raw = serde_json::to_vec(log).unwrap_or_default();
+                    let letter = DeadLetter {
+                        source_topic: format!("chain:{}:{}", self.settings.chain_id, kind.name()),
+                        source_partition: 0,
+                        source_offset: block_number as i64,
+                        source_key_base64: None,
+                        payload_base64: base64::engine::general_purpose::STANDARD.encode(raw),
+                        reason: format!(
+                            "log {log_index} of tx {tx_hash:#x} in block {block_number}: {reason}"
+                        ),
+                        stage: SOURCE.to_string(),
+                    };
+                    let mut event = Envelope::with_time(SOURCE, time, letter);
+                    event.id = derived_id(b"dead", self.settings.chain_id, &block_hash, log_index);
+                    records.push(output(prefix, &event)?);
+                    dead += 1;
+                }
+            }
+        }
+        next.next_block = to + 1;
+        for (number, header) in &headers {
+            next.recent.insert(
+                *number,
+                RecentBlock {
+                    hash: format!("{:#x}", header.hash),
+                    logs: emitted_by_block.remove(number).unwrap_or_default(),
+                },
+            );
+        }
+        next.trim(window);
+        records.push(self.cursor_record(&next)?);
+        self.writer.commit(&records).await?;
+        self.cursor = next;
+        self.report.next_block = self.cursor.next_block;
+        self.report.logs += emitted;
+        self.report.dead_letters += dead;
+        self.report.transactions += 1;
+        self.metrics
+            .logs
+            .with_label_values(&[self.name(), "emitted"])
+            .inc_by(emitted);
+        self.metrics
+            .logs
+            .with_label_values(&[self.name(), "dead_lettered"])
+            .inc_by(dead);
+        self.metrics
+            .block
+            .with_label_values(&[self.name()])
+            .set(to as i64);
+        Ok(emitted + dead)
+    }
+
+    fn cursor_record(&self, cursor: &Cursor) -> Result<OutputRecord, StepError> {
+        Ok(OutputRecord {
+            topic: self.kafka.topic(Topic::IndexerCursor),
+            key: Some(cursor_key(self.settings).into_bytes()),
+            payload: serde_json::to_vec(cursor)
+                .map_err(|e| StepError::Retry(format!("encoding the cursor: {e}")))?,
+            headers: None,
+        })
+    }
+
+    /// The block after `suspect` no longer extends our record of it (or `suspect`
+    /// itself changed): find the last block we recorded that is still canonical,
+    /// retract everything emitted above it and rewind the cursor there.
+    async fn handle_reorg(&mut self, suspect: u64) -> Result<(), StepError> {
+        let mut ancestor = None;
+        let recorded: Vec<(u64, String)> = self
+            .cursor
+            .recent
+            .range(..=suspect)
+            .rev()
+            .map(|(n, b)| (*n, b.hash.clone()))
+            .collect();
+        for (number, hash) in recorded {
+            let header = self.header(number).await?;
+            if format!("{:#x}", header.hash) == hash {
+                ancestor = Some(number);
+                break;
+            }
+        }
+        let Some(ancestor) = ancestor else {
+            return Err(StepError::Fatal(IndexerError::ReorgTooDeep {
+                window: self.settings.reorg_window,
+                block: suspect,
+            }));
+        };
+        let mut next = self.cursor.clone();
+        let dropped = next.rewind_to(ancestor);
+        let depth = self.cursor.next_block.saturating_sub(ancestor + 1);
+        let prefix = &self.kafka.topic_prefix;
+        let mut records = Vec::new();
+        for (number, block) in &dropped {
+            let Ok(block_hash) = block.hash.parse::<B256>() else {
+                continue;
+            };
+            for log in &block.logs {
+                let data = ChainLogRetracted {
+                    chain_id: self.settings.chain_id,
+                    contract: log.contract.clone(),
+                    block_number: *number,
+                    block_hash: block.hash.clone(),
+                    tx_hash: log.tx_hash.clone(),
+                    log_index: log.log_index,
+                    retracted_event_id: log_event_id(
+                        self.settings.chain_id,
+                        &block_hash,
+                        log.log_index,
+                    ),
+                    reason: format!(
+                        "reorg of depth {depth}: block {number} {} is no longer canonical",
+                        block.hash
+                    ),
+                };
+                let mut event = Envelope::new(SOURCE, data);
+                event.id = retraction_event_id(self.settings.chain_id, &block_hash, log.log_index);
+                records.push(output(prefix, &event)?);
+            }
+        }
+        let retracted = records.len() as u64;
+        records.push(self.cursor_record(&next)?);
+        self.writer.commit(&records).await?;
+        self.cursor = next;
+        self.report.next_block = self.cursor.next_block;
+        self.report.retracted += retracted;
+        self.report.reorgs += 1;
+        self.report.transactions += 1;
+        self.metrics.reorgs.with_label_values(&[self.name()]).inc();
+        self.metrics
+            .logs
+            .with_label_values(&[self.name(), "retracted"])
+            .inc_by(retracted);
+        tracing::warn!(indexer = %self.name(), depth, ancestor, retracted, "chain reorganisation: retracted the dropped logs and rewound");
+        Ok(())
+    }
+}
+
+fn output<T: chorus_schemas::EventData>(
+    prefix: &str,
+    event: &Envelope<T>,
+) -> Result<OutputRecord, StepError> {
+    OutputRecord::event(prefix, event)
+        .map_err(|e| StepError::Retry(format!("encoding an event: {e}")))
+}
+
+async fn sleep_or_shutdown(duration: Duration, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = shutdown.triggered() => {}
+    }
+}
