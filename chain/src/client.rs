@@ -323,3 +323,20 @@ pub async fn deploy_all(client: &ChainClient, plan: &DeployPlan) -> Result<Deplo
 pub fn id_from_name(name: &str) -> B256 {
     alloy::primitives::keccak256(name.as_bytes())
 }
+
+/// The first dev account of anvil's default mnemonic. It is public and only ever
+/// accepted for loopback endpoints (the local demo and benchmarks); real chains need
+/// `CHORUS_CHAIN_KEY` or a key file.
+pub const ANVIL_DEV_KEY: &str =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// The anvil dev signer, if `url` is a loopback endpoint.
+pub fn local_dev_signer(url: &str) -> Option<PrivateKeySigner> {
+    let parsed: alloy::transports::http::reqwest::Url = url.parse().ok()?;
+    let local = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if local {
+        ANVIL_DEV_KEY.parse().ok()
+    } else {
+        None
+    }
+}

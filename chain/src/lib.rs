@@ -7,7 +7,8 @@ pub mod merkle;
 pub mod rpc;
 
 pub use client::{
-    ChainClient, ChainError, DeployPlan, Deployment, deploy_all, id_from_name, load_signer,
+    ANVIL_DEV_KEY, ChainClient, ChainError, DeployPlan, Deployment, deploy_all, id_from_name,
+    load_signer, local_dev_signer,
 };
 pub use contracts::{ContractKind, EventDecoder, LogDecodeError};
 pub use rpc::{RpcFailure, RpcPool, RpcPoolConfig};

@@ -9,6 +9,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use prometheus::{IntCounterVec, IntGaugeVec};
 use uuid::Uuid;
 
@@ -64,6 +65,8 @@ pub struct IndexerReport {
     pub retracted: u64,
     pub reorgs: u64,
     pub transactions: u64,
+    /// Time spent in the indexing loop (after connecting and loading the cursor).
+    pub indexing_time: Duration,
 }
 
 /// Why the indexer stopped.
@@ -284,7 +287,9 @@ pub async fn run_indexer(
         metrics: Metrics::new(),
     };
     readiness.set(true);
+    let started = Instant::now();
     let result = indexer.run(&shutdown).await;
+    indexer.report.indexing_time = started.elapsed();
     readiness.set(false);
     result.map(|()| indexer.report.clone())
 }
@@ -436,18 +441,26 @@ impl Indexer<'_> {
             .await?;
 
         // Headers: every block near the head (where reorgs happen), else the ends.
+        // Headers: both ends of the range, and every block inside the reorg window
+        // below the head (where reorgs happen), fetched a few at a time.
         let window = self.settings.reorg_window.max(1);
-        let near_head = to + window > head;
-        let numbers: Vec<u64> = if near_head {
-            (from..=to).collect()
-        } else if from == to {
-            vec![from]
-        } else {
-            vec![from, to]
-        };
+        let window_start = head.saturating_sub(window - 1).max(from);
+        let mut numbers: Vec<u64> = vec![from, to];
+        numbers.extend(window_start..=to);
+        numbers.sort_unstable();
+        numbers.dedup();
+        let fetched: Vec<Result<(u64, Header), StepError>> = futures::stream::iter(numbers)
+            .map(|number| {
+                let this = &*self;
+                async move { this.header(number).await.map(|h| (number, h)) }
+            })
+            .buffered(8)
+            .collect()
+            .await;
         let mut headers = BTreeMap::new();
-        for number in numbers {
-            headers.insert(number, self.header(number).await?);
+        for result in fetched {
+            let (number, header) = result?;
+            headers.insert(number, header);
         }
         if let (Some(first), Some(recorded)) = (
             headers.get(&from),

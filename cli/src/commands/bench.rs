@@ -26,6 +26,26 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
+    /// Indexer logs/s and blocks/s beside plain eth_getLogs + decode, on a local anvil
+    /// (deploys a log fixture and generates the logs first).
+    Indexer {
+        #[command(flatten)]
+        chain: super::chain::ChainArgs,
+        #[command(flatten)]
+        key: super::chain::KeyArgs,
+        /// Logs to generate.
+        #[arg(long, default_value_t = 20_000)]
+        logs: u64,
+        /// Logs per transaction (one transaction per block on anvil).
+        #[arg(long, default_value_t = 100)]
+        logs_per_tx: u64,
+        /// Empty blocks mined between those transactions.
+        #[arg(long, default_value_t = 9)]
+        empty_blocks_between: u64,
+        /// eth_getLogs block range for both paths.
+        #[arg(long, default_value_t = 500)]
+        range: u64,
+    },
     /// Inference-worker throughput on one backlog with 1 worker, then N workers,
     /// against a provider with a fixed latency.
     Inference {
@@ -67,6 +87,22 @@ enum BenchTarget {
 
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
+        BenchTarget::Indexer {
+            chain,
+            key,
+            logs,
+            logs_per_tx,
+            empty_blocks_between,
+            range,
+        } => {
+            let bench = super::bench_indexer::IndexerBench {
+                logs,
+                logs_per_tx,
+                empty_blocks_between,
+                range,
+            };
+            super::bench_indexer::run(kafka, &chain, &key, bench).await
+        }
         BenchTarget::Inference {
             jobs,
             latency_ms,

@@ -42,13 +42,26 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
+    /// A signing client for the first RPC endpoint. On a loopback endpoint with no key
+    /// configured, anvil's public dev key is used (local demo and benchmarks only).
     pub fn client(&self, chain: &ChainArgs) -> anyhow::Result<ChainClient> {
         let env_key = std::env::var("CHORUS_CHAIN_KEY").ok();
-        let signer = load_signer(env_key.as_deref(), self.key_file.as_deref())?;
         let url = chain
             .rpc_urls
             .first()
             .context("at least one --rpc-url is needed")?;
+        let signer = match load_signer(env_key.as_deref(), self.key_file.as_deref()) {
+            Ok(signer) => signer,
+            Err(e) => match chorus_chain::local_dev_signer(url) {
+                Some(dev) => {
+                    tracing::warn!(
+                        "no chain key configured; using anvil's public dev key on the loopback endpoint"
+                    );
+                    dev
+                }
+                None => return Err(e.into()),
+            },
+        };
         Ok(ChainClient::new(url, signer, chain.chain_id)?)
     }
 }

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_indexer;
 pub mod bench_inference;
 pub mod chain;
 pub mod demo;
