@@ -24,7 +24,7 @@ pub enum Topic {
     ProviderHeartbeats,
     /// Decoded chain logs and retractions; key: `<chain id>:<contract>`.
     ChainEvents,
-    /// The indexer's cursor (compacted); key: `<chain id>`.
+    /// The indexer's cursor (compacted); key: the indexer name.
     IndexerCursor,
     /// Per-account PoI scores; key: epoch.
     PoiScores,
