@@ -340,3 +340,9 @@ pub fn local_dev_signer(url: &str) -> Option<PrivateKeySigner> {
         None
     }
 }
+
+/// A provider for reads only (no key).
+pub fn read_only_provider(url: &str) -> Result<DynProvider, ChainError> {
+    let parsed = url.parse().map_err(|e| ChainError::Url(format!("{e}")))?;
+    Ok(ProviderBuilder::new().connect_http(parsed).erased())
+}

@@ -100,6 +100,14 @@ enum Command {
     Chain(commands::chain::ChainCommandArgs),
     /// Index Chorus contract logs from the chain into Kafka (backfill, then follow the head).
     Indexer(commands::indexer::IndexerArgs),
+    /// Score a PoI epoch from its exact Kafka offsets, record it and checkpoint its root on chain.
+    Score(commands::poi::ScoreArgs),
+    /// Replay an epoch's manifest, recompute its root and compare it with the recorded and on-chain ones.
+    Verify(commands::poi::VerifyArgs),
+    /// Print an account's claim (cumulative amount and Merkle proof) for an epoch as JSON.
+    Proof(commands::poi::ProofArgs),
+    /// PoI tools: synthetic archives and the bare query (benchmarks).
+    Poi(commands::poi::PoiToolArgs),
     /// Write the JSON Schema of every event type to a directory.
     Schemas(commands::schemas::SchemasArgs),
 }
@@ -132,6 +140,10 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,
             Command::Chain(args) => commands::chain::run(args).await,
             Command::Indexer(args) => commands::indexer::run(&cli.kafka, args).await,
+            Command::Score(args) => commands::poi::score(&cli.kafka, args).await,
+            Command::Verify(args) => commands::poi::verify(&cli.kafka, args).await,
+            Command::Proof(args) => commands::poi::proof(&cli.kafka, args).await,
+            Command::Poi(args) => commands::poi::tool(args).await,
             Command::Schemas(args) => commands::schemas::run(args),
         }
     });

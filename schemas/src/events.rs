@@ -438,6 +438,10 @@ pub struct PoiCheckpoint {
     pub distributor: String,
     #[serde(default)]
     pub tx_hash: Option<String>,
+    /// The epoch's manifest (exact input offsets, config hash) as JSON; present on the
+    /// first record of an epoch, absent on the record that adds the tx hash.
+    #[serde(default)]
+    pub manifest_json: Option<String>,
 }
 
 impl EventData for PoiCheckpoint {

@@ -208,6 +208,7 @@ pub fn all() -> Vec<AnyEvent> {
                 chain_id: 56,
                 distributor: "0x5fbdb2315678afecb367f032d93f642f64180aa3".into(),
                 tx_hash: Some(format!("0x{}", "44".repeat(32))),
+                manifest_json: Some(r#"{"manifest_version":1,"epoch":7}"#.into()),
             },
         )),
         AnyEvent::DeadLetter(Envelope::with_time(

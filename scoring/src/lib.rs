@@ -1,1 +1,23 @@
-//! PoI scoring with DataFusion, Merkle checkpoints, verification and claims (issue #6; not built yet).
+//! Proof of Intelligence scoring.
+//!
+//! An epoch's input is fixed as exact per-partition offset ranges (the manifest), read
+//! into a Parquet archive, scored with one SQL query in DataFusion (bounded memory,
+//! spilling), split into integer wei per role, and committed as a cumulative claim tree
+//! whose root goes on chain. `verify` replays the manifest and compares roots.
+
+pub mod archive;
+pub mod config;
+pub mod engine;
+pub mod epoch;
+pub mod payout;
+pub mod source;
+pub mod sql;
+pub mod synthetic;
+
+pub use config::ScoringConfig;
+pub use engine::{Contribution, EngineConfig};
+pub use epoch::{
+    ClaimProof, EpochResult, PoiError, Recorded, ScoreOptions, ScoreOutcome, Verification,
+    claim_proof, compute, score_epoch, verify_epoch,
+};
+pub use source::{Manifest, SourceRange};

@@ -10,7 +10,14 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
 
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use chorus_chain::contracts::{ChorusToken, PoiDistributor, ProviderRegistry};
+use chorus_chain::{ChainClient, id_from_name};
+use chorus_integration_tests::chain::{Anvil, DEV_KEY_1, deploy};
+use chorus_integration_tests::poi::{run_chorus, scoring_config_file};
 use chorus_integration_tests::*;
+use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::*;
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
@@ -363,4 +370,82 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     for child in [&mut ingest, &mut orchestrator, &mut worker] {
         terminate(child, Duration::from_secs(30)).unwrap();
     }
+
+    // Proof of Intelligence over what this live path produced: index the provider's
+    // on-chain stake, score the epoch, checkpoint it, verify it, claim for two accounts.
+    poi_epoch_is_checkpointed_verified_and_claimed(&kafka, human.address()).await;
+}
+
+async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human: Address) {
+    let anvil = Anvil::start().unwrap();
+    let owner = anvil.client();
+    let (deployment, path) = deploy(&owner, &kafka.topic_prefix).await.unwrap();
+    let path = path.to_string_lossy().to_string();
+    let operator = ChainClient::new(&anvil.url(), DEV_KEY_1.parse().unwrap(), 56).unwrap();
+    let stake = U256::from(1_000u64);
+    owner
+        .transact("mint", deployment.token, &ChorusToken::mintCall { to: operator.address(), amount: stake })
+        .await
+        .unwrap();
+    operator
+        .transact("approve", deployment.token, &ChorusToken::approveCall { spender: deployment.provider_registry, value: stake })
+        .await
+        .unwrap();
+    operator
+        .transact(
+            "stake",
+            deployment.provider_registry,
+            &ProviderRegistry::registerCall { providerId: id_from_name("local-llama"), endpoint: "http://127.0.0.1:8080/v1".into(), stake_: stake },
+        )
+        .await
+        .unwrap();
+    owner
+        .transact("fund", deployment.token, &ChorusToken::mintCall { to: deployment.poi_distributor, amount: U256::from(10u64).pow(U256::from(24u64)) })
+        .await
+        .unwrap();
+    let head = owner.provider().get_block_number().await.unwrap().to_string();
+    let url = anvil.url();
+    let name = format!("{}indexer", kafka.topic_prefix);
+    let (ok, out) = run_chorus(kafka, &[
+        "indexer", "--rpc-url", &url, "--deployment", &path, "--name", &name, "--confirmations", "0",
+        "--stop-at-block", &head, "--no-progress", "--metrics-addr", "127.0.0.1:0",
+    ]);
+    assert!(ok, "{out}");
+
+    let (config, _) = scoring_config_file(&kafka.topic_prefix).unwrap();
+    let config = config.to_string_lossy().to_string();
+    let work = repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix)).to_string_lossy().to_string();
+    let common = ["--scoring-config", config.as_str(), "--work-dir", work.as_str(), "--rpc-url", url.as_str(), "--deployment", path.as_str()];
+    let (ok, out) = run_chorus(kafka, &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat());
+    assert!(ok && out.contains("checkpoint tx 0x"), "{out}");
+    eprintln!("{out}");
+    for role in ["Provider", "AgentDeveloper", "User"] {
+        assert!(out.contains(role), "every role is paid: {out}");
+    }
+    // Scoring again neither re-scores nor sends a second transaction.
+    let (ok, again) = run_chorus(kafka, &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat());
+    assert!(ok && again.contains("already scored") && again.contains("already on chain"), "{again}");
+    let (ok, out) = run_chorus(kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
+    assert!(ok && out.contains("verified"), "{out}");
+
+    let token = ChorusToken::new(deployment.token, owner.provider());
+    let mut proofs = Vec::new();
+    for account in [human, operator.address()] {
+        let (ok, out) = run_chorus(kafka, &["proof", "--epoch", "0", "--account", &format!("{account:#x}")]);
+        assert!(ok, "{out}");
+        let proof: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        let amount = U256::from_str_radix(proof["cumulative_amount"].as_str().unwrap(), 10).unwrap();
+        let path: Vec<B256> = proof["proof"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().parse().unwrap()).collect();
+        let before = token.balanceOf(account).call().await.unwrap();
+        let claim = PoiDistributor::claimCall { epoch: 0, account, cumulativeAmount: amount, proof: path.clone() };
+        owner.transact("claim", deployment.poi_distributor, &claim).await.unwrap();
+        assert_eq!(token.balanceOf(account).call().await.unwrap() - before, amount);
+        assert!(amount > U256::ZERO);
+        assert!(owner.transact("claim twice", deployment.poi_distributor, &claim).await.is_err());
+        proofs.push((account, amount, path));
+    }
+    // The operator's proof does not prove the human's claim.
+    let (human, amount, _) = &proofs[0];
+    let forged = PoiDistributor::claimCall { epoch: 0, account: *human, cumulativeAmount: *amount + U256::from(1u64), proof: proofs[1].2.clone() };
+    assert!(owner.transact("wrong proof", deployment.poi_distributor, &forged).await.is_err());
 }

@@ -9,6 +9,7 @@ pub mod indexer;
 pub mod inference_worker;
 pub mod ingest;
 pub mod orchestrator;
+pub mod poi;
 pub mod provider_sim;
 pub mod router;
 pub mod schemas;

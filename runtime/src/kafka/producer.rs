@@ -106,7 +106,33 @@ impl EventProducer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
+        self.enqueue_record(topic, None, key, payload, headers).await
+    }
+
+    /// Queues raw bytes for one partition (replicating a log partition by partition).
+    pub async fn enqueue_raw_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryFuture, ProduceError> {
+        self.enqueue_record(topic, Some(partition), key, payload, headers).await
+    }
+
+    async fn enqueue_record(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryFuture, ProduceError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

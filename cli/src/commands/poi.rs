@@ -1,0 +1,239 @@
+//! `chorus score`, `chorus verify`, `chorus proof`, `chorus poi …`: Proof of Intelligence.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use alloy::primitives::Address;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use chorus_chain::Deployment;
+use chorus_runtime::kafka::KafkaArgs;
+use chorus_scoring::synthetic::{Workload, write_archive};
+use chorus_scoring::{EngineConfig, ScoreOptions, ScoringConfig, claim_proof, score_epoch, verify_epoch};
+
+use super::chain::{ChainArgs, KeyArgs};
+
+/// Flags shared by the PoI commands.
+#[derive(Debug, Clone, Args)]
+pub struct PoiArgs {
+    /// The versioned scoring config (weights, caps, prices, pool, epoch length).
+    #[arg(long = "scoring-config", env = "CHORUS_SCORING_CONFIG", default_value_os_t = super::repo_path("infra/poi/scoring-v1.toml"))]
+    pub scoring_config: PathBuf,
+    /// Working directory for epoch archives and claim files.
+    #[arg(long, env = "CHORUS_POI_WORK_DIR", default_value = "target/chorus/poi")]
+    pub work_dir: PathBuf,
+    /// Memory limit of the scoring query in MiB (operators spill to disk beyond it).
+    #[arg(long, env = "CHORUS_POI_MEMORY_MB", default_value_t = 512)]
+    pub memory_mb: usize,
+}
+
+impl PoiArgs {
+    fn config(&self) -> anyhow::Result<ScoringConfig> {
+        ScoringConfig::load(&self.scoring_config)
+            .with_context(|| format!("scoring config {}", self.scoring_config.display()))
+    }
+
+    fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            memory_limit: self.memory_mb.max(16) * 1024 * 1024,
+            target_partitions: 0,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The epoch to score (see the config's [epoch] for its time window).
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Score the epoch that contains the current time, up to now.
+    #[arg(long, conflicts_with = "epoch")]
+    current: bool,
+    /// Score an epoch whose window has not ended (its input stops at now).
+    #[arg(long)]
+    allow_open: bool,
+    /// Do not checkpoint on chain (record in Kafka only).
+    #[arg(long)]
+    no_chain: bool,
+    /// Scorer name: its Kafka transactional id is chorus-scorer-<name>.
+    #[arg(long, env = "CHORUS_SCORER_NAME", default_value = "main")]
+    name: String,
+    #[command(flatten)]
+    poi: PoiArgs,
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
+    let config = args.poi.config()?;
+    let epoch = match (args.epoch, args.current) {
+        (Some(epoch), _) => epoch,
+        (None, true) => config.epoch_at(chrono::Utc::now().timestamp_millis()),
+        (None, false) => anyhow::bail!("pass --epoch N or --current"),
+    };
+    let allow_open = args.allow_open || args.current;
+    let (client, distributor) = if args.no_chain {
+        (None, None)
+    } else {
+        let deployment = Deployment::load(&args.chain.deployment)?;
+        (Some(args.key.client(&args.chain)?), Some(deployment.poi_distributor))
+    };
+    let options = ScoreOptions {
+        epoch,
+        allow_open,
+        work_dir: args.poi.work_dir.clone(),
+        engine: args.poi.engine(),
+        scorer_name: args.name.clone(),
+        chain_id: args.chain.chain_id,
+        distributor,
+    };
+    let outcome = score_epoch(kafka, &config, &options, client.as_ref()).await?;
+    if let Some(result) = &outcome.result {
+        println!(
+            "epoch {epoch}: {} events read from {} offset ranges in {:.2} s, scored in {:.2} s",
+            result.events_read,
+            result.manifest.sources.len(),
+            result.seconds_reading,
+            result.seconds_query
+        );
+        for payout in &result.payouts {
+            println!(
+                "  {:<16} {:#x}  points {:>12}  items {:>8}  {} wei",
+                format!("{:?}", payout.role),
+                payout.account,
+                payout.points,
+                payout.items,
+                payout.amount
+            );
+        }
+        if !result.excluded.is_empty() {
+            println!("  {} contributors without a payable address were left out", result.excluded.len());
+        }
+    } else {
+        println!("epoch {epoch}: already scored; using the recorded checkpoint");
+    }
+    println!("root {:#x}  manifest {:#x}", outcome.root, outcome.manifest_hash);
+    match &outcome.tx_hash {
+        Some(tx) if outcome.already_on_chain => println!("checkpoint already on chain in tx {tx}"),
+        Some(tx) => println!("checkpoint tx {tx}"),
+        None => println!("not checkpointed on chain (--no-chain)"),
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    epoch: u64,
+    /// Compare with the recorded checkpoint only, not the chain.
+    #[arg(long)]
+    no_chain: bool,
+    #[command(flatten)]
+    poi: PoiArgs,
+    #[command(flatten)]
+    chain: ChainArgs,
+}
+
+pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
+    let config = args.poi.config()?;
+    let chain = if args.no_chain {
+        None
+    } else {
+        let deployment = Deployment::load(&args.chain.deployment)?;
+        let url = args.chain.rpc_urls.first().context("--rpc-url")?;
+        Some((chorus_chain::read_only_provider(url)?, deployment.poi_distributor))
+    };
+    let verification = verify_epoch(
+        kafka,
+        &config,
+        args.epoch,
+        &args.poi.work_dir,
+        args.poi.engine(),
+        chain.as_ref().map(|(c, d)| (c, *d)),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&verification)?);
+    if verification.ok {
+        println!("verified: epoch {} root {}", verification.epoch, verification.computed_root);
+        Ok(())
+    } else {
+        anyhow::bail!("epoch {} does NOT verify: {}", verification.epoch, verification.problems.join("; "))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProofArgs {
+    #[arg(long)]
+    epoch: u64,
+    #[arg(long)]
+    account: Address,
+}
+
+pub async fn proof(kafka: &KafkaArgs, args: ProofArgs) -> anyhow::Result<()> {
+    let kafka = kafka.clone();
+    let proof = tokio::task::spawn_blocking(move || claim_proof(&kafka, args.epoch, args.account)).await??;
+    println!("{}", serde_json::to_string_pretty(&proof)?);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PoiToolArgs {
+    #[command(subcommand)]
+    command: PoiTool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PoiTool {
+    /// Write a synthetic workload straight into a Parquet archive (benchmarks).
+    Generate {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 20_000)]
+        users: u64,
+        #[arg(long, default_value_t = 200)]
+        agent_developers: u64,
+        #[arg(long, default_value_t = 16)]
+        providers: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the contribution query over an archive with DataFusion; print JSON.
+    Query {
+        #[arg(long)]
+        archive: PathBuf,
+        /// Also write the SQL text here (the benchmark gives it to DuckDB).
+        #[arg(long)]
+        sql_out: Option<PathBuf>,
+        #[command(flatten)]
+        poi: PoiArgs,
+    },
+}
+
+pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
+    match args.command {
+        PoiTool::Generate { events, users, agent_developers, providers, seed, out } => {
+            let started = Instant::now();
+            let workload = Workload { events, users, agent_developers, providers, seed };
+            let written = tokio::task::spawn_blocking(move || write_archive(&out, workload)).await??;
+            eprintln!("wrote {written} events in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        PoiTool::Query { archive, sql_out, poi } => {
+            let config = poi.config()?;
+            let sql = chorus_scoring::sql::contribution_sql(&config);
+            if let Some(path) = sql_out {
+                std::fs::write(&path, &sql).with_context(|| format!("writing {}", path.display()))?;
+            }
+            let started = Instant::now();
+            let rows = chorus_scoring::engine::run_query(&archive, &sql, poi.engine()).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!("{}", serde_json::json!({ "seconds": seconds, "rows": rows }));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! PoI test helpers: topics with a chosen partition count, producing events to their
+//! topics (or a chosen partition), a scoring config whose epoch 0 spans everything.
+
+use std::path::PathBuf;
+
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_delivery, event_headers, load_topic_specs};
+use chorus_schemas::AnyEvent;
+
+/// Creates every topic under the prefix with `partitions` partitions each.
+pub async fn create_topics_with(kafka: &KafkaArgs, partitions: i32) -> anyhow::Result<()> {
+    let mut specs = load_topic_specs(&crate::repo_root().join("infra/topics/topics.toml"))?;
+    for spec in &mut specs {
+        spec.partitions = partitions;
+    }
+    apply_topics(kafka, &specs, 1).await?;
+    Ok(())
+}
+
+/// Produces events to their topics (keyed as usual).
+pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::Result<()> {
+    let producer = EventProducer::new(kafka, "test-poi-producer", 100_000)?;
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let headers = event_headers(event.type_name(), event.version(), &event.id());
+        let payload = event.to_json()?;
+        let topic = kafka.topic(event.topic());
+        pending.push(
+            producer
+                .enqueue_raw(&topic, Some(event.key().as_bytes()), &payload, Some(headers))
+                .await?,
+        );
+    }
+    for delivery in pending {
+        await_delivery(delivery).await?;
+    }
+    Ok(())
+}
+
+/// The shipped scoring config with epoch 0 starting at the Unix epoch and lasting 100
+/// years, written to a file under target/test-logs.
+pub fn scoring_config_file(name: &str) -> anyhow::Result<(PathBuf, chorus_scoring::ScoringConfig)> {
+    let text = std::fs::read_to_string(crate::repo_root().join("infra/poi/scoring-v1.toml"))?;
+    let text = text
+        .replace("genesis_ms = 1764547200000", "genesis_ms = 0")
+        .replace("length_seconds = 86400", "length_seconds = 3153600000");
+    let config = chorus_scoring::ScoringConfig::parse(&text)?;
+    let path = crate::repo_root().join(format!("target/test-logs/{name}scoring.toml"));
+    std::fs::create_dir_all(path.parent().unwrap_or(&crate::repo_root()))?;
+    std::fs::write(&path, text)?;
+    Ok((path, config))
+}
+
+/// Runs `chorus <args>` to completion with the test's Kafka settings and anvil's dev key
+/// as the chain key; returns (success, stdout + stderr).
+pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(crate::chorus_bin())
+        .args(["--log", "warn", "--brokers", &kafka.brokers, "--topic-prefix", &kafka.topic_prefix])
+        .args(args)
+        .env("CHORUS_CHAIN_KEY", crate::chain::DEV_KEY_0)
+        .output();
+    match output {
+        Ok(output) => (
+            output.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        ),
+        Err(e) => (false, format!("could not run chorus: {e}")),
+    }
+}

@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+//! PoI scoring against the real Kafka broker (and a real anvil): determinism over
+//! partitioning, arrival order and duplicates; `verify` catching a tampered log and a
+//! wrong on-chain root.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, B256, U256};
+
+use chorus_chain::contracts::PoiDistributor;
+use chorus_chain::merkle::{Claim, ClaimTree};
+use chorus_integration_tests::chain::{Anvil, deploy};
+use chorus_integration_tests::poi::{create_topics_with, produce_events, run_chorus, scoring_config_file};
+use chorus_integration_tests::*;
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
+use chorus_schemas::{AnyEvent, Envelope, Feedback, Topic};
+use chorus_scoring::synthetic::{Workload, generate};
+use chorus_scoring::{EngineConfig, ScoreOptions, score_epoch};
+
+fn workload_events(events: u64, seed: u64) -> Vec<AnyEvent> {
+    let mut out = Vec::new();
+    generate(
+        Workload { events, users: 40, agent_developers: 6, providers: 4, seed },
+        |e| {
+            out.push(e.clone());
+            Ok(())
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn shuffle(events: &mut [AnyEvent], seed: u64) {
+    let mut state = seed | 1;
+    for i in (1..events.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        events.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+fn options(kafka: &KafkaArgs) -> ScoreOptions {
+    ScoreOptions {
+        epoch: 0,
+        allow_open: true,
+        work_dir: repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix)),
+        engine: EngineConfig { memory_limit: 64 * 1024 * 1024, target_partitions: 4 },
+        scorer_name: kafka.topic_prefix.clone(),
+        chain_id: 56,
+        distributor: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_give_the_same_root_for_1_4_16_partitions_any_order_and_duplicates() {
+    let events = workload_events(3_000, 11);
+    let (_, config) = scoring_config_file("determinism-").unwrap();
+
+    // The reference: the unique events archived directly, no Kafka.
+    let dir = repo_root().join("target/test-logs/determinism-direct");
+    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for event in &events {
+        if seen.insert(event.id()) {
+            writer.add(event).unwrap();
+        }
+    }
+    writer.finish().unwrap();
+    let sql = chorus_scoring::sql::contribution_sql(&config);
+    let rows = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default()).await.unwrap();
+    let split = chorus_scoring::payout::split(&rows, &config);
+    let cumulative = chorus_scoring::payout::cumulative(&BTreeMap::new(), &split.payouts);
+    let claims: Vec<Claim> = cumulative
+        .iter()
+        .map(|(a, v)| Claim { account: *a, cumulative_amount: *v })
+        .collect();
+    let reference = ClaimTree::build(&claims).unwrap().root();
+    assert!(split.payouts.len() > 20, "a real spread of contributors");
+
+    let mut roots = Vec::new();
+    for (partitions, seed) in [(1, 3u64), (4, 5), (16, 7)] {
+        let kafka = test_kafka(&format!("det{partitions}"));
+        create_topics_with(&kafka, partitions).await.unwrap();
+        let mut input = events.clone();
+        // Extra duplicates on top of the workload's own, then a new arrival order.
+        for i in (0..events.len()).step_by(37) {
+            input.push(events[i].clone());
+        }
+        shuffle(&mut input, seed);
+        produce_events(&kafka, &input).await.unwrap();
+        let outcome = score_epoch(&kafka, &config, &options(&kafka), None).await.unwrap();
+        eprintln!("{partitions} partitions: root {:#x}", outcome.root);
+        roots.push(outcome.root);
+    }
+    assert!(roots.iter().all(|r| *r == reference), "roots differ: {roots:?} vs {reference:#x}");
+}
+
+/// Copies every committed record of every topic from `from` to `to` (same partitions),
+/// inserting `extra` into its topic's partition 0 halfway through.
+async fn copy_with_insert(from: &KafkaArgs, to: &KafkaArgs, extra: &AnyEvent) {
+    let producer = EventProducer::new(to, "test-copy", 100_000).unwrap();
+    for topic in chorus_schemas::Topic::ALL {
+        let records = read_all(from, &from.topic(topic)).unwrap();
+        let mut by_partition: BTreeMap<i32, Vec<_>> = BTreeMap::new();
+        for record in records {
+            by_partition.entry(record.partition).or_default().push(record);
+        }
+        for (partition, records) in by_partition {
+            let middle = records.len() / 2;
+            for (i, record) in records.iter().enumerate() {
+                if topic == extra.topic() && partition == 0 && i == middle {
+                    let headers = event_headers(extra.type_name(), extra.version(), &extra.id());
+                    let delivery = producer
+                        .enqueue_raw_to(&to.topic(topic), 0, Some(extra.key().as_bytes()), &extra.to_json().unwrap(), Some(headers))
+                        .await
+                        .unwrap();
+                    await_delivery(delivery).await.unwrap();
+                }
+                let event = AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
+                let headers = event_headers(event.type_name(), event.version(), &event.id());
+                let delivery = producer
+                    .enqueue_raw_to(&to.topic(topic), partition, record.key.as_deref(), &record.payload, Some(headers))
+                    .await
+                    .unwrap();
+                await_delivery(delivery).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_a_tampered_log_and_a_wrong_on_chain_root() {
+    let kafka = test_kafka("verify");
+    create_topics_with(&kafka, 3).await.unwrap();
+    let events = workload_events(1_500, 21);
+    produce_events(&kafka, &events).await.unwrap();
+    let (config_path, _) = scoring_config_file(&kafka.topic_prefix).unwrap();
+    let config_path = config_path.to_string_lossy().to_string();
+    let work = repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix));
+    let work = work.to_string_lossy().to_string();
+    let poi = ["--scoring-config", config_path.as_str(), "--work-dir", work.as_str()];
+
+    let (ok, out) = run_chorus(&kafka, &[&["score", "--epoch", "0", "--allow-open", "--no-chain"][..], &poi].concat());
+    assert!(ok, "{out}");
+    let (ok, out) = run_chorus(&kafka, &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat());
+    assert!(ok && out.contains("verified"), "{out}");
+
+    // A replica of the log with one extra event inside the epoch's offsets.
+    let replica = test_kafka("verify-replica");
+    create_topics_with(&replica, 3).await.unwrap();
+    let reply = events
+        .iter()
+        .find_map(|e| match e {
+            AnyEvent::ChatMessage(m) if m.data.job_id.is_some() => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let extra = AnyEvent::Feedback(Envelope::new(
+        "tamper",
+        Feedback {
+            conversation_id: reply.data.conversation_id.clone(),
+            message_id: reply.id,
+            account: format!("{:#x}", Address::repeat_byte(0x77)),
+            rating: 5,
+            comment: None,
+        },
+    ));
+    copy_with_insert(&kafka, &replica, &extra).await;
+    let (ok, out) = run_chorus(&replica, &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat());
+    assert!(!ok, "a tampered log must not verify: {out}");
+    assert!(out.contains("does NOT verify"), "{out}");
+
+    // A wrong root on chain for the epoch.
+    let anvil = Anvil::start().unwrap();
+    let client = anvil.client();
+    let (deployment, path) = deploy(&client, &kafka.topic_prefix).await.unwrap();
+    let path = path.to_string_lossy().to_string();
+    client
+        .transact(
+            "wrong root",
+            deployment.poi_distributor,
+            &PoiDistributor::checkpointCall {
+                epoch: 0,
+                root: B256::repeat_byte(0x42),
+                manifestHash: B256::ZERO,
+                cumulativeTotal: U256::ZERO,
+            },
+        )
+        .await
+        .unwrap();
+    let chain = ["--rpc-url", &anvil.url(), "--deployment", &path];
+    let (ok, out) = run_chorus(&kafka, &[&["verify", "--epoch", "0"][..], &poi, &chain].concat());
+    assert!(!ok, "a wrong on-chain root must not verify: {out}");
+    assert!(out.contains("the distributor holds root 0x4242"), "{out}");
+    // And the scorer refuses to paper over it.
+    let (ok, out) = run_chorus(&kafka, &[&["score", "--epoch", "0"][..], &poi, &chain].concat());
+    assert!(!ok && out.contains("on chain, epoch 0 has root"), "{out}");
+    let _ = Topic::ALL;
+}
