@@ -123,6 +123,8 @@ struct Metrics {
     range: IntGaugeVec,
     logs: IntCounterVec,
     reorgs: IntCounterVec,
+    checkpoint_epoch: IntGaugeVec,
+    checkpoint_time: IntGaugeVec,
 }
 
 impl Metrics {
@@ -152,6 +154,16 @@ impl Metrics {
             reorgs: counter(
                 "chorus_indexer_reorgs_total",
                 "Chain reorganisations detected.",
+                &["indexer"],
+            ),
+            checkpoint_epoch: gauge(
+                "chorus_poi_last_checkpoint_epoch",
+                "Epoch of the latest PoI checkpoint seen on chain.",
+                &["indexer"],
+            ),
+            checkpoint_time: gauge(
+                "chorus_poi_last_checkpoint_timestamp_seconds",
+                "Block time (unix seconds) of the latest PoI checkpoint seen on chain.",
                 &["indexer"],
             ),
         }
@@ -488,6 +500,7 @@ impl Indexer<'_> {
         let mut next = self.cursor.clone();
         let mut emitted_by_block: BTreeMap<u64, Vec<EmittedLog>> = BTreeMap::new();
         let (mut emitted, mut dead) = (0u64, 0u64);
+        let mut checkpoints: Vec<(i64, i64)> = Vec::new();
         for log in &logs {
             let (Some(block_number), Some(block_hash), Some(tx_hash), Some(log_index)) = (
                 log.block_number,
@@ -517,6 +530,14 @@ impl Indexer<'_> {
                 .unwrap_or_else(Utc::now);
             match self.decoder.decode(kind, &log.inner.data) {
                 Ok((event_name, decoded)) => {
+                    if kind == ContractKind::PoiDistributor && event_name == "Checkpointed" {
+                        let epoch = decoded["epoch"]
+                            .as_str()
+                            .and_then(|e| e.parse::<i64>().ok());
+                        if let (Some(epoch), Some(timestamp)) = (epoch, timestamp) {
+                            checkpoints.push((epoch, timestamp as i64));
+                        }
+                    }
                     let data = ChainLog {
                         chain_id: self.settings.chain_id,
                         contract: kind.name().to_string(),
@@ -601,6 +622,16 @@ impl Indexer<'_> {
             .block
             .with_label_values(&[self.name()])
             .set(to as i64);
+        if let Some((epoch, time)) = checkpoints.into_iter().max_by_key(|c| c.1) {
+            self.metrics
+                .checkpoint_epoch
+                .with_label_values(&[self.name()])
+                .set(epoch);
+            self.metrics
+                .checkpoint_time
+                .with_label_values(&[self.name()])
+                .set(time);
+        }
         Ok(emitted + dead)
     }
 

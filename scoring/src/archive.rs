@@ -70,7 +70,12 @@ impl Table {
     fn columns(self) -> &'static [(&'static str, Kind)] {
         use Kind::*;
         match self {
-            Table::InferenceJobs => &[("id", Text), ("job_id", Text), ("model", Text), ("any_provider", Bool)],
+            Table::InferenceJobs => &[
+                ("id", Text),
+                ("job_id", Text),
+                ("model", Text),
+                ("any_provider", Bool),
+            ],
             Table::JobAssignments => &[("job_id", Text), ("provider_id", Text)],
             Table::InferenceResults => &[
                 ("id", Text),
@@ -90,9 +95,21 @@ impl Table {
                 ("agent_owner", Text),
                 ("trigger_message_id", Text),
             ],
-            Table::ChatMessages => &[("id", Text), ("author_kind", Text), ("author_id", Text), ("job_id", OptText)],
-            Table::Feedback => &[("id", Text), ("message_id", Text), ("account", Text), ("rating", Int)],
-            Table::ProviderRegistrations => &[("id", Text), ("provider_key", Text), ("operator", Text)],
+            Table::ChatMessages => &[
+                ("id", Text),
+                ("author_kind", Text),
+                ("author_id", Text),
+                ("job_id", OptText),
+            ],
+            Table::Feedback => &[
+                ("id", Text),
+                ("message_id", Text),
+                ("account", Text),
+                ("rating", Int),
+            ],
+            Table::ProviderRegistrations => {
+                &[("id", Text), ("provider_key", Text), ("operator", Text)]
+            }
             Table::ChainRetractions => &[("id", Text), ("retracted_event_id", Text)],
         }
     }
@@ -281,7 +298,12 @@ impl ArchiveWriter {
                 let job = e.data.job_id.to_string();
                 self.push(
                     Table::InferenceJobs,
-                    &[Text(&id), Text(&job), Text(&e.data.model), Bool(e.data.provider_ids.is_empty())],
+                    &[
+                        Text(&id),
+                        Text(&job),
+                        Text(&e.data.model),
+                        Bool(e.data.provider_ids.is_empty()),
+                    ],
                 )?;
                 for provider in &e.data.provider_ids {
                     self.push(Table::JobAssignments, &[Text(&job), Text(provider)])?;
@@ -317,7 +339,13 @@ impl ArchiveWriter {
                 let trigger = e.data.trigger_message_id.to_string();
                 self.push(
                     Table::AgentCalls,
-                    &[Text(&id), Text(&job), Text(&e.data.agent_id), Text(&owner), Text(&trigger)],
+                    &[
+                        Text(&id),
+                        Text(&job),
+                        Text(&e.data.agent_id),
+                        Text(&owner),
+                        Text(&trigger),
+                    ],
                 )?;
             }
             AnyEvent::ChatMessage(e) => {
@@ -330,7 +358,12 @@ impl ArchiveWriter {
                 let job = e.data.job_id.map(|j| j.to_string());
                 self.push(
                     Table::ChatMessages,
-                    &[Text(&id), Text(kind), Text(&author), OptText(job.as_deref())],
+                    &[
+                        Text(&id),
+                        Text(kind),
+                        Text(&author),
+                        OptText(job.as_deref()),
+                    ],
                 )?;
             }
             AnyEvent::Feedback(e) => {
@@ -339,7 +372,12 @@ impl ArchiveWriter {
                 let account = e.data.account.to_ascii_lowercase();
                 self.push(
                     Table::Feedback,
-                    &[Text(&id), Text(&message), Text(&account), Int(i64::from(e.data.rating))],
+                    &[
+                        Text(&id),
+                        Text(&message),
+                        Text(&account),
+                        Int(i64::from(e.data.rating)),
+                    ],
                 )?;
             }
             AnyEvent::ChainLog(e)

@@ -101,11 +101,15 @@ impl ScoringConfig {
         }
         self.reward_pool()?;
         if self.epoch.length_seconds == 0 {
-            return Err(ConfigError::Invalid("epoch.length_seconds must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "epoch.length_seconds must be > 0".into(),
+            ));
         }
         for model in self.models.keys() {
             if model.contains('\'') {
-                return Err(ConfigError::Invalid(format!("model name {model:?} contains a quote")));
+                return Err(ConfigError::Invalid(format!(
+                    "model name {model:?} contains a quote"
+                )));
             }
         }
         Ok(())
@@ -114,7 +118,9 @@ impl ScoringConfig {
     /// The pool in wei.
     pub fn reward_pool(&self) -> Result<U256, ConfigError> {
         U256::from_str_radix(self.pool.reward_wei_per_epoch.trim(), 10).map_err(|e| {
-            ConfigError::Invalid(format!("pool.reward_wei_per_epoch is not a decimal integer: {e}"))
+            ConfigError::Invalid(format!(
+                "pool.reward_wei_per_epoch is not a decimal integer: {e}"
+            ))
         })
     }
 
@@ -136,7 +142,9 @@ impl ScoringConfig {
 
     /// The epoch that contains `time_ms`.
     pub fn epoch_at(&self, time_ms: i64) -> u64 {
-        let length = (self.epoch.length_seconds as i64).saturating_mul(1000).max(1);
+        let length = (self.epoch.length_seconds as i64)
+            .saturating_mul(1000)
+            .max(1);
         (time_ms.saturating_sub(self.epoch.genesis_ms).max(0) / length) as u64
     }
 }
@@ -171,7 +179,10 @@ mod tests {
             "/../infra/poi/scoring-v1.toml"
         ))
         .unwrap();
-        assert!(ScoringConfig::parse(&text.replace("user_share_bps = 2000", "user_share_bps = 2001")).is_err());
+        assert!(
+            ScoringConfig::parse(&text.replace("user_share_bps = 2000", "user_share_bps = 2001"))
+                .is_err()
+        );
         assert!(ScoringConfig::parse(&format!("{text}\nsurprise = 1\n")).is_err());
     }
 }

@@ -52,7 +52,9 @@ impl Default for EngineConfig {
 pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionContext, EngineError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(engine.memory_limit)))
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+        )
         .build_arc()?;
     let mut config = SessionConfig::new();
     if engine.target_partitions > 0 {
@@ -92,9 +94,7 @@ fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineErr
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .cloned()
-                .or_else(|| {
-                    arrow_cast_utf8(batch.column(i).as_ref())
-                })
+                .or_else(|| arrow_cast_utf8(batch.column(i).as_ref()))
                 .ok_or_else(|| EngineError::Shape(format!("column {i} is not text")))
         };
         let int = |i: usize| {

@@ -121,7 +121,13 @@ pub async fn compute(
     .await
     .map_err(|e| PoiError::Kafka(format!("archive task: {e}")))??;
     let seconds_reading = started.elapsed().as_secs_f64();
-    tracing::info!(epoch = manifest.epoch, records = stats.records, undecodable = stats.undecodable, ?rows, "epoch archived");
+    tracing::info!(
+        epoch = manifest.epoch,
+        records = stats.records,
+        undecodable = stats.undecodable,
+        ?rows,
+        "epoch archived"
+    );
 
     let started = Instant::now();
     let contributions = run_query(&archive_dir, &contribution_sql(config), engine).await?;
@@ -249,8 +255,12 @@ pub struct ScoreOutcome {
     pub already_on_chain: bool,
 }
 
-fn output<T: chorus_schemas::EventData>(kafka: &KafkaArgs, event: &Envelope<T>) -> Result<OutputRecord, PoiError> {
-    OutputRecord::event(&kafka.topic_prefix, event).map_err(|e| PoiError::Kafka(format!("encoding: {e}")))
+fn output<T: chorus_schemas::EventData>(
+    kafka: &KafkaArgs,
+    event: &Envelope<T>,
+) -> Result<OutputRecord, PoiError> {
+    OutputRecord::event(&kafka.topic_prefix, event)
+        .map_err(|e| PoiError::Kafka(format!("encoding: {e}")))
 }
 
 /// Scores an epoch and records it (scores + checkpoint event, one Kafka transaction),
@@ -280,10 +290,11 @@ pub async fn score_epoch(
             }
             let end = end.min(now);
             let plan_kafka = kafka.clone();
-            let sources = tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, end))
-                .await
-                .map_err(|e| PoiError::Kafka(e.to_string()))?
-                .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;
+            let sources =
+                tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, end))
+                    .await
+                    .map_err(|e| PoiError::Kafka(e.to_string()))?
+                    .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;
             let manifest = Manifest {
                 manifest_version: 1,
                 epoch,
@@ -294,7 +305,15 @@ pub async fn score_epoch(
                 sources,
             };
             let previous = recorded.cumulative_before(epoch);
-            let result = compute(kafka, config, manifest, &previous, &options.work_dir, options.engine).await?;
+            let result = compute(
+                kafka,
+                config,
+                manifest,
+                &previous,
+                &options.work_dir,
+                options.engine,
+            )
+            .await?;
             let checkpoint = PoiCheckpoint {
                 epoch,
                 merkle_root: format!("{:#x}", result.root()),
@@ -303,7 +322,10 @@ pub async fn score_epoch(
                 total_amount_wei: result.cumulative_total().to_string(),
                 accounts: result.cumulative.len() as u32,
                 chain_id: options.chain_id,
-                distributor: options.distributor.map(|d| format!("{d:#x}")).unwrap_or_default(),
+                distributor: options
+                    .distributor
+                    .map(|d| format!("{d:#x}"))
+                    .unwrap_or_default(),
                 tx_hash: None,
                 manifest_json: Some(serde_json::to_string(&result.manifest).unwrap_or_default()),
             };
@@ -325,7 +347,10 @@ pub async fn score_epoch(
                 )?);
             }
             records.push(output(kafka, &Envelope::new(SOURCE, checkpoint.clone()))?);
-            writer.commit(&records).await.map_err(|e| PoiError::Kafka(e.to_string()))?;
+            writer
+                .commit(&records)
+                .await
+                .map_err(|e| PoiError::Kafka(e.to_string()))?;
             write_claims_file(&options.work_dir, epoch, &result);
             (checkpoint, Some(result), false)
         }
@@ -337,21 +362,28 @@ pub async fn score_epoch(
         root,
         manifest_hash,
         already_recorded,
-        tx_hash: recorded.checkpoints.get(&epoch).and_then(|(_, tx)| tx.clone()),
+        tx_hash: recorded
+            .checkpoints
+            .get(&epoch)
+            .and_then(|(_, tx)| tx.clone()),
         already_on_chain: false,
     };
     let (Some(chain), Some(distributor)) = (chain, options.distributor) else {
         return Ok(outcome);
     };
     let total = U256::from_str_radix(&checkpoint.total_amount_wei, 10).unwrap_or_default();
-    let (tx_hash, already) = submit_root(chain, distributor, epoch, root, manifest_hash, total).await?;
+    let (tx_hash, already) =
+        submit_root(chain, distributor, epoch, root, manifest_hash, total).await?;
     outcome.already_on_chain = already;
     if outcome.tx_hash.as_deref() != Some(tx_hash.as_str()) {
         let mut recorded_checkpoint = checkpoint.clone();
         recorded_checkpoint.tx_hash = Some(tx_hash.clone());
         recorded_checkpoint.manifest_json = None;
         let record = output(kafka, &Envelope::new(SOURCE, recorded_checkpoint))?;
-        writer.commit(&[record]).await.map_err(|e| PoiError::Kafka(e.to_string()))?;
+        writer
+            .commit(&[record])
+            .await
+            .map_err(|e| PoiError::Kafka(e.to_string()))?;
     }
     outcome.tx_hash = Some(tx_hash);
     Ok(outcome)
@@ -401,7 +433,11 @@ pub async fn submit_root(
     Ok((format!("{:#x}", receipt.transaction_hash), false))
 }
 
-async fn checkpoint_tx(chain: &ChainClient, distributor: Address, epoch: u64) -> Result<String, PoiError> {
+async fn checkpoint_tx(
+    chain: &ChainClient,
+    distributor: Address,
+    epoch: u64,
+) -> Result<String, PoiError> {
     let filter = Filter::new()
         .address(distributor)
         .event_signature(PoiDistributor::Checkpointed::SIGNATURE_HASH)
@@ -444,7 +480,10 @@ fn write_claims_file(work_dir: &Path, epoch: u64, result: &EpochResult) {
         "manifest": result.manifest,
         "claims": claims,
     });
-    let _ = std::fs::write(dir.join("claims.json"), serde_json::to_vec_pretty(&body).unwrap_or_default());
+    let _ = std::fs::write(
+        dir.join("claims.json"),
+        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    );
 }
 
 /// What `chorus verify` found.
@@ -470,8 +509,13 @@ pub async fn verify_epoch(
     chain: Option<(&DynProvider, Address)>,
 ) -> Result<Verification, PoiError> {
     let recorded = tokio::task::block_in_place(|| Recorded::load(kafka))?;
-    let (checkpoint, _) = recorded.checkpoints.get(&epoch).ok_or(PoiError::NoCheckpoint(epoch))?;
-    let manifest = recorded.manifest(epoch).ok_or(PoiError::NoCheckpoint(epoch))?;
+    let (checkpoint, _) = recorded
+        .checkpoints
+        .get(&epoch)
+        .ok_or(PoiError::NoCheckpoint(epoch))?;
+    let manifest = recorded
+        .manifest(epoch)
+        .ok_or(PoiError::NoCheckpoint(epoch))?;
     let actual = format!("{:#x}", config.hash());
     if manifest.config_hash != actual {
         return Err(PoiError::ConfigMismatch {
@@ -483,7 +527,16 @@ pub async fn verify_epoch(
     let previous = recorded.cumulative_before(epoch);
     let verify_dir = work_dir.join("verify");
     let mut problems = Vec::new();
-    let computed = match compute(kafka, config, manifest.clone(), &previous, &verify_dir, engine).await {
+    let computed = match compute(
+        kafka,
+        config,
+        manifest.clone(),
+        &previous,
+        &verify_dir,
+        engine,
+    )
+    .await
+    {
         Ok(result) => Some(result),
         Err(PoiError::Empty(_)) => {
             problems.push("the replayed log has no contributions".to_string());
@@ -491,7 +544,10 @@ pub async fn verify_epoch(
         }
         Err(e) => return Err(e),
     };
-    let computed_root = computed.as_ref().map(|r| format!("{:#x}", r.root())).unwrap_or_default();
+    let computed_root = computed
+        .as_ref()
+        .map(|r| format!("{:#x}", r.root()))
+        .unwrap_or_default();
     if format!("{:#x}", manifest.hash()) != checkpoint.manifest_hash {
         problems.push("the recorded manifest does not match its recorded hash".into());
     }
@@ -510,7 +566,9 @@ pub async fn verify_epoch(
             .map_err(|e| PoiError::ChainRead(e.to_string()))?;
         let root = format!("{root:#x}");
         if root != computed_root {
-            problems.push(format!("the distributor holds root {root}, the log gives {computed_root}"));
+            problems.push(format!(
+                "the distributor holds root {root}, the log gives {computed_root}"
+            ));
         }
         on_chain_root = Some(root);
     }
@@ -536,9 +594,16 @@ pub struct ClaimProof {
 }
 
 /// The claim of `account` at `epoch`, rebuilt from the recorded scores.
-pub fn claim_proof(kafka: &KafkaArgs, epoch: u64, account: Address) -> Result<ClaimProof, PoiError> {
+pub fn claim_proof(
+    kafka: &KafkaArgs,
+    epoch: u64,
+    account: Address,
+) -> Result<ClaimProof, PoiError> {
     let recorded = Recorded::load(kafka)?;
-    let (checkpoint, _) = recorded.checkpoints.get(&epoch).ok_or(PoiError::NoCheckpoint(epoch))?;
+    let (checkpoint, _) = recorded
+        .checkpoints
+        .get(&epoch)
+        .ok_or(PoiError::NoCheckpoint(epoch))?;
     let totals = recorded.cumulative_before(epoch + 1);
     let claims: Vec<Claim> = totals
         .iter()

@@ -62,7 +62,10 @@ pub fn split(contributions: &[Contribution], config: &ScoringConfig) -> Split {
     let mut distributed = U256::ZERO;
     for (role, bps) in [
         (ContributorRole::Provider, config.pool.provider_share_bps),
-        (ContributorRole::AgentDeveloper, config.pool.agent_developer_share_bps),
+        (
+            ContributorRole::AgentDeveloper,
+            config.pool.agent_developer_share_bps,
+        ),
         (ContributorRole::User, config.pool.user_share_bps),
     ] {
         let Some(mut members) = by_role.remove(&role) else {
@@ -155,7 +158,12 @@ mod tests {
             contribution("user", 3, 1),
             contribution("provider", 9, 7),
             contribution("user", 0xee, 0),
-            Contribution { role: "user".into(), account: "not-an-address".into(), points: 5, items: 1 },
+            Contribution {
+                role: "user".into(),
+                account: "not-an-address".into(),
+                points: 5,
+                items: 1,
+            },
         ];
         let split_a = split(&input, &config);
         let mut reversed = input.clone();

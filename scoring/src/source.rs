@@ -81,7 +81,11 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaErr
 }
 
 /// First offset at or after `time_ms` per partition (the high watermark where none).
-fn offsets_at(consumer: &BaseConsumer, topic: &str, time_ms: i64) -> Result<BTreeMap<i32, i64>, KafkaError> {
+fn offsets_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    time_ms: i64,
+) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let parts = partitions(consumer, topic)?;
     let mut list = TopicPartitionList::new();
     for p in &parts {
@@ -92,9 +96,11 @@ fn offsets_at(consumer: &BaseConsumer, topic: &str, time_ms: i64) -> Result<BTre
     for element in found.elements() {
         let offset = match element.offset() {
             Offset::Offset(o) => o,
-            _ => consumer
-                .fetch_watermarks(topic, element.partition(), Duration::from_secs(10))?
-                .1,
+            _ => {
+                consumer
+                    .fetch_watermarks(topic, element.partition(), Duration::from_secs(10))?
+                    .1
+            }
         };
         out.insert(element.partition(), offset);
     }
@@ -174,7 +180,9 @@ pub fn read_sources(
             None => {
                 idle += 1;
                 if idle > 240 {
-                    return Err(SourceError::Stalled(pending.iter().map(|(t, p)| format!("{t}[{p}]")).collect()));
+                    return Err(SourceError::Stalled(
+                        pending.iter().map(|(t, p)| format!("{t}[{p}]")).collect(),
+                    ));
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
@@ -198,7 +206,9 @@ pub fn read_sources(
             Some(Ok(message)) => {
                 idle = 0;
                 let key = (message.topic().to_string(), message.partition());
-                let Some(end) = ends.get(&key).copied() else { continue };
+                let Some(end) = ends.get(&key).copied() else {
+                    continue;
+                };
                 if message.offset() >= end {
                     pending.remove(&key);
                     continue;
@@ -214,7 +224,8 @@ pub fn read_sources(
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .map(str::to_string)
                 });
-                match AnyEvent::decode(event_type.as_deref(), message.payload().unwrap_or_default()) {
+                match AnyEvent::decode(event_type.as_deref(), message.payload().unwrap_or_default())
+                {
                     Ok(event) => sink(event).map_err(SourceError::Sink)?,
                     Err(_) => stats.undecodable += 1,
                 }

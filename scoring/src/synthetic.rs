@@ -67,9 +67,15 @@ fn emit(
 }
 
 /// Every event of the workload, in order, to `sink` (duplicates included).
-pub fn generate(workload: Workload, mut sink: impl FnMut(&AnyEvent) -> Result<(), ArchiveError>) -> Result<u64, ArchiveError> {
+pub fn generate(
+    workload: Workload,
+    mut sink: impl FnMut(&AnyEvent) -> Result<(), ArchiveError>,
+) -> Result<u64, ArchiveError> {
     let mut rng = Rng(workload.seed.max(1));
-    let time = Utc.timestamp_millis_opt(1_764_547_200_000).single().unwrap_or_else(Utc::now);
+    let time = Utc
+        .timestamp_millis_opt(1_764_547_200_000)
+        .single()
+        .unwrap_or_else(Utc::now);
     let mut emitted = 0u64;
     for p in 0..workload.providers {
         let decoded = serde_json::json!({
@@ -111,104 +117,168 @@ pub fn generate(workload: Workload, mut sink: impl FnMut(&AnyEvent) -> Result<()
         let provider = provider_id(rng.below(workload.providers));
         let model = models[rng.below(models.len() as u64) as usize].to_string();
 
-        let mut message = Envelope::with_time("synthetic", time, ChatMessage {
-            conversation_id: conversation.clone(),
-            author_kind: AuthorKind::Human,
-            author_id: user.clone(),
-            content: "hello @agent".into(),
-            mentions: vec![agent.clone()],
-            reply_to: None,
-            hop: 0,
-            job_id: None,
-        });
+        let mut message = Envelope::with_time(
+            "synthetic",
+            time,
+            ChatMessage {
+                conversation_id: conversation.clone(),
+                author_kind: AuthorKind::Human,
+                author_id: user.clone(),
+                content: "hello @agent".into(),
+                mentions: vec![agent.clone()],
+                reply_to: None,
+                hop: 0,
+                job_id: None,
+            },
+        );
         message.id = message_id;
-        emit(&mut emitted, AnyEvent::ChatMessage(message), &mut rng, &mut sink)?;
+        emit(
+            &mut emitted,
+            AnyEvent::ChatMessage(message),
+            &mut rng,
+            &mut sink,
+        )?;
 
-        let mut call = Envelope::with_time("synthetic", time, AgentCall {
-            call_id,
-            conversation_id: conversation.clone(),
-            agent_id: agent.clone(),
-            agent_owner: developer,
-            trigger_message_id: message_id,
-            job_id,
-            hop: 1,
-            reason: CallReason::Mention,
-        });
+        let mut call = Envelope::with_time(
+            "synthetic",
+            time,
+            AgentCall {
+                call_id,
+                conversation_id: conversation.clone(),
+                agent_id: agent.clone(),
+                agent_owner: developer,
+                trigger_message_id: message_id,
+                job_id,
+                hop: 1,
+                reason: CallReason::Mention,
+            },
+        );
         call.id = rng.uuid();
         emit(&mut emitted, AnyEvent::AgentCall(call), &mut rng, &mut sink)?;
 
         let assigned = rng.below(10) < 8;
-        let mut job = Envelope::with_time("synthetic", time, InferenceJob {
-            job_id,
-            kind: JobKind::Chat,
-            model: model.clone(),
-            messages: vec![ChatTurn { role: "user".into(), content: "hello".into() }],
-            max_tokens: Some(64),
-            temperature: None,
-            stream: true,
-            provider_ids: if assigned { vec![provider.clone()] } else { vec![] },
-            call_id: Some(call_id),
-            conversation_id: Some(conversation.clone()),
-            agent_id: Some(agent.clone()),
-            deadline_ms: None,
-            reply_to: Some(message_id),
-            hop: 1,
-        });
+        let mut job = Envelope::with_time(
+            "synthetic",
+            time,
+            InferenceJob {
+                job_id,
+                kind: JobKind::Chat,
+                model: model.clone(),
+                messages: vec![ChatTurn {
+                    role: "user".into(),
+                    content: "hello".into(),
+                }],
+                max_tokens: Some(64),
+                temperature: None,
+                stream: true,
+                provider_ids: if assigned {
+                    vec![provider.clone()]
+                } else {
+                    vec![]
+                },
+                call_id: Some(call_id),
+                conversation_id: Some(conversation.clone()),
+                agent_id: Some(agent.clone()),
+                deadline_ms: None,
+                reply_to: Some(message_id),
+                hop: 1,
+            },
+        );
         job.id = rng.uuid();
-        emit(&mut emitted, AnyEvent::InferenceJob(job), &mut rng, &mut sink)?;
+        emit(
+            &mut emitted,
+            AnyEvent::InferenceJob(job),
+            &mut rng,
+            &mut sink,
+        )?;
 
         let succeeded = rng.below(100) < 95;
         // 3% of assigned jobs are answered by a provider that was not assigned: unpaid.
-        let served_by = if rng.below(100) < 3 { provider_id(rng.below(workload.providers)) } else { provider };
-        let mut result = Envelope::with_time("synthetic", time, InferenceResult {
-            job_id,
-            status: if succeeded { JobStatus::Succeeded } else { JobStatus::Failed },
-            failure_kind: None,
-            error: None,
-            provider_id: Some(served_by),
-            model,
-            content: Some("hi".into()),
-            embedding_dims: None,
-            prompt_tokens: 20 + rng.below(200) as u32,
-            completion_tokens: 5 + rng.below(60) as u32,
-            latency_ms: 100 + rng.below(900),
-            ttft_ms: None,
-            gpu_seconds: 0.2,
-            attempts: 1,
-            call_id: Some(call_id),
-            conversation_id: Some(conversation.clone()),
-            agent_id: Some(agent.clone()),
-            reply_to: Some(message_id),
-            hop: 1,
-        });
+        let served_by = if rng.below(100) < 3 {
+            provider_id(rng.below(workload.providers))
+        } else {
+            provider
+        };
+        let mut result = Envelope::with_time(
+            "synthetic",
+            time,
+            InferenceResult {
+                job_id,
+                status: if succeeded {
+                    JobStatus::Succeeded
+                } else {
+                    JobStatus::Failed
+                },
+                failure_kind: None,
+                error: None,
+                provider_id: Some(served_by),
+                model,
+                content: Some("hi".into()),
+                embedding_dims: None,
+                prompt_tokens: 20 + rng.below(200) as u32,
+                completion_tokens: 5 + rng.below(60) as u32,
+                latency_ms: 100 + rng.below(900),
+                ttft_ms: None,
+                gpu_seconds: 0.2,
+                attempts: 1,
+                call_id: Some(call_id),
+                conversation_id: Some(conversation.clone()),
+                agent_id: Some(agent.clone()),
+                reply_to: Some(message_id),
+                hop: 1,
+            },
+        );
         result.id = rng.uuid();
-        emit(&mut emitted, AnyEvent::InferenceResult(result), &mut rng, &mut sink)?;
+        emit(
+            &mut emitted,
+            AnyEvent::InferenceResult(result),
+            &mut rng,
+            &mut sink,
+        )?;
         if !succeeded {
             continue;
         }
         let reply_id = rng.uuid();
-        let mut reply = Envelope::with_time("synthetic", time, ChatMessage {
-            conversation_id: conversation.clone(),
-            author_kind: AuthorKind::Agent,
-            author_id: agent,
-            content: "hi".into(),
-            mentions: vec![],
-            reply_to: Some(message_id),
-            hop: 1,
-            job_id: Some(job_id),
-        });
+        let mut reply = Envelope::with_time(
+            "synthetic",
+            time,
+            ChatMessage {
+                conversation_id: conversation.clone(),
+                author_kind: AuthorKind::Agent,
+                author_id: agent,
+                content: "hi".into(),
+                mentions: vec![],
+                reply_to: Some(message_id),
+                hop: 1,
+                job_id: Some(job_id),
+            },
+        );
         reply.id = reply_id;
-        emit(&mut emitted, AnyEvent::ChatMessage(reply), &mut rng, &mut sink)?;
+        emit(
+            &mut emitted,
+            AnyEvent::ChatMessage(reply),
+            &mut rng,
+            &mut sink,
+        )?;
         if rng.below(10) < 3 {
-            let mut feedback = Envelope::with_time("synthetic", time, Feedback {
-                conversation_id: conversation,
-                message_id: reply_id,
-                account: user,
-                rating: 1 + rng.below(5) as u8,
-                comment: None,
-            });
+            let mut feedback = Envelope::with_time(
+                "synthetic",
+                time,
+                Feedback {
+                    conversation_id: conversation,
+                    message_id: reply_id,
+                    account: user,
+                    rating: 1 + rng.below(5) as u8,
+                    comment: None,
+                },
+            );
             feedback.id = rng.uuid();
-            emit(&mut emitted, AnyEvent::Feedback(feedback), &mut rng, &mut sink)?;
+            emit(
+                &mut emitted,
+                AnyEvent::Feedback(feedback),
+                &mut rng,
+                &mut sink,
+            )?;
         }
     }
     Ok(emitted)

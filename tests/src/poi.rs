@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_delivery, event_headers, load_topic_specs};
+use chorus_runtime::kafka::{
+    EventProducer, KafkaArgs, apply_topics, await_delivery, event_headers, load_topic_specs,
+};
 use chorus_schemas::AnyEvent;
 
 /// Creates every topic under the prefix with `partitions` partitions each.
@@ -26,7 +28,12 @@ pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::R
         let topic = kafka.topic(event.topic());
         pending.push(
             producer
-                .enqueue_raw(&topic, Some(event.key().as_bytes()), &payload, Some(headers))
+                .enqueue_raw(
+                    &topic,
+                    Some(event.key().as_bytes()),
+                    &payload,
+                    Some(headers),
+                )
                 .await?,
         );
     }
@@ -54,14 +61,25 @@ pub fn scoring_config_file(name: &str) -> anyhow::Result<(PathBuf, chorus_scorin
 /// as the chain key; returns (success, stdout + stderr).
 pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(crate::chorus_bin())
-        .args(["--log", "warn", "--brokers", &kafka.brokers, "--topic-prefix", &kafka.topic_prefix])
+        .args([
+            "--log",
+            "warn",
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
         .args(args)
         .env("CHORUS_CHAIN_KEY", crate::chain::DEV_KEY_0)
         .output();
     match output {
         Ok(output) => (
             output.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
         ),
         Err(e) => (false, format!("could not run chorus: {e}")),
     }

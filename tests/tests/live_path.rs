@@ -384,68 +384,175 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     let operator = ChainClient::new(&anvil.url(), DEV_KEY_1.parse().unwrap(), 56).unwrap();
     let stake = U256::from(1_000u64);
     owner
-        .transact("mint", deployment.token, &ChorusToken::mintCall { to: operator.address(), amount: stake })
+        .transact(
+            "mint",
+            deployment.token,
+            &ChorusToken::mintCall {
+                to: operator.address(),
+                amount: stake,
+            },
+        )
         .await
         .unwrap();
     operator
-        .transact("approve", deployment.token, &ChorusToken::approveCall { spender: deployment.provider_registry, value: stake })
+        .transact(
+            "approve",
+            deployment.token,
+            &ChorusToken::approveCall {
+                spender: deployment.provider_registry,
+                value: stake,
+            },
+        )
         .await
         .unwrap();
     operator
         .transact(
             "stake",
             deployment.provider_registry,
-            &ProviderRegistry::registerCall { providerId: id_from_name("local-llama"), endpoint: "http://127.0.0.1:8080/v1".into(), stake_: stake },
+            &ProviderRegistry::registerCall {
+                providerId: id_from_name("local-llama"),
+                endpoint: "http://127.0.0.1:8080/v1".into(),
+                stake_: stake,
+            },
         )
         .await
         .unwrap();
     owner
-        .transact("fund", deployment.token, &ChorusToken::mintCall { to: deployment.poi_distributor, amount: U256::from(10u64).pow(U256::from(24u64)) })
+        .transact(
+            "fund",
+            deployment.token,
+            &ChorusToken::mintCall {
+                to: deployment.poi_distributor,
+                amount: U256::from(10u64).pow(U256::from(24u64)),
+            },
+        )
         .await
         .unwrap();
-    let head = owner.provider().get_block_number().await.unwrap().to_string();
+    let head = owner
+        .provider()
+        .get_block_number()
+        .await
+        .unwrap()
+        .to_string();
     let url = anvil.url();
     let name = format!("{}indexer", kafka.topic_prefix);
-    let (ok, out) = run_chorus(kafka, &[
-        "indexer", "--rpc-url", &url, "--deployment", &path, "--name", &name, "--confirmations", "0",
-        "--stop-at-block", &head, "--no-progress", "--metrics-addr", "127.0.0.1:0",
-    ]);
+    let (ok, out) = run_chorus(
+        kafka,
+        &[
+            "indexer",
+            "--rpc-url",
+            &url,
+            "--deployment",
+            &path,
+            "--name",
+            &name,
+            "--confirmations",
+            "0",
+            "--stop-at-block",
+            &head,
+            "--no-progress",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
     assert!(ok, "{out}");
 
     let (config, _) = scoring_config_file(&kafka.topic_prefix).unwrap();
     let config = config.to_string_lossy().to_string();
-    let work = repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix)).to_string_lossy().to_string();
-    let common = ["--scoring-config", config.as_str(), "--work-dir", work.as_str(), "--rpc-url", url.as_str(), "--deployment", path.as_str()];
-    let (ok, out) = run_chorus(kafka, &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat());
+    let work = repo_root()
+        .join(format!("target/test-logs/{}poi", kafka.topic_prefix))
+        .to_string_lossy()
+        .to_string();
+    let common = [
+        "--scoring-config",
+        config.as_str(),
+        "--work-dir",
+        work.as_str(),
+        "--rpc-url",
+        url.as_str(),
+        "--deployment",
+        path.as_str(),
+    ];
+    let (ok, out) = run_chorus(
+        kafka,
+        &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
+    );
     assert!(ok && out.contains("checkpoint tx 0x"), "{out}");
     eprintln!("{out}");
     for role in ["Provider", "AgentDeveloper", "User"] {
         assert!(out.contains(role), "every role is paid: {out}");
     }
     // Scoring again neither re-scores nor sends a second transaction.
-    let (ok, again) = run_chorus(kafka, &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat());
-    assert!(ok && again.contains("already scored") && again.contains("already on chain"), "{again}");
+    let (ok, again) = run_chorus(
+        kafka,
+        &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
+    );
+    assert!(
+        ok && again.contains("already scored") && again.contains("already on chain"),
+        "{again}"
+    );
     let (ok, out) = run_chorus(kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
     assert!(ok && out.contains("verified"), "{out}");
 
     let token = ChorusToken::new(deployment.token, owner.provider());
     let mut proofs = Vec::new();
     for account in [human, operator.address()] {
-        let (ok, out) = run_chorus(kafka, &["proof", "--epoch", "0", "--account", &format!("{account:#x}")]);
+        let (ok, out) = run_chorus(
+            kafka,
+            &[
+                "proof",
+                "--epoch",
+                "0",
+                "--account",
+                &format!("{account:#x}"),
+            ],
+        );
         assert!(ok, "{out}");
         let proof: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
-        let amount = U256::from_str_radix(proof["cumulative_amount"].as_str().unwrap(), 10).unwrap();
-        let path: Vec<B256> = proof["proof"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().parse().unwrap()).collect();
+        let amount =
+            U256::from_str_radix(proof["cumulative_amount"].as_str().unwrap(), 10).unwrap();
+        let path: Vec<B256> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().parse().unwrap())
+            .collect();
         let before = token.balanceOf(account).call().await.unwrap();
-        let claim = PoiDistributor::claimCall { epoch: 0, account, cumulativeAmount: amount, proof: path.clone() };
-        owner.transact("claim", deployment.poi_distributor, &claim).await.unwrap();
-        assert_eq!(token.balanceOf(account).call().await.unwrap() - before, amount);
+        let claim = PoiDistributor::claimCall {
+            epoch: 0,
+            account,
+            cumulativeAmount: amount,
+            proof: path.clone(),
+        };
+        owner
+            .transact("claim", deployment.poi_distributor, &claim)
+            .await
+            .unwrap();
+        assert_eq!(
+            token.balanceOf(account).call().await.unwrap() - before,
+            amount
+        );
         assert!(amount > U256::ZERO);
-        assert!(owner.transact("claim twice", deployment.poi_distributor, &claim).await.is_err());
+        assert!(
+            owner
+                .transact("claim twice", deployment.poi_distributor, &claim)
+                .await
+                .is_err()
+        );
         proofs.push((account, amount, path));
     }
     // The operator's proof does not prove the human's claim.
     let (human, amount, _) = &proofs[0];
-    let forged = PoiDistributor::claimCall { epoch: 0, account: *human, cumulativeAmount: *amount + U256::from(1u64), proof: proofs[1].2.clone() };
-    assert!(owner.transact("wrong proof", deployment.poi_distributor, &forged).await.is_err());
+    let forged = PoiDistributor::claimCall {
+        epoch: 0,
+        account: *human,
+        cumulativeAmount: *amount + U256::from(1u64),
+        proof: proofs[1].2.clone(),
+    };
+    assert!(
+        owner
+            .transact("wrong proof", deployment.poi_distributor, &forged)
+            .await
+            .is_err()
+    );
 }

@@ -10,7 +10,9 @@ use alloy::primitives::{Address, B256, U256};
 use chorus_chain::contracts::PoiDistributor;
 use chorus_chain::merkle::{Claim, ClaimTree};
 use chorus_integration_tests::chain::{Anvil, deploy};
-use chorus_integration_tests::poi::{create_topics_with, produce_events, run_chorus, scoring_config_file};
+use chorus_integration_tests::poi::{
+    create_topics_with, produce_events, run_chorus, scoring_config_file,
+};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
 use chorus_schemas::{AnyEvent, Envelope, Feedback, Topic};
@@ -20,7 +22,13 @@ use chorus_scoring::{EngineConfig, ScoreOptions, score_epoch};
 fn workload_events(events: u64, seed: u64) -> Vec<AnyEvent> {
     let mut out = Vec::new();
     generate(
-        Workload { events, users: 40, agent_developers: 6, providers: 4, seed },
+        Workload {
+            events,
+            users: 40,
+            agent_developers: 6,
+            providers: 4,
+            seed,
+        },
         |e| {
             out.push(e.clone());
             Ok(())
@@ -45,7 +53,10 @@ fn options(kafka: &KafkaArgs) -> ScoreOptions {
         epoch: 0,
         allow_open: true,
         work_dir: repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix)),
-        engine: EngineConfig { memory_limit: 64 * 1024 * 1024, target_partitions: 4 },
+        engine: EngineConfig {
+            memory_limit: 64 * 1024 * 1024,
+            target_partitions: 4,
+        },
         scorer_name: kafka.topic_prefix.clone(),
         chain_id: 56,
         distributor: None,
@@ -68,12 +79,17 @@ async fn the_same_events_give_the_same_root_for_1_4_16_partitions_any_order_and_
     }
     writer.finish().unwrap();
     let sql = chorus_scoring::sql::contribution_sql(&config);
-    let rows = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default()).await.unwrap();
+    let rows = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
+        .await
+        .unwrap();
     let split = chorus_scoring::payout::split(&rows, &config);
     let cumulative = chorus_scoring::payout::cumulative(&BTreeMap::new(), &split.payouts);
     let claims: Vec<Claim> = cumulative
         .iter()
-        .map(|(a, v)| Claim { account: *a, cumulative_amount: *v })
+        .map(|(a, v)| Claim {
+            account: *a,
+            cumulative_amount: *v,
+        })
         .collect();
     let reference = ClaimTree::build(&claims).unwrap().root();
     assert!(split.payouts.len() > 20, "a real spread of contributors");
@@ -89,11 +105,16 @@ async fn the_same_events_give_the_same_root_for_1_4_16_partitions_any_order_and_
         }
         shuffle(&mut input, seed);
         produce_events(&kafka, &input).await.unwrap();
-        let outcome = score_epoch(&kafka, &config, &options(&kafka), None).await.unwrap();
+        let outcome = score_epoch(&kafka, &config, &options(&kafka), None)
+            .await
+            .unwrap();
         eprintln!("{partitions} partitions: root {:#x}", outcome.root);
         roots.push(outcome.root);
     }
-    assert!(roots.iter().all(|r| *r == reference), "roots differ: {roots:?} vs {reference:#x}");
+    assert!(
+        roots.iter().all(|r| *r == reference),
+        "roots differ: {roots:?} vs {reference:#x}"
+    );
 }
 
 /// Copies every committed record of every topic from `from` to `to` (same partitions),
@@ -104,7 +125,10 @@ async fn copy_with_insert(from: &KafkaArgs, to: &KafkaArgs, extra: &AnyEvent) {
         let records = read_all(from, &from.topic(topic)).unwrap();
         let mut by_partition: BTreeMap<i32, Vec<_>> = BTreeMap::new();
         for record in records {
-            by_partition.entry(record.partition).or_default().push(record);
+            by_partition
+                .entry(record.partition)
+                .or_default()
+                .push(record);
         }
         for (partition, records) in by_partition {
             let middle = records.len() / 2;
@@ -112,15 +136,28 @@ async fn copy_with_insert(from: &KafkaArgs, to: &KafkaArgs, extra: &AnyEvent) {
                 if topic == extra.topic() && partition == 0 && i == middle {
                     let headers = event_headers(extra.type_name(), extra.version(), &extra.id());
                     let delivery = producer
-                        .enqueue_raw_to(&to.topic(topic), 0, Some(extra.key().as_bytes()), &extra.to_json().unwrap(), Some(headers))
+                        .enqueue_raw_to(
+                            &to.topic(topic),
+                            0,
+                            Some(extra.key().as_bytes()),
+                            &extra.to_json().unwrap(),
+                            Some(headers),
+                        )
                         .await
                         .unwrap();
                     await_delivery(delivery).await.unwrap();
                 }
-                let event = AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
+                let event =
+                    AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
                 let headers = event_headers(event.type_name(), event.version(), &event.id());
                 let delivery = producer
-                    .enqueue_raw_to(&to.topic(topic), partition, record.key.as_deref(), &record.payload, Some(headers))
+                    .enqueue_raw_to(
+                        &to.topic(topic),
+                        partition,
+                        record.key.as_deref(),
+                        &record.payload,
+                        Some(headers),
+                    )
                     .await
                     .unwrap();
                 await_delivery(delivery).await.unwrap();
@@ -139,11 +176,26 @@ async fn verify_catches_a_tampered_log_and_a_wrong_on_chain_root() {
     let config_path = config_path.to_string_lossy().to_string();
     let work = repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix));
     let work = work.to_string_lossy().to_string();
-    let poi = ["--scoring-config", config_path.as_str(), "--work-dir", work.as_str()];
+    let poi = [
+        "--scoring-config",
+        config_path.as_str(),
+        "--work-dir",
+        work.as_str(),
+    ];
 
-    let (ok, out) = run_chorus(&kafka, &[&["score", "--epoch", "0", "--allow-open", "--no-chain"][..], &poi].concat());
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[
+            &["score", "--epoch", "0", "--allow-open", "--no-chain"][..],
+            &poi,
+        ]
+        .concat(),
+    );
     assert!(ok, "{out}");
-    let (ok, out) = run_chorus(&kafka, &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat());
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat(),
+    );
     assert!(ok && out.contains("verified"), "{out}");
 
     // A replica of the log with one extra event inside the epoch's offsets.
@@ -167,7 +219,10 @@ async fn verify_catches_a_tampered_log_and_a_wrong_on_chain_root() {
         },
     ));
     copy_with_insert(&kafka, &replica, &extra).await;
-    let (ok, out) = run_chorus(&replica, &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat());
+    let (ok, out) = run_chorus(
+        &replica,
+        &[&["verify", "--epoch", "0", "--no-chain"][..], &poi].concat(),
+    );
     assert!(!ok, "a tampered log must not verify: {out}");
     assert!(out.contains("does NOT verify"), "{out}");
 
@@ -190,11 +245,17 @@ async fn verify_catches_a_tampered_log_and_a_wrong_on_chain_root() {
         .await
         .unwrap();
     let chain = ["--rpc-url", &anvil.url(), "--deployment", &path];
-    let (ok, out) = run_chorus(&kafka, &[&["verify", "--epoch", "0"][..], &poi, &chain].concat());
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[&["verify", "--epoch", "0"][..], &poi, &chain].concat(),
+    );
     assert!(!ok, "a wrong on-chain root must not verify: {out}");
     assert!(out.contains("the distributor holds root 0x4242"), "{out}");
     // And the scorer refuses to paper over it.
-    let (ok, out) = run_chorus(&kafka, &[&["score", "--epoch", "0"][..], &poi, &chain].concat());
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[&["score", "--epoch", "0"][..], &poi, &chain].concat(),
+    );
     assert!(!ok && out.contains("on chain, epoch 0 has root"), "{out}");
     let _ = Topic::ALL;
 }

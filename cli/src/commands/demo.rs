@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Human messages posted in the live part (each mentions one or both agents).
     #[arg(long, default_value_t = 3)]
     messages: u64,
+    /// Pace of the human messages, per minute.
+    #[arg(long, default_value_t = 12.0)]
+    rate_per_minute: f64,
     /// max_tokens of agent replies (the local model runs on CPU: keep it small).
     #[arg(long, default_value_t = 16)]
     reply_tokens: u32,
@@ -182,17 +185,34 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
             String::from_utf8_lossy(&original)
         );
     }
-    super::demo_live::run(
-        &kafka,
-        &args.provider_endpoint,
-        args.messages,
-        args.reply_tokens,
+    // The live part and the PoI epoch get topics of their own per run, so a second
+    // run needs no cleanup and its epoch holds exactly its own events.
+    let run_started = chrono::Utc::now();
+    let run_name = format!("run-{}", run_started.format("%Y%m%d-%H%M%S"));
+    let mut live = kafka.clone();
+    live.topic_prefix = format!("{}{run_name}.", kafka.topic_prefix);
+    let run_dir = std::env::current_dir()?
+        .join("target/chorus/demo")
+        .join(&run_name);
+    std::fs::create_dir_all(&run_dir)?;
+    let workload = super::demo_live::LiveWorkload {
+        messages: args.messages,
+        rate_per_minute: args.rate_per_minute,
+        reply_tokens: args.reply_tokens,
+    };
+    let people =
+        super::demo_live::run(&live, &args.provider_endpoint, &workload, args.no_start).await?;
+    super::demo_poi::run(
+        &live,
+        &run_dir,
+        run_started.timestamp_millis() - 1_000,
+        &people,
         args.no_start,
     )
     .await?;
     println!(
-        "\nnot built yet: chain indexer (#5), PoI scoring and on-chain checkpoints (#6),\n\
-         ClickHouse sink (#7). This demo runs what exists.\n\
+        "\nnot built yet: the ClickHouse sink and `chorus sql` (#7); the epoch archive above is\n\
+         Parquet and can be queried with any engine meanwhile.\n\
          done in {:.1}s",
         started.elapsed().as_secs_f64()
     );

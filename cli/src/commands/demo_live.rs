@@ -23,6 +23,12 @@ const AGENTS: [(&str, &str); 2] = [
         "You are Critic. Point out one weakness in one short sentence.",
     ),
 ];
+/// anvil dev accounts 0, 3 and 4.
+const HUMANS: [&str; 3] = [
+    "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+    "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
+    "0x15d34aaf54267db7d7c367839aaf71a00a2c6a65",
+];
 const QUESTIONS: [&str; 4] = [
     "what is a good name for a GPU provider?",
     "how should we reward agent developers?",
@@ -48,18 +54,23 @@ impl Drop for Children {
     }
 }
 
+/// The workload of the live part.
+pub struct LiveWorkload {
+    pub messages: u64,
+    pub rate_per_minute: f64,
+    pub reply_tokens: u32,
+}
+
 pub async fn run(
-    base: &KafkaArgs,
+    kafka: &KafkaArgs,
     endpoint: &str,
-    messages: u64,
-    reply_tokens: u32,
+    workload: &LiveWorkload,
     no_start: bool,
-) -> anyhow::Result<()> {
-    // Its own topics (stable across runs, so a second run continues where the first
-    // stopped): the generated workload of the first part must not reach the agents.
-    let mut live = base.clone();
-    live.topic_prefix = format!("{}live.", base.topic_prefix);
-    let kafka = &live;
+) -> anyhow::Result<super::demo_poi::Participants> {
+    // Its own topics per run (the generated workload of the first part must not reach
+    // the agents, and the run's PoI epoch is this run's events).
+    let messages = workload.messages;
+    let reply_tokens = workload.reply_tokens;
     let specs =
         chorus_runtime::kafka::load_topic_specs(&super::repo_path("infra/topics/topics.toml"))?;
     chorus_runtime::kafka::apply_topics(kafka, &specs, 1)
@@ -178,34 +189,53 @@ pub async fn run(
     );
 
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let conversation = format!("demo-group-{}", &run_id[run_id.len() - 6..]);
-    let human = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    for (kind, member) in [
-        (AuthorKind::Human, human),
-        (AuthorKind::Agent, "helper"),
-        (AuthorKind::Agent, "critic"),
-    ] {
-        producer
-            .send(&Envelope::new(
-                "demo",
-                ConversationUpdated {
-                    conversation_id: conversation.clone(),
-                    action: if kind == AuthorKind::Human {
-                        ConversationAction::Created
-                    } else {
-                        ConversationAction::MemberAdded
+    // Three people (anvil dev accounts 0, 3 and 4: their claims can be paid out) in two
+    // groups with both agents.
+    let groups = [
+        (
+            format!("demo-group-a-{}", &run_id[run_id.len() - 6..]),
+            vec![HUMANS[0], HUMANS[1]],
+        ),
+        (
+            format!("demo-group-b-{}", &run_id[run_id.len() - 6..]),
+            vec![HUMANS[2]],
+        ),
+    ];
+    for (conversation, humans) in &groups {
+        let members = humans
+            .iter()
+            .map(|h| (AuthorKind::Human, *h))
+            .chain([(AuthorKind::Agent, "helper"), (AuthorKind::Agent, "critic")]);
+        for (index, (kind, member)) in members.enumerate() {
+            producer
+                .send(&Envelope::new(
+                    "demo",
+                    ConversationUpdated {
+                        conversation_id: conversation.clone(),
+                        action: if index == 0 {
+                            ConversationAction::Created
+                        } else {
+                            ConversationAction::MemberAdded
+                        },
+                        actor: humans[0].into(),
+                        member_kind: Some(kind),
+                        member_id: Some(member.into()),
+                        title: Some("Demo group".into()),
                     },
-                    actor: human.into(),
-                    member_kind: Some(kind),
-                    member_id: Some(member.into()),
-                    title: Some("Demo group".into()),
-                },
-            ))
-            .await?;
+                ))
+                .await?;
+        }
     }
-    let mut posted = Vec::new();
+    let mut posted: BTreeMap<uuid::Uuid, (&str, String)> = BTreeMap::new();
     let mut expected_calls = 0;
+    let interval = Duration::from_secs_f64(60.0 / workload.rate_per_minute.max(0.1));
     for n in 0..messages {
+        let human = HUMANS[n as usize % HUMANS.len()];
+        let conversation = groups
+            .iter()
+            .find(|(_, humans)| humans.contains(&human))
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default();
         let (mentions, text): (Vec<String>, String) = match n % 3 {
             0 => (
                 vec!["helper".into(), "critic".into()],
@@ -238,14 +268,21 @@ pub async fn run(
             },
         );
         producer.send(&message).await?;
-        println!("   {human}: {text}");
-        posted.push(message.id);
+        println!(
+            "   [{}/{messages}] {human} in {conversation}: {text}",
+            n + 1
+        );
+        posted.insert(message.id, (human, conversation));
+        if n + 1 < messages {
+            tokio::time::sleep(interval).await;
+        }
     }
+    let conversation = format!("{} groups", groups.len());
     println!(
         "-- posted {messages} messages in {conversation}; waiting for {expected_calls} agent replies (CPU inference, ~10 s each)"
     );
 
-    let posted: HashSet<uuid::Uuid> = posted.into_iter().collect();
+    let conversations: HashSet<String> = groups.iter().map(|(c, _)| c.clone()).collect();
     let started = Instant::now();
     let chat = kafka.topic(Topic::ChatMessages);
     let (mut last_report, mut last_direct) = (0u64, 0usize);
@@ -256,12 +293,12 @@ pub async fn run(
                 .filter_map(|r| Envelope::<ChatMessage>::from_json(&r.payload).ok())
                 .filter(|m| {
                     m.data.author_kind == AuthorKind::Agent
-                        && m.data.conversation_id == conversation
+                        && conversations.contains(&m.data.conversation_id)
                 })
                 .collect();
         let direct = replies
             .iter()
-            .filter(|r| r.data.reply_to.is_some_and(|id| posted.contains(&id)))
+            .filter(|r| r.data.reply_to.is_some_and(|id| posted.contains_key(&id)))
             .count();
         let elapsed = started.elapsed().as_secs();
         if std::io::stdout().is_terminal() {
@@ -302,7 +339,11 @@ pub async fn run(
     .iter()
     .filter_map(|r| Envelope::<InferenceResult>::from_json(&r.payload).ok())
     .map(|e| e.data)
-    .filter(|r| r.conversation_id.as_deref() == Some(conversation.as_str()))
+    .filter(|r| {
+        r.conversation_id
+            .as_ref()
+            .is_some_and(|c| conversations.contains(c))
+    })
     .collect();
     let succeeded = results
         .iter()
@@ -317,10 +358,51 @@ pub async fn run(
         results.len(),
         median(ttft)
     );
-    println!("\n{:<34} {:>10}", "topic (this run)", "events");
-    for topic in watched {
-        let count = inspect::read_committed(kafka, &kafka.topic(topic), &starts[&topic])?.len();
-        println!("{:<34} {count:>10}", kafka.topic(topic));
+    // The people rate the replies to their messages (4 or 5 stars).
+    let mut ratings = 0;
+    for (index, reply) in replies.iter().enumerate() {
+        let Some((human, conversation)) = reply.data.reply_to.and_then(|id| posted.get(&id)) else {
+            continue;
+        };
+        producer
+            .send(&Envelope::new(
+                "demo",
+                Feedback {
+                    conversation_id: conversation.clone(),
+                    message_id: reply.id,
+                    account: (*human).into(),
+                    rating: if index % 2 == 0 { 5 } else { 4 },
+                    comment: None,
+                },
+            ))
+            .await?;
+        ratings += 1;
+    }
+    println!("-- the people rated {ratings} replies");
+    watched_feedback(kafka, &starts)?;
+    Ok(super::demo_poi::Participants {
+        humans: HUMANS.iter().map(|h| h.to_string()).collect(),
+        agents: AGENTS.iter().map(|(a, _)| a.to_string()).collect(),
+        provider_id: "local-llama".into(),
+    })
+}
+
+fn watched_feedback(
+    kafka: &KafkaArgs,
+    starts: &BTreeMap<Topic, BTreeMap<i32, i64>>,
+) -> anyhow::Result<()> {
+    println!("\n{:<52} {:>10}", "topic (this run)", "events");
+    for topic in [
+        Topic::Registry,
+        Topic::ChatMessages,
+        Topic::AgentCalls,
+        Topic::InferenceJobs,
+        Topic::InferenceResults,
+        Topic::Feedback,
+    ] {
+        let from = starts.get(&topic).cloned().unwrap_or_default();
+        let count = inspect::read_committed(kafka, &kafka.topic(topic), &from)?.len();
+        println!("{:<52} {count:>10}", kafka.topic(topic));
     }
     Ok(())
 }

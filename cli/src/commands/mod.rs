@@ -4,6 +4,7 @@ pub mod bench_inference;
 pub mod chain;
 pub mod demo;
 pub mod demo_live;
+pub mod demo_poi;
 pub mod generate;
 pub mod indexer;
 pub mod inference_worker;

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use chorus_chain::Deployment;
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_scoring::synthetic::{Workload, write_archive};
-use chorus_scoring::{EngineConfig, ScoreOptions, ScoringConfig, claim_proof, score_epoch, verify_epoch};
+use chorus_scoring::{
+    EngineConfig, ScoreOptions, ScoringConfig, claim_proof, score_epoch, verify_epoch,
+};
 
 use super::chain::{ChainArgs, KeyArgs};
 
@@ -79,7 +81,10 @@ pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
         (None, None)
     } else {
         let deployment = Deployment::load(&args.chain.deployment)?;
-        (Some(args.key.client(&args.chain)?), Some(deployment.poi_distributor))
+        (
+            Some(args.key.client(&args.chain)?),
+            Some(deployment.poi_distributor),
+        )
     };
     let options = ScoreOptions {
         epoch,
@@ -110,12 +115,18 @@ pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
             );
         }
         if !result.excluded.is_empty() {
-            println!("  {} contributors without a payable address were left out", result.excluded.len());
+            println!(
+                "  {} contributors without a payable address were left out",
+                result.excluded.len()
+            );
         }
     } else {
         println!("epoch {epoch}: already scored; using the recorded checkpoint");
     }
-    println!("root {:#x}  manifest {:#x}", outcome.root, outcome.manifest_hash);
+    println!(
+        "root {:#x}  manifest {:#x}",
+        outcome.root, outcome.manifest_hash
+    );
     match &outcome.tx_hash {
         Some(tx) if outcome.already_on_chain => println!("checkpoint already on chain in tx {tx}"),
         Some(tx) => println!("checkpoint tx {tx}"),
@@ -144,7 +155,10 @@ pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
     } else {
         let deployment = Deployment::load(&args.chain.deployment)?;
         let url = args.chain.rpc_urls.first().context("--rpc-url")?;
-        Some((chorus_chain::read_only_provider(url)?, deployment.poi_distributor))
+        Some((
+            chorus_chain::read_only_provider(url)?,
+            deployment.poi_distributor,
+        ))
     };
     let verification = verify_epoch(
         kafka,
@@ -157,10 +171,17 @@ pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
     .await?;
     println!("{}", serde_json::to_string_pretty(&verification)?);
     if verification.ok {
-        println!("verified: epoch {} root {}", verification.epoch, verification.computed_root);
+        println!(
+            "verified: epoch {} root {}",
+            verification.epoch, verification.computed_root
+        );
         Ok(())
     } else {
-        anyhow::bail!("epoch {} does NOT verify: {}", verification.epoch, verification.problems.join("; "))
+        anyhow::bail!(
+            "epoch {} does NOT verify: {}",
+            verification.epoch,
+            verification.problems.join("; ")
+        )
     }
 }
 
@@ -174,7 +195,8 @@ pub struct ProofArgs {
 
 pub async fn proof(kafka: &KafkaArgs, args: ProofArgs) -> anyhow::Result<()> {
     let kafka = kafka.clone();
-    let proof = tokio::task::spawn_blocking(move || claim_proof(&kafka, args.epoch, args.account)).await??;
+    let proof = tokio::task::spawn_blocking(move || claim_proof(&kafka, args.epoch, args.account))
+        .await??;
     println!("{}", serde_json::to_string_pretty(&proof)?);
     Ok(())
 }
@@ -216,23 +238,48 @@ enum PoiTool {
 
 pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
     match args.command {
-        PoiTool::Generate { events, users, agent_developers, providers, seed, out } => {
+        PoiTool::Generate {
+            events,
+            users,
+            agent_developers,
+            providers,
+            seed,
+            out,
+        } => {
             let started = Instant::now();
-            let workload = Workload { events, users, agent_developers, providers, seed };
-            let written = tokio::task::spawn_blocking(move || write_archive(&out, workload)).await??;
-            eprintln!("wrote {written} events in {:.1} s", started.elapsed().as_secs_f64());
+            let workload = Workload {
+                events,
+                users,
+                agent_developers,
+                providers,
+                seed,
+            };
+            let written =
+                tokio::task::spawn_blocking(move || write_archive(&out, workload)).await??;
+            eprintln!(
+                "wrote {written} events in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
-        PoiTool::Query { archive, sql_out, poi } => {
+        PoiTool::Query {
+            archive,
+            sql_out,
+            poi,
+        } => {
             let config = poi.config()?;
             let sql = chorus_scoring::sql::contribution_sql(&config);
             if let Some(path) = sql_out {
-                std::fs::write(&path, &sql).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &sql)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             let started = Instant::now();
             let rows = chorus_scoring::engine::run_query(&archive, &sql, poi.engine()).await?;
             let seconds = started.elapsed().as_secs_f64();
-            println!("{}", serde_json::json!({ "seconds": seconds, "rows": rows }));
+            println!(
+                "{}",
+                serde_json::json!({ "seconds": seconds, "rows": rows })
+            );
             Ok(())
         }
     }

@@ -106,7 +106,8 @@ impl EventProducer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
-        self.enqueue_record(topic, None, key, payload, headers).await
+        self.enqueue_record(topic, None, key, payload, headers)
+            .await
     }
 
     /// Queues raw bytes for one partition (replicating a log partition by partition).
@@ -118,7 +119,8 @@ impl EventProducer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
-        self.enqueue_record(topic, Some(partition), key, payload, headers).await
+        self.enqueue_record(topic, Some(partition), key, payload, headers)
+            .await
     }
 
     async fn enqueue_record(
