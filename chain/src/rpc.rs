@@ -60,6 +60,22 @@ impl RpcFailure {
     }
 }
 
+static RPC_ERRORS: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+    chorus_runtime::metrics::counter(
+        "chorus_rpc_errors_total",
+        "Failed JSON-RPC requests by endpoint and kind.",
+        &["endpoint", "kind"],
+    )
+});
+
+static RPC_REQUESTS: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+    chorus_runtime::metrics::counter(
+        "chorus_rpc_requests_total",
+        "JSON-RPC requests by endpoint and method.",
+        &["endpoint", "method"],
+    )
+});
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct RpcPoolConfig {
@@ -135,21 +151,19 @@ impl RpcPool {
                 message: "at least one RPC URL is needed".into(),
             });
         }
+        let errors = RPC_ERRORS.clone();
+        for endpoint in &endpoints {
+            for kind in ["timeout", "too_large", "rejected", "unavailable"] {
+                errors.with_label_values(&[endpoint.label.as_str(), kind]);
+            }
+        }
         Ok(RpcPool {
             endpoints,
             active: AtomicUsize::new(0),
             next_slot: Mutex::new(Instant::now()),
             config,
-            errors: chorus_runtime::metrics::counter(
-                "chorus_rpc_errors_total",
-                "Failed JSON-RPC requests by endpoint and kind.",
-                &["endpoint", "kind"],
-            ),
-            requests: chorus_runtime::metrics::counter(
-                "chorus_rpc_requests_total",
-                "JSON-RPC requests by endpoint and method.",
-                &["endpoint", "method"],
-            ),
+            errors,
+            requests: RPC_REQUESTS.clone(),
         })
     }
 
@@ -297,7 +311,16 @@ fn classify(error: &RpcError<TransportErrorKind>) -> ErrorClass {
                 .any(|needle| message.contains(needle));
             if too_large {
                 ErrorClass::TooLarge
-            } else if payload.code == -32603 || payload.code == 429 || message.contains("rate") {
+            } else if payload.code == -32603
+                || payload.code == -32601
+                || payload.code == 429
+                || message.contains("rate")
+                || message.contains("not available")
+                || message.contains("disabled")
+                || message.contains("unsupported")
+            {
+                // The node is overloaded or does not serve this method (public BSC
+                // endpoints disable eth_getLogs): another endpoint may.
                 ErrorClass::Unavailable
             } else {
                 ErrorClass::Rejected

@@ -117,6 +117,9 @@ fn derived_id(tag: &[u8], chain_id: u64, block_hash: &B256, log_index: u64) -> U
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// Registered once per process (several indexers in one process share the families).
+static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::new);
+
 struct Metrics {
     head_lag: IntGaugeVec,
     block: IntGaugeVec,
@@ -209,7 +212,7 @@ struct Indexer<'a> {
     decoder: EventDecoder,
     kinds: HashMap<Address, ContractKind>,
     cursor: Cursor,
-    metrics: Metrics,
+    metrics: &'static Metrics,
     report: IndexerReport,
 }
 
@@ -296,8 +299,15 @@ pub async fn run_indexer(
             ..IndexerReport::default()
         },
         cursor,
-        metrics: Metrics::new(),
+        metrics: &METRICS,
     };
+    // Known series start at zero, so rates and alerts see them before the first event.
+    let name = settings.name.as_str();
+    for outcome in ["emitted", "dead_lettered", "retracted"] {
+        indexer.metrics.logs.with_label_values(&[name, outcome]);
+    }
+    indexer.metrics.reorgs.with_label_values(&[name]);
+    indexer.metrics.head_lag.with_label_values(&[name]);
     readiness.set(true);
     let started = Instant::now();
     let result = indexer.run(&shutdown).await;

@@ -71,8 +71,8 @@ install_duckdb() {
 }
 
 install_tools() {
-  # kcat: the raw-producer baseline of the benchmarks.
-  apt_install kcat
+  # kcat: the raw-producer baseline of the benchmarks; python3-yaml: the manifest parse test.
+  apt_install kcat python3-yaml
   if ! command -v cargo-nextest >/dev/null; then
     log "cargo install cargo-nextest"
     cargo install --locked --quiet cargo-nextest

@@ -433,16 +433,25 @@ pub async fn submit_root(
     Ok((format!("{:#x}", receipt.transaction_hash), false))
 }
 
+/// Finds the transaction that checkpointed `epoch`, looking back a bounded number of
+/// blocks (public BSC endpoints refuse wide log queries). Empty when it is older.
 async fn checkpoint_tx(
     chain: &ChainClient,
     distributor: Address,
     epoch: u64,
 ) -> Result<String, PoiError> {
+    const LOOKBACK_BLOCKS: u64 = 5_000;
+    let head = chain
+        .provider()
+        .get_block_number()
+        .await
+        .map_err(|e| PoiError::ChainRead(e.to_string()))?;
     let filter = Filter::new()
         .address(distributor)
         .event_signature(PoiDistributor::Checkpointed::SIGNATURE_HASH)
         .topic1(B256::from(U256::from(epoch)))
-        .from_block(0);
+        .from_block(head.saturating_sub(LOOKBACK_BLOCKS))
+        .to_block(head);
     let logs = chain
         .provider()
         .get_logs(&filter)

@@ -189,11 +189,31 @@ impl ClientContext for StageContext {
     fn stats(&self, statistics: Statistics) {
         for (topic_name, topic) in &statistics.topics {
             for (partition, p) in &topic.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::CONSUMER_LAG
-                        .with_label_values(&[&self.group, topic_name, &partition.to_string()])
-                        .set(p.consumer_lag);
+                if *partition < 0 || !p.desired {
+                    continue;
                 }
+                // Offsets are committed by the producer's transaction, which librdkafka's
+                // own `consumer_lag` (from the consumer's committed offset) does not see:
+                // measure from the position the stage has reached instead, against the
+                // last stable offset (what a read_committed consumer can reach).
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                let lag = if p.app_offset >= 0 && end >= 0 {
+                    (end - p.app_offset).max(0)
+                } else if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if end >= 0 && p.committed_offset < 0 && p.app_offset < 0 {
+                    // Nothing consumed yet and nothing committed: all of it is behind.
+                    end
+                } else {
+                    continue;
+                };
+                metrics::CONSUMER_LAG
+                    .with_label_values(&[&self.group, topic_name, &partition.to_string()])
+                    .set(lag);
             }
         }
     }
@@ -332,6 +352,14 @@ async fn run_once<T: Transform>(
     consumer
         .subscribe(&topics)
         .map_err(|e| classify("subscribe", e))?;
+    // Known series start at zero, so rates and alerts see them before the first event.
+    for outcome in ["committed", "aborted"] {
+        metrics::TRANSACTIONS.with_label_values(&[stage, outcome]);
+    }
+    for topic in &topics {
+        metrics::EVENTS_IN.with_label_values(&[stage, topic]);
+        metrics::DEAD_LETTERS.with_label_values(&[stage, topic]);
+    }
     readiness.set(true);
     tracing::info!(stage, group = %config.group_id, transactional_id = %config.transactional_id, topics = ?topics, "pipeline running");
 

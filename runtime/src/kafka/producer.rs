@@ -68,6 +68,8 @@ impl EventProducer {
             )
             .set("message.timeout.ms", "120000")
             .create()?;
+        // The series exists from the start (at zero), so alerts can rate it.
+        metrics::PRODUCER_BACKPRESSURE.with_label_values(&[client]);
         Ok(EventProducer {
             producer,
             kafka: kafka.clone(),
