@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--chorus", default="target/debug/chorus")
     parser.add_argument("--work", default=None, help="directory for the archive (default: a temp dir)")
-    parser.add_argument("--memory-mb", type=int, default=512, help="DataFusion memory pool limit")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="DataFusion memory pool limit")
     parser.add_argument("--threads", type=int, default=0, help="DuckDB threads (0 = its default)")
     args = parser.parse_args()
 

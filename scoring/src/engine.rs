@@ -42,7 +42,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            memory_limit: 512 * 1024 * 1024,
+            memory_limit: 2048 * 1024 * 1024,
             target_partitions: 0,
         }
     }
@@ -56,7 +56,9 @@ pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionCont
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
-    let mut config = SessionConfig::new();
+    // DATAFUSION_* environment variables tune the engine (e.g.
+    // DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN=false for joins that spill).
+    let mut config = SessionConfig::from_env()?;
     if engine.target_partitions > 0 {
         config = config.with_target_partitions(engine.target_partitions);
     }
@@ -64,10 +66,12 @@ pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionCont
     for table in Table::ALL {
         let dir = archive.join(table.name());
         let path = format!("{}/", dir.display());
-        // The schema comes from the files (every table is always written, empty or not),
-        // so DataFusion reads strings as Utf8View, its faster string layout.
-        ctx.register_parquet(table.name(), &path, ParquetReadOptions::default())
-            .await?;
+        ctx.register_parquet(
+            table.name(),
+            &path,
+            ParquetReadOptions::default().schema(&table.schema()),
+        )
+        .await?;
     }
     Ok(ctx)
 }

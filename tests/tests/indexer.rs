@@ -109,16 +109,25 @@ fn indexer_args<'a>(
     args
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
+/// A private anvil with the contracts and `txs` transactions of `per_tx` logs each, and
+/// fresh Kafka topics.
+struct LogChain {
+    anvil: Anvil,
+    kafka: KafkaArgs,
+    deployment_file: String,
+    head: String,
+    expected: BTreeSet<(String, u64)>,
+}
+
+async fn log_chain(name: &str, txs: usize, per_tx: u64) -> LogChain {
     let anvil = Anvil::start().unwrap();
     let client = anvil.client();
-    let kafka = test_kafka("idx-kill");
+    let kafka = test_kafka(name);
     create_topics(&kafka).await.unwrap();
     let (deployment, path) = deploy(&client, &kafka.topic_prefix).await.unwrap();
     let fixture = deployment.log_fixture.unwrap();
-    for _ in 0..200 {
-        emit_transfers(&client, fixture, 50).await;
+    for _ in 0..txs {
+        emit_transfers(&client, fixture, per_tx).await;
     }
     let head = client
         .provider()
@@ -127,10 +136,28 @@ async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
         .unwrap()
         .to_string();
     let expected = canonical_logs(&client, &deployment).await;
+    LogChain {
+        anvil,
+        kafka,
+        deployment_file: path.to_string_lossy().to_string(),
+        head,
+        expected,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
+    let LogChain {
+        anvil,
+        kafka,
+        head,
+        expected,
+        deployment_file: path,
+        ..
+    } = log_chain("idx-kill", 200, 50).await;
     assert!(expected.len() >= 10_000, "{} logs on chain", expected.len());
 
     let url = anvil.url();
-    let path = path.to_string_lossy().to_string();
     let name = format!("{}kill", kafka.topic_prefix);
     // Small ranges and a request-rate limit stretch the backfill so the kill lands mid-way.
     let args = indexer_args(
@@ -424,26 +451,17 @@ async fn unknown_and_malformed_logs_are_dead_lettered_and_indexing_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_rpc_endpoint_is_replaced_by_the_next_without_losing_a_block() {
-    let anvil = Anvil::start().unwrap();
-    let client = anvil.client();
-    let kafka = test_kafka("idx-failover");
-    create_topics(&kafka).await.unwrap();
-    let (deployment, path) = deploy(&client, &kafka.topic_prefix).await.unwrap();
-    let fixture = deployment.log_fixture.unwrap();
-    for _ in 0..60 {
-        emit_transfers(&client, fixture, 20).await;
-    }
-    let head = client
-        .provider()
-        .get_block_number()
-        .await
-        .unwrap()
-        .to_string();
-    let expected = canonical_logs(&client, &deployment).await;
+    let LogChain {
+        anvil,
+        kafka,
+        head,
+        expected,
+        deployment_file: path,
+        ..
+    } = log_chain("idx-failover", 60, 20).await;
 
     let relay = Relay::start(anvil.port).await.unwrap();
     let urls = format!("{},{}", relay.url(), anvil.url());
-    let path = path.to_string_lossy().to_string();
     let name = format!("{}failover", kafka.topic_prefix);
     let mut indexer = spawn_chorus(
         &kafka,

@@ -187,12 +187,10 @@ pub async fn run(
     // The epoch of this run: its config differs from infra/poi/scoring-v1.toml only in
     // the epoch window, which starts when this run started.
     let text = std::fs::read_to_string(super::repo_path("infra/poi/scoring-v1.toml"))?;
-    let text = text
-        .replace(
-            "genesis_ms = 1764547200000",
-            &format!("genesis_ms = {genesis_ms}"),
-        )
-        .replace("length_seconds = 86400", "length_seconds = 86400");
+    let text = text.replace(
+        "genesis_ms = 1764547200000",
+        &format!("genesis_ms = {genesis_ms}"),
+    );
     let config = ScoringConfig::parse(&text)?;
     let config_file = run_dir.join("scoring.toml");
     std::fs::write(&config_file, &text)?;
@@ -233,7 +231,7 @@ pub async fn run(
         ContributorRole::User,
     ] {
         let mut rows: Vec<_> = result.payouts.iter().filter(|p| p.role == role).collect();
-        rows.sort_by(|a, b| b.points.cmp(&a.points));
+        rows.sort_by_key(|p| std::cmp::Reverse(p.points));
         for p in rows {
             println!(
                 "{:<16} {:<44} {:>10} {:>7} {:>16}",

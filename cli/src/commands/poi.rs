@@ -25,8 +25,10 @@ pub struct PoiArgs {
     /// Working directory for epoch archives and claim files.
     #[arg(long, env = "CHORUS_POI_WORK_DIR", default_value = "target/chorus/poi")]
     pub work_dir: PathBuf,
-    /// Memory limit of the scoring query in MiB (operators spill to disk beyond it).
-    #[arg(long, env = "CHORUS_POI_MEMORY_MB", default_value_t = 512)]
+    /// Memory pool of the scoring query in MiB: sorts and aggregations spill to disk
+    /// beyond it; the query fails (it never swaps) if the operators that cannot spill
+    /// need more. A 10-million-event epoch needs about 2 GiB.
+    #[arg(long, env = "CHORUS_POI_MEMORY_MB", default_value_t = 2048)]
     pub memory_mb: usize,
 }
 
