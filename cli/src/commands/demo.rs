@@ -33,6 +33,9 @@ pub struct DemoArgs {
     /// Pace of the human messages, per minute.
     #[arg(long, default_value_t = 12.0)]
     rate_per_minute: f64,
+    /// Post messages for this many seconds at --rate-per-minute (overrides --messages).
+    #[arg(long)]
+    duration_secs: Option<u64>,
     /// max_tokens of agent replies (the local model runs on CPU: keep it small).
     #[arg(long, default_value_t = 16)]
     reply_tokens: u32,
@@ -195,8 +198,12 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         .join("target/chorus/demo")
         .join(&run_name);
     std::fs::create_dir_all(&run_dir)?;
+    let messages = args
+        .duration_secs
+        .map(|secs| ((secs as f64 * args.rate_per_minute / 60.0).round() as u64).max(1))
+        .unwrap_or(args.messages);
     let workload = super::demo_live::LiveWorkload {
-        messages: args.messages,
+        messages,
         rate_per_minute: args.rate_per_minute,
         reply_tokens: args.reply_tokens,
     };

@@ -312,6 +312,10 @@ pub async fn run(
     println!("  chorus --topic-prefix {prefix} proof --epoch 0 --account <address>");
     println!("  cat {}", work_dir.join("epoch-0/claims.json").display());
     println!(
+        "  chorus poi sql --archive {} \"SELECT author_id, count(*) AS messages FROM chat_messages GROUP BY author_id ORDER BY messages DESC\"",
+        work_dir.join("epoch-0/archive").display()
+    );
+    println!(
         "  the epoch archive (Parquet, one directory per table): {}",
         work_dir.join("epoch-0/archive").display()
     );

@@ -226,6 +226,15 @@ enum PoiTool {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run any SQL over an epoch archive (tables: inference_jobs, job_assignments,
+    /// inference_results, agent_calls, chat_messages, feedback, provider_registrations,
+    /// chain_retractions) with DataFusion and print the result as a table.
+    Sql {
+        #[arg(long)]
+        archive: PathBuf,
+        /// The query.
+        query: String,
+    },
     /// Run the contribution query over an archive with DataFusion; print JSON.
     Query {
         #[arg(long)]
@@ -262,6 +271,11 @@ pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
                 "wrote {written} events in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        PoiTool::Sql { archive, query } => {
+            let ctx = chorus_scoring::engine::session(&archive, EngineConfig::default()).await?;
+            ctx.sql(&query).await?.show().await?;
             Ok(())
         }
         PoiTool::Query {
