@@ -82,7 +82,9 @@ start_llama() {
   # machines here lack (SIGILL in ggml_vec_dot_q4_1_q8_1). So every layer is offloaded
   # to the Vulkan backend running on Mesa's lavapipe (a CPU Vulkan driver), which
   # ggml hides unless GGML_VK_VISIBLE_DEVICES names it. Slow (~2 tokens/s) but real.
-  GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" "$CHORUS_HOME/venv/bin/llama-server-vulkan" \
+  # lavapipe can segfault under concurrent requests: supervise.sh restarts the server.
+  GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" \
+    bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$CHORUS_HOME/venv/bin/llama-server-vulkan" \
     -m "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf" --alias SmolLM2-135M-Instruct \
     --host 127.0.0.1 --port "$LLAMA_PORT" -c 4096 -np 2 -t 2 -ngl 99
   wait_until "llama-server on 127.0.0.1:$LLAMA_PORT" 180 curl -sf "http://127.0.0.1:$LLAMA_PORT/health" \
