@@ -110,6 +110,13 @@ enum Command {
     Poi(commands::poi::PoiToolArgs),
     /// Write the JSON Schema of every event type to a directory.
     Schemas(commands::schemas::SchemasArgs),
+    /// Apply the versioned ClickHouse migrations (event tables, views, analyst user).
+    Migrate(commands::analytics::MigrateArgs),
+    /// Load the event topics into an analytics store (exactly once per event id).
+    Sink(commands::analytics::SinkArgs),
+    /// SQL over every event and score without ClickHouse: DataFusion over a Parquet
+    /// archive of the topics, with the ClickHouse table and view names.
+    Sql(commands::analytics::SqlArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -145,6 +152,9 @@ fn main() -> std::process::ExitCode {
             Command::Proof(args) => commands::poi::proof(&cli.kafka, args).await,
             Command::Poi(args) => commands::poi::tool(args).await,
             Command::Schemas(args) => commands::schemas::run(args),
+            Command::Migrate(args) => commands::analytics::run_migrate(args).await,
+            Command::Sink(args) => commands::analytics::run_sink_command(&cli.kafka, args).await,
+            Command::Sql(args) => commands::analytics::run_sql(&cli.kafka, args).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@
 //! other's data and can run in parallel.
 
 pub mod chain;
+pub mod clickhouse;
 pub mod poi;
 
 use std::collections::BTreeMap;

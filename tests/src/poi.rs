@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_delivery, event_headers, load_topic_specs,
+    EventProducer, KafkaArgs, apply_topics, await_delivery, load_topic_specs,
 };
 use chorus_schemas::AnyEvent;
 
@@ -21,21 +21,14 @@ pub async fn create_topics_with(kafka: &KafkaArgs, partitions: i32) -> anyhow::R
 /// Produces events to their topics (keyed as usual).
 pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::Result<()> {
     let producer = EventProducer::new(kafka, "test-poi-producer", 100_000)?;
-    let mut pending = Vec::with_capacity(events.len());
+    let mut pending = Vec::with_capacity(50_000);
     for event in events {
-        let headers = event_headers(event.type_name(), event.version(), &event.id());
-        let payload = event.to_json()?;
-        let topic = kafka.topic(event.topic());
-        pending.push(
-            producer
-                .enqueue_raw(
-                    &topic,
-                    Some(event.key().as_bytes()),
-                    &payload,
-                    Some(headers),
-                )
-                .await?,
-        );
+        pending.push(producer.enqueue_any(event).await?);
+        if pending.len() >= 50_000 {
+            for delivery in pending.drain(..) {
+                await_delivery(delivery).await?;
+            }
+        }
     }
     for delivery in pending {
         await_delivery(delivery).await?;

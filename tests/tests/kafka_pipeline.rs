@@ -28,14 +28,7 @@ fn chat(conversation: usize, n: usize) -> AnyEvent {
 async fn produce(producer: &EventProducer, topic: &str, events: &[AnyEvent]) {
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
-        let headers = event_headers(event.type_name(), event.version(), &event.id());
-        let payload = event.to_json().unwrap();
-        pending.push(
-            producer
-                .enqueue_raw(topic, Some(event.key().as_bytes()), &payload, Some(headers))
-                .await
-                .unwrap(),
-        );
+        pending.push(producer.enqueue_any_to(topic, event).await.unwrap());
     }
     for delivery in pending {
         await_delivery(delivery).await.unwrap();

@@ -179,6 +179,28 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
         &[],
     );
 
+    // The ClickHouse sink, into a fresh migrated database.
+    let ch = chorus_integration_tests::clickhouse::shared_clickhouse("ops");
+    chorus_analytics::migrate::migrate(&ch, None).await.unwrap();
+    let sink_group = format!("{prefix}sink");
+    start(
+        "sink",
+        &[
+            "sink",
+            "clickhouse",
+            "--group",
+            &sink_group,
+            "--instance-id",
+            &sink_group,
+            "--batch-interval-ms",
+            "200",
+        ],
+        &[
+            ("CHORUS_CLICKHOUSE_URL", &ch.clickhouse_url),
+            ("CHORUS_CLICKHOUSE_DATABASE", &ch.clickhouse_database),
+        ],
+    );
+
     // Work for them.
     let producer = EventProducer::new(&kafka, "ops-test", 1000).unwrap();
     let message = Envelope::new(

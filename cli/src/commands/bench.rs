@@ -62,6 +62,9 @@ enum BenchTarget {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Rows/s into ClickHouse through the sink beside the clickhouse crate's plain
+    /// inserter (the ceiling), same rows, same run.
+    Clickhouse(super::bench_clickhouse::ClickHouseBenchArgs),
     /// Producer and transactional-pipeline throughput vs kcat.
     Kafka {
         /// Events per measurement.
@@ -87,6 +90,7 @@ enum BenchTarget {
 
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
+        BenchTarget::Clickhouse(args) => super::bench_clickhouse::run(kafka, args).await,
         BenchTarget::Indexer {
             chain,
             key,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, event_headers};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs};
 use chorus_schemas::*;
 
 #[derive(Debug, Clone, Args)]
@@ -150,18 +150,7 @@ pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> anyhow::R
             written.malformed += 1;
         }
         let event = workload_event(&mut rng, i, args.conversations);
-        let payload = event.to_json()?;
-        let headers = event_headers(event.type_name(), event.version(), &event.id());
-        pending.push(
-            producer
-                .enqueue_raw(
-                    &topic,
-                    Some(event.key().as_bytes()),
-                    &payload,
-                    Some(headers),
-                )
-                .await?,
-        );
+        pending.push(producer.enqueue_any_to(&topic, &event).await?);
         written.valid += 1;
     }
     for delivery in pending {

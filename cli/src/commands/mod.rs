@@ -1,4 +1,6 @@
+pub mod analytics;
 pub mod bench;
+pub mod bench_clickhouse;
 pub mod bench_indexer;
 pub mod bench_inference;
 pub mod chain;

@@ -179,10 +179,21 @@ pub enum PipelineError {
 }
 
 /// Librdkafka callbacks: consumer lag into the metric, rebalances into a generation
-/// counter so that a batch spanning a rebalance is aborted, not committed.
-struct StageContext {
+/// counter so that a batch spanning a rebalance is aborted, not committed. Other
+/// consumers that commit their own offsets (the ClickHouse sink) use it too.
+pub struct StageContext {
     group: String,
     generation: Arc<AtomicU64>,
+}
+
+impl StageContext {
+    /// A context for consumer group `group`; `generation` counts rebalances.
+    pub fn new(group: &str, generation: Arc<AtomicU64>) -> Self {
+        StageContext {
+            group: group.to_owned(),
+            generation,
+        }
+    }
 }
 
 impl ClientContext for StageContext {
@@ -292,7 +303,7 @@ fn classify(context: &str, e: KafkaError) -> StageError {
 }
 
 /// Runs a blocking librdkafka call without stalling other tasks on this runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -308,10 +319,7 @@ async fn run_once<T: Transform>(
 ) -> Result<(), StageError> {
     let stage = config.stage.as_str();
     let generation = Arc::new(AtomicU64::new(0));
-    let context = StageContext {
-        group: config.group_id.clone(),
-        generation: generation.clone(),
-    };
+    let context = StageContext::new(&config.group_id, generation.clone());
     let consumer: StreamConsumer<StageContext> = kafka
         .client_config(&format!("{stage}-consumer"))
         .set("group.id", &config.group_id)
@@ -631,7 +639,7 @@ fn commit(
 }
 
 /// Moves every assigned partition back to its committed offset (or the beginning).
-fn rewind(consumer: &StreamConsumer<StageContext>) -> Result<(), KafkaError> {
+pub fn rewind(consumer: &StreamConsumer<StageContext>) -> Result<(), KafkaError> {
     let timeout = Timeout::After(Duration::from_secs(10));
     let committed = consumer.committed(timeout)?;
     for element in committed.elements() {

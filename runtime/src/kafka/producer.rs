@@ -7,9 +7,9 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use chorus_schemas::{Envelope, EventData};
+use chorus_schemas::{AnyEvent, Envelope, EventData};
 
-use super::{KafkaArgs, envelope_headers};
+use super::{KafkaArgs, envelope_headers, event_headers};
 use crate::metrics;
 
 /// Why an event could not be produced.
@@ -98,6 +98,25 @@ impl EventProducer {
             Some(envelope_headers(event)),
         )
         .await
+    }
+
+    /// Queues a decoded event of any type to its own topic, with its key and headers.
+    pub async fn enqueue_any(&self, event: &AnyEvent) -> Result<DeliveryFuture, ProduceError> {
+        self.enqueue_any_to(&self.kafka.topic(event.topic()), event)
+            .await
+    }
+
+    /// Queues a decoded event of any type to `topic` (the intake topic, say), with its
+    /// key and headers.
+    pub async fn enqueue_any_to(
+        &self,
+        topic: &str,
+        event: &AnyEvent,
+    ) -> Result<DeliveryFuture, ProduceError> {
+        let payload = event.to_json()?;
+        let headers = event_headers(event.type_name(), event.version(), &event.id());
+        self.enqueue_raw(topic, Some(event.key().as_bytes()), &payload, Some(headers))
+            .await
     }
 
     /// Queues raw bytes (waiting while the queue is full).

@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
+use super::blocking;
 use super::{KafkaArgs, OutputRecord};
 
 /// Why a transactional batch failed.
@@ -40,13 +41,6 @@ pub enum TransactionError {
 pub struct TransactionalWriter {
     producer: FutureProducer,
     transactional_id: String,
-}
-
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 impl TransactionalWriter {

@@ -1,0 +1,514 @@
+//! The ClickHouse sink: every event topic into its typed table.
+//!
+//! Records are read `read_committed`, checked against their table and encoded as
+//! RowBinary into one buffer per table. A batch is sent when it reaches `batch_rows`
+//! or `batch_interval` passes; the consumed offsets are committed only after every
+//! table's insert was acknowledged (and the batch's dead letters were acknowledged by
+//! Kafka). A crash before the commit replays the batch; the tables are
+//! `ReplacingMergeTree` keyed by event id, so the replay collapses into the rows already
+//! there and `FINAL` (or the views) counts each event once.
+//!
+//! When ClickHouse is down or refuses a batch, the sink keeps the batch, pauses its
+//! partitions (the group membership stays alive; nothing more is fetched) and retries
+//! with a jittered exponential backoff until the insert succeeds: it never drops a row.
+//! A record that does not fit its table (undecodable, a value out of the column's
+//! range) becomes a `dead.letter` with the reason and the sink moves on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use prometheus::{HistogramVec, IntCounterVec};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use uuid::Uuid;
+
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{
+    EventProducer, KafkaArgs, ProduceError, StageContext, await_delivery, blocking,
+    envelope_headers,
+};
+use chorus_runtime::metrics::{self, Readiness};
+use chorus_schemas::{AnyEvent, DeadLetter, Envelope, HEADER_TYPE, Topic};
+
+use crate::clickhouse::{ClickHouseArgs, ClickHouseError};
+use crate::tables::{TableDef, encode_row_binary, flatten, table_for, tables};
+
+/// Rows inserted, per table.
+pub static SINK_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    metrics::counter(
+        "chorus_sink_rows_total",
+        "Rows inserted into ClickHouse (acknowledged), by table.",
+        &["table"],
+    )
+});
+
+/// Batches, by outcome (inserted, retried).
+pub static SINK_BATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    metrics::counter(
+        "chorus_sink_batches_total",
+        "Sink batches, by outcome: committed, or retried after a failure.",
+        &["outcome"],
+    )
+});
+
+/// Errors, by kind (insert, dead_letter, commit).
+pub static SINK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    metrics::counter(
+        "chorus_sink_errors_total",
+        "Sink failures, by kind: insert (ClickHouse), dead_letter (Kafka), commit (offsets).",
+        &["kind"],
+    )
+});
+
+/// Time to insert and commit one batch.
+pub static SINK_BATCH_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    metrics::histogram(
+        "chorus_sink_batch_seconds",
+        "Time from a batch's first insert to its offset commit.",
+        &["sink"],
+        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0],
+    )
+});
+
+const STAGE: &str = "sink-clickhouse";
+
+/// Settings of the sink.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub group_id: String,
+    /// Full names of the topics to load.
+    pub topics: Vec<String>,
+    /// A batch is sent at this many rows ...
+    pub batch_rows: usize,
+    /// ... or this long after its first row, whichever comes first.
+    pub batch_interval: Duration,
+    /// Longest wait between two attempts at a failing batch.
+    pub max_backoff: Duration,
+    pub session_timeout: Duration,
+}
+
+impl SinkConfig {
+    /// Defaults: every event topic under `kafka`'s prefix, 50,000 rows or 1 s.
+    pub fn new(kafka: &KafkaArgs, group_id: &str) -> Self {
+        SinkConfig {
+            group_id: group_id.to_owned(),
+            topics: sink_topics().map(|t| kafka.topic(t)).collect(),
+            batch_rows: 50_000,
+            batch_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The topics the sink loads: every topic of typed events (not the raw intake, not
+/// the indexer's cursor).
+pub fn sink_topics() -> impl Iterator<Item = Topic> {
+    Topic::ALL
+        .into_iter()
+        .filter(|t| !matches!(t, Topic::Intake | Topic::IndexerCursor))
+}
+
+/// Why the sink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
+    #[error("analytics tables: {0}")]
+    Tables(#[from] crate::tables::TableListError),
+}
+
+/// One batch in the making.
+struct Batch {
+    /// RowBinary rows per table index, and their count.
+    rows: Vec<(Vec<u8>, u64)>,
+    dead_letters: Vec<Envelope<DeadLetter>>,
+    next_offsets: BTreeMap<(String, i32), i64>,
+    total: usize,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn new(tables: usize) -> Self {
+        Batch {
+            rows: (0..tables).map(|_| (Vec::new(), 0)).collect(),
+            dead_letters: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            total: 0,
+            started: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next_offsets.is_empty()
+    }
+}
+
+/// Runs the sink until `shutdown`: the batch in hand is inserted and committed first.
+pub async fn run_sink(
+    kafka: &KafkaArgs,
+    clickhouse: &ClickHouseArgs,
+    config: &SinkConfig,
+    shutdown: Shutdown,
+    readiness: Readiness,
+) -> Result<(), SinkError> {
+    let tables = tables()?;
+    let client = clickhouse.client()?;
+    let generation = Arc::new(AtomicU64::new(0));
+    let consumer: StreamConsumer<StageContext> = kafka
+        .client_config(&format!("{STAGE}-consumer"))
+        .set("group.id", &config.group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout.as_millis() / 4).max(100).to_string(),
+        )
+        .set("fetch.max.bytes", "52428800")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(StageContext::new(&config.group_id, generation.clone()))?;
+    let producer = EventProducer::new(kafka, STAGE, 100_000)?;
+    let dead_letter_topic = kafka.topic(Topic::DeadLetters);
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    for table in tables {
+        SINK_ROWS.with_label_values(&[table.name]);
+    }
+    for outcome in ["committed", "retried"] {
+        SINK_BATCHES.with_label_values(&[outcome]);
+    }
+    for kind in ["insert", "dead_letter", "commit"] {
+        SINK_ERRORS.with_label_values(&[kind]);
+    }
+    for topic in &topics {
+        metrics::EVENTS_IN.with_label_values(&[STAGE, topic]);
+        metrics::DEAD_LETTERS.with_label_values(&[STAGE, topic]);
+    }
+    readiness.set(true);
+    tracing::info!(group = %config.group_id, database = %clickhouse.clickhouse_database, topics = topics.len(), "clickhouse sink running");
+
+    let mut batch = Batch::new(tables.len());
+    loop {
+        let deadline = batch
+            .started
+            .map(|s| s + config.batch_interval)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            message = consumer.recv() => match message {
+                Ok(message) => add_record(&mut batch, tables, &dead_letter_topic, &message),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()), if !batch.is_empty() => {
+                flush(&client, &consumer, &producer, tables, &mut batch, config, &shutdown, &dead_letter_topic).await;
+            }
+            _ = shutdown.triggered() => {
+                if !batch.is_empty() {
+                    flush(&client, &consumer, &producer, tables, &mut batch, config, &shutdown, &dead_letter_topic).await;
+                }
+                readiness.set(false);
+                tracing::info!("clickhouse sink stopped");
+                return Ok(());
+            }
+        }
+        if batch.total >= config.batch_rows {
+            flush(
+                &client,
+                &consumer,
+                &producer,
+                tables,
+                &mut batch,
+                config,
+                &shutdown,
+                &dead_letter_topic,
+            )
+            .await;
+        }
+    }
+}
+
+/// Turns one record into a row of its table, or a dead letter with the reason.
+fn add_record(
+    batch: &mut Batch,
+    tables: &[TableDef],
+    dead_letter_topic: &str,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) {
+    let topic = message.topic();
+    metrics::EVENTS_IN.with_label_values(&[STAGE, topic]).inc();
+    batch.started.get_or_insert_with(Instant::now);
+    batch
+        .next_offsets
+        .insert((topic.to_owned(), message.partition()), message.offset() + 1);
+    if topic == dead_letter_topic && message.payload().is_none() {
+        return;
+    }
+    let hint = message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == HEADER_TYPE)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    });
+    let payload = message.payload().unwrap_or_default();
+    let row = AnyEvent::decode(hint, payload)
+        .map_err(|e| format!("undecodable event: {e}"))
+        .and_then(|event| {
+            let table = table_for(event.type_name())
+                .ok_or_else(|| format!("no table for event type {}", event.type_name()))?;
+            let flat = flatten(&event)?;
+            let cells = table.cells(&flat).map_err(|e| e.to_string())?;
+            Ok((table, cells))
+        });
+    match row {
+        Ok((table, cells)) => {
+            let index = tables
+                .iter()
+                .position(|t| t.name == table.name)
+                .unwrap_or_default();
+            let (buffer, count) = &mut batch.rows[index];
+            encode_row_binary(table, &cells, buffer);
+            *count += 1;
+            batch.total += 1;
+        }
+        Err(reason) => {
+            // A dead letter of a dead letter would loop: count it and move on.
+            if topic == dead_letter_topic {
+                tracing::warn!(%reason, partition = message.partition(), offset = message.offset(), "dead letter does not fit its table; skipped");
+                return;
+            }
+            metrics::DEAD_LETTERS.with_label_values(&[STAGE, topic]).inc();
+            tracing::warn!(%topic, partition = message.partition(), offset = message.offset(), %reason, "record dead-lettered");
+            batch.dead_letters.push(dead_letter(
+                topic,
+                message.partition(),
+                message.offset(),
+                message.key(),
+                payload,
+                reason,
+            ));
+            batch.total += 1;
+        }
+    }
+}
+
+/// A dead letter whose id is derived from its source position, so that a replayed
+/// batch produces the same event (consumers dedup by id).
+fn dead_letter(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    reason: String,
+) -> Envelope<DeadLetter> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut envelope = Envelope::new(
+        STAGE,
+        DeadLetter {
+            source_topic: topic.to_owned(),
+            source_partition: partition,
+            source_offset: offset,
+            source_key_base64: key.map(|k| b64.encode(k)),
+            payload_base64: b64.encode(payload),
+            reason,
+            stage: STAGE.to_owned(),
+        },
+    );
+    let digest = alloy::primitives::keccak256(format!("{STAGE}/{topic}/{partition}/{offset}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    envelope.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+    envelope
+}
+
+/// Inserts the batch, sends its dead letters and commits its offsets; retries until it
+/// succeeds or the process is asked to stop (then the batch is left uncommitted and
+/// will be replayed).
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    client: &clickhouse::Client,
+    consumer: &StreamConsumer<StageContext>,
+    producer: &EventProducer,
+    tables: &[TableDef],
+    batch: &mut Batch,
+    config: &SinkConfig,
+    shutdown: &Shutdown,
+    dead_letter_topic: &str,
+) {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    let mut paused: Option<TopicPartitionList> = None;
+    loop {
+        match try_flush(client, producer, tables, batch, dead_letter_topic).await {
+            Ok(()) => break,
+            Err(reason) => {
+                SINK_BATCHES.with_label_values(&["retried"]).inc();
+                if paused.is_none() {
+                    if let Ok(assignment) = consumer.assignment() {
+                        if consumer.pause(&assignment).is_ok() {
+                            paused = Some(assignment);
+                        }
+                    }
+                }
+                let wait = jitter(backoff);
+                tracing::warn!(%reason, rows = batch.total, retry_in = ?wait, "sink batch failed; consumption paused, retrying");
+                let until = Instant::now() + wait;
+                // Keep serving the consumer (heartbeats, rebalances) while waiting;
+                // paused partitions deliver nothing, and anything already fetched joins
+                // the batch, whose offsets are committed only after its insert.
+                loop {
+                    tokio::select! {
+                        message = consumer.recv() => {
+                            if let Ok(message) = message {
+                                add_record(batch, tables, dead_letter_topic, &message);
+                            }
+                        }
+                        _ = tokio::time::sleep_until(until.into()) => break,
+                        _ = shutdown.triggered() => {
+                            tracing::warn!(rows = batch.total, "stopping with an uninserted batch; it will be replayed");
+                            return;
+                        }
+                    }
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    }
+    if let Some(assignment) = paused {
+        if let Err(e) = consumer.resume(&assignment) {
+            tracing::warn!(error = %e, "resuming partitions");
+        }
+    }
+    match commit(consumer, &batch.next_offsets) {
+        Ok(()) => {
+            SINK_BATCHES.with_label_values(&["committed"]).inc();
+        }
+        Err(e) => {
+            // The rows are in ClickHouse; whoever owns the partitions now replays them
+            // and the replay collapses by id.
+            SINK_ERRORS.with_label_values(&["commit"]).inc();
+            tracing::warn!(error = %e, "committing offsets failed (a rebalance?); the batch will be replayed");
+        }
+    }
+    SINK_BATCH_SECONDS
+        .with_label_values(&["clickhouse"])
+        .observe(started.elapsed().as_secs_f64());
+    *batch = Batch::new(tables.len());
+}
+
+/// One attempt: each table's rows that are still pending, then the dead letters. A
+/// table whose insert was acknowledged is cleared, so a retry sends only the rest.
+async fn try_flush(
+    client: &clickhouse::Client,
+    producer: &EventProducer,
+    tables: &[TableDef],
+    batch: &mut Batch,
+    dead_letter_topic: &str,
+) -> Result<(), String> {
+    for (table, (buffer, count)) in tables.iter().zip(batch.rows.iter_mut()) {
+        if *count == 0 {
+            continue;
+        }
+        let rows = bytes::Bytes::copy_from_slice(buffer);
+        if let Err(e) = insert_rows(client, table, rows).await {
+            SINK_ERRORS.with_label_values(&["insert"]).inc();
+            return Err(format!("inserting {count} rows into {}: {e}", table.name));
+        }
+        SINK_ROWS.with_label_values(&[table.name]).inc_by(*count);
+        buffer.clear();
+        *count = 0;
+    }
+    if !batch.dead_letters.is_empty() {
+        let mut deliveries = Vec::with_capacity(batch.dead_letters.len());
+        for letter in &batch.dead_letters {
+            let payload = letter.to_json().map_err(|e| e.to_string())?;
+            let delivery = producer
+                .enqueue_raw(
+                    dead_letter_topic,
+                    Some(letter.key.as_bytes()),
+                    &payload,
+                    Some(envelope_headers(letter)),
+                )
+                .await
+                .map_err(|e: ProduceError| e.to_string())?;
+            deliveries.push(delivery);
+        }
+        for delivery in deliveries {
+            if let Err(e) = await_delivery(delivery).await {
+                SINK_ERRORS.with_label_values(&["dead_letter"]).inc();
+                return Err(format!("producing a dead letter: {e}"));
+            }
+        }
+        batch.dead_letters.clear();
+    }
+    Ok(())
+}
+
+/// Sends RowBinary rows in one INSERT and waits for ClickHouse's acknowledgement.
+pub async fn insert_rows(
+    client: &clickhouse::Client,
+    table: &TableDef,
+    rows: bytes::Bytes,
+) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client
+        .insert_formatted_with(format!(
+            "INSERT INTO {} ({}) FORMAT RowBinary",
+            table.name,
+            table.column_list()
+        ))
+        .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(120)));
+    insert.send(rows).await?;
+    insert.end().await
+}
+
+fn commit(
+    consumer: &StreamConsumer<StageContext>,
+    next_offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), next) in next_offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    blocking(|| consumer.commit(&list, CommitMode::Sync))
+}
+
+fn jitter(base: Duration) -> Duration {
+    let nanos = Uuid::now_v7().as_u128() as u64 % 1000;
+    base + base.mul_f64(nanos as f64 / 4000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_ids_follow_the_source_position() {
+        let a = dead_letter("t", 1, 7, None, b"x", "r".into());
+        let b = dead_letter("t", 1, 7, None, b"x", "r".into());
+        let c = dead_letter("t", 1, 8, None, b"x", "r".into());
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+    }
+
+    #[test]
+    fn the_sink_loads_every_typed_topic() {
+        let topics: Vec<Topic> = sink_topics().collect();
+        assert!(topics.contains(&Topic::PoiScores));
+        assert!(topics.contains(&Topic::DeadLetters));
+        assert!(!topics.contains(&Topic::Intake));
+    }
+}
