@@ -63,7 +63,11 @@ impl PrivateClickHouse {
 
     /// Starts the stopped server again (same data).
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        let bin = ["/usr/bin/clickhouse-server", "/usr/bin/clickhouse"]
+        let bin = [
+            "/usr/sbin/clickhouse-server",
+            "/usr/bin/clickhouse-server",
+            "/usr/bin/clickhouse",
+        ]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .ok_or_else(|| anyhow::anyhow!("clickhouse-server is not installed"))?;
