@@ -396,6 +396,50 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The flattened JSON of a record as stored in a typed topic, read in one pass: the
+/// envelope's type must have a table and a version Chorus knows, and the `chorus-type`
+/// header (when given) must name the same type. The values themselves are checked
+/// column by column by [`TableDef::cells`]. Returns the table and the flattened fields.
+pub fn flatten_record(
+    type_hint: Option<&str>,
+    payload: &[u8],
+) -> Result<(&'static TableDef, Map<String, Value>), String> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("undecodable event: {e}"))?;
+    let Value::Object(mut map) = value else {
+        return Err("undecodable event: not a JSON object".into());
+    };
+    let type_name = map
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("undecodable event: no \"type\"")?
+        .to_owned();
+    if let Some(hint) = type_hint {
+        if hint != type_name {
+            return Err(format!(
+                "header chorus-type {hint:?} does not match the event type {type_name:?}"
+            ));
+        }
+    }
+    let info = chorus_schemas::event_type(&type_name)
+        .ok_or_else(|| format!("unknown event type {type_name:?}"))?;
+    let version = map.get("version").and_then(Value::as_u64).unwrap_or(0);
+    if version == 0 || version > u64::from(info.version) {
+        return Err(format!(
+            "{type_name} version {version} is not one this build knows (1..={})",
+            info.version
+        ));
+    }
+    let table = table_for(&type_name).ok_or_else(|| format!("no table for {type_name}"))?;
+    let Some(Value::Object(data)) = map.remove("data") else {
+        return Err("undecodable event: no data object".into());
+    };
+    for (name, value) in data {
+        map.insert(name, value);
+    }
+    Ok((table, map))
+}
+
 /// The flattened JSON of an event: envelope fields and data fields in one object.
 pub fn flatten(event: &chorus_schemas::AnyEvent) -> Result<Map<String, Value>, String> {
     let value = serde_json::to_value(event).map_err(|e| format!("encoding event: {e}"))?;
@@ -455,6 +499,21 @@ mod tests {
         flat.insert("time".into(), Value::from("2200-01-01T00:00:00Z"));
         let error = table.cells(&flat).unwrap_err();
         assert!(error.reason.contains("does not fit DateTime"), "{error}");
+    }
+
+    #[test]
+    fn records_flatten_in_one_pass_like_decoded_events() {
+        for event in chorus_schemas::samples::all() {
+            let bytes = event.to_json().unwrap();
+            let (table, flat) = flatten_record(Some(event.type_name()), &bytes).unwrap();
+            assert_eq!(table.event_type, event.type_name());
+            assert_eq!(flat, flatten(&event).unwrap());
+        }
+        let error = flatten_record(Some("feedback"), b"{\"type\":\"chat.message\"}").unwrap_err();
+        assert!(error.contains("does not match"), "{error}");
+        let error = flatten_record(None, b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();
+        assert!(error.contains("version 9"), "{error}");
+        assert!(flatten_record(None, b"{not json").unwrap_err().contains("undecodable"));
     }
 
     #[test]
