@@ -29,7 +29,7 @@ use uuid::Uuid;
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
     EventProducer, KafkaArgs, ProduceError, StageContext, await_delivery, blocking,
-    envelope_headers,
+    envelope_headers, stage_consumer,
 };
 use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::{DeadLetter, Envelope, HEADER_TYPE, Topic};
@@ -163,24 +163,14 @@ pub async fn run_sink(
     let tables = tables()?;
     let client = clickhouse.client()?;
     let generation = Arc::new(AtomicU64::new(0));
-    let consumer: StreamConsumer<StageContext> = kafka
-        .client_config(&format!("{STAGE}-consumer"))
-        .set("group.id", &config.group_id)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout.as_millis() / 4).max(100).to_string(),
-        )
-        .set("fetch.max.bytes", "52428800")
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(StageContext::new(&config.group_id, generation.clone()))?;
+    let consumer = stage_consumer(
+        kafka,
+        &format!("{STAGE}-consumer"),
+        &config.group_id,
+        "earliest",
+        config.session_timeout,
+        StageContext::new(&config.group_id, generation.clone()),
+    )?;
     let producer = EventProducer::new(kafka, STAGE, 100_000)?;
     let dead_letter_topic = kafka.topic(Topic::DeadLetters);
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();

@@ -15,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 pub use admin::{AppliedTopic, TopicChange, apply_topics, load_topic_specs};
 pub use pipeline::{
     InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, StageContext,
-    Transform, blocking, rewind, run_pipeline,
+    Transform, blocking, rewind, run_pipeline, stage_consumer,
 };
 pub use producer::{Delivered, EventProducer, ProduceError, await_delivery};
 pub use transactional::{TransactionError, TransactionalWriter};

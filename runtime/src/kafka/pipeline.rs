@@ -247,6 +247,33 @@ impl ConsumerContext for StageContext {
     }
 }
 
+/// A read-committed group consumer that commits its own offsets (none automatically),
+/// with the stage context (lag metric, rebalance generation): the input side of every
+/// stage, and of the sinks that commit after writing elsewhere.
+pub fn stage_consumer(
+    kafka: &KafkaArgs,
+    client_id: &str,
+    group_id: &str,
+    auto_offset_reset: &str,
+    session_timeout: Duration,
+    context: StageContext,
+) -> Result<StreamConsumer<StageContext>, KafkaError> {
+    kafka
+        .client_config(client_id)
+        .set("group.id", group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", auto_offset_reset)
+        .set("session.timeout.ms", session_timeout.as_millis().to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (session_timeout.as_millis() / 4).max(100).to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)
+}
+
 /// Runs `transform` until shutdown. Transient Kafka failures rebuild the clients after
 /// a backoff; a fatal one (fenced by a newer instance) is returned.
 pub async fn run_pipeline<T: Transform>(
@@ -320,25 +347,14 @@ async fn run_once<T: Transform>(
     let stage = config.stage.as_str();
     let generation = Arc::new(AtomicU64::new(0));
     let context = StageContext::new(&config.group_id, generation.clone());
-    let consumer: StreamConsumer<StageContext> = kafka
-        .client_config(&format!("{stage}-consumer"))
-        .set("group.id", &config.group_id)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", &config.auto_offset_reset)
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout.as_millis() / 4)
-                .max(100)
-                .to_string(),
-        )
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(context)
+    let consumer = stage_consumer(
+        kafka,
+        &format!("{stage}-consumer"),
+        &config.group_id,
+        &config.auto_offset_reset,
+        config.session_timeout,
+        context,
+    )
         .map_err(|e| classify("creating consumer", e))?;
     let producer: FutureProducer = kafka
         .client_config(&format!("{stage}-producer"))
