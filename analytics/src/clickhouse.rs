@@ -57,7 +57,9 @@ pub enum ClickHouseError {
 }
 
 impl ClickHouseError {
-    pub(crate) fn client(context: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> Self {
+    pub(crate) fn client(
+        context: impl Into<String>,
+    ) -> impl FnOnce(clickhouse::error::Error) -> Self {
         let context = context.into();
         move |source| ClickHouseError::Client { context, source }
     }
@@ -66,12 +68,11 @@ impl ClickHouseError {
 impl ClickHouseArgs {
     fn password(&self) -> Result<Option<String>, ClickHouseError> {
         if let Some(path) = &self.clickhouse_password_file {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                ClickHouseError::PasswordFile {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ClickHouseError::PasswordFile {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
         }
         Ok(std::env::var("CHORUS_CLICKHOUSE_PASSWORD").ok())
@@ -104,7 +105,10 @@ pub async fn execute(client: &clickhouse::Client, sql: &str) -> Result<(), Click
         .query_raw(sql)
         .execute()
         .await
-        .map_err(ClickHouseError::client(format!("running `{}`", first_line(sql))))
+        .map_err(ClickHouseError::client(format!(
+            "running `{}`",
+            first_line(sql)
+        )))
 }
 
 /// Runs a query and returns its rows as text cells (`TabSeparated`, unescaped; NULL is
@@ -116,10 +120,16 @@ pub async fn query_rows(
     let bytes = client
         .query_raw(sql)
         .fetch_bytes("TabSeparated")
-        .map_err(ClickHouseError::client(format!("querying `{}`", first_line(sql))))?
+        .map_err(ClickHouseError::client(format!(
+            "querying `{}`",
+            first_line(sql)
+        )))?
         .collect()
         .await
-        .map_err(ClickHouseError::client(format!("reading `{}`", first_line(sql))))?;
+        .map_err(ClickHouseError::client(format!(
+            "reading `{}`",
+            first_line(sql)
+        )))?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(text
         .lines()

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use arrow_array::builder::{
     Float32Builder, Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder, TimestampSecondBuilder, UInt8Builder, UInt16Builder,
-    UInt32Builder, UInt64Builder,
+    ListBuilder, StringBuilder, TimestampSecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -91,11 +91,15 @@ impl ColumnBuilder {
             ColumnType::Int8 => ColumnBuilder::Int8(Int8Builder::new()),
             ColumnType::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
             ColumnType::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
-            ColumnType::Int64 | ColumnType::EpochMillis => ColumnBuilder::Int64(Int64Builder::new()),
+            ColumnType::Int64 | ColumnType::EpochMillis => {
+                ColumnBuilder::Int64(Int64Builder::new())
+            }
             ColumnType::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
             ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
             ColumnType::DateTime => ColumnBuilder::Seconds(TimestampSecondBuilder::new()),
-            ColumnType::ArrayString => ColumnBuilder::Strings(ListBuilder::new(StringBuilder::new())),
+            ColumnType::ArrayString => {
+                ColumnBuilder::Strings(ListBuilder::new(StringBuilder::new()))
+            }
         }
     }
 
@@ -201,7 +205,11 @@ impl TableWriter {
         if self.rows == 0 {
             return Ok(());
         }
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
         let batch = RecordBatch::try_new(self.table.arrow_schema(), columns)?;
         self.writer.write(&batch)?;
         self.written += self.rows as u64;
@@ -248,7 +256,10 @@ pub fn archive_topics(kafka: &KafkaArgs, dir: &Path) -> Result<ArchiveStats, Emb
             stats.duplicates += 1;
             return Ok(());
         }
-        let Some(index) = tables.iter().position(|t| t.event_type == event.type_name()) else {
+        let Some(index) = tables
+            .iter()
+            .position(|t| t.event_type == event.type_name())
+        else {
             stats.rejected += 1;
             return Ok(());
         };
@@ -256,13 +267,14 @@ pub fn archive_topics(kafka: &KafkaArgs, dir: &Path) -> Result<ArchiveStats, Emb
             stats.rejected += 1;
             return Ok(());
         };
-        let cells = match flatten(&event).and_then(|flat| table.cells(&flat).map_err(|e| e.to_string())) {
-            Ok(cells) => cells,
-            Err(_) => {
-                stats.rejected += 1;
-                return Ok(());
-            }
-        };
+        let cells =
+            match flatten(&event).and_then(|flat| table.cells(&flat).map_err(|e| e.to_string())) {
+                Ok(cells) => cells,
+                Err(_) => {
+                    stats.rejected += 1;
+                    return Ok(());
+                }
+            };
         if let Err(e) = writers[index].push(&cells) {
             let message = e.to_string();
             failure = Some(e);

@@ -118,7 +118,11 @@ pub async fn migrate(
     analyst_password: Option<&str>,
 ) -> Result<Vec<(u32, &'static str, Outcome)>, MigrateError> {
     let database = &args.clickhouse_database;
-    if !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || database.is_empty() {
+    if !database
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || database.is_empty()
+    {
         return Err(ClickHouseError::Invalid(format!(
             "database name {database:?}: use letters, digits and '_'"
         ))
@@ -133,19 +137,25 @@ pub async fn migrate(
         .unwrap_or_default();
     let server_version =
         parse_version(&version_text).ok_or_else(|| MigrateError::Version(version_text.clone()))?;
-    execute(&server, &format!("CREATE DATABASE IF NOT EXISTS {database}")).await?;
+    execute(
+        &server,
+        &format!("CREATE DATABASE IF NOT EXISTS {database}"),
+    )
+    .await?;
     let client = args.client()?;
     execute(
         &client,
         "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version",
     )
     .await?;
-    let applied: Vec<(u32, String)> =
-        query_rows(&client, "SELECT version, checksum FROM schema_migrations ORDER BY version")
-            .await?
-            .into_iter()
-            .filter_map(|row| Some((row.first()?.parse().ok()?, row.get(1)?.clone())))
-            .collect();
+    let applied: Vec<(u32, String)> = query_rows(
+        &client,
+        "SELECT version, checksum FROM schema_migrations ORDER BY version",
+    )
+    .await?
+    .into_iter()
+    .filter_map(|row| Some((row.first()?.parse().ok()?, row.get(1)?.clone())))
+    .collect();
     let mut values = vec![("database", database.clone())];
     if let Some(password) = analyst_password {
         values.push(("analyst_password", sql_string(password)));
@@ -163,12 +173,16 @@ pub async fn migrate(
             outcomes.push((migration.version, migration.name, Outcome::AlreadyApplied));
             continue;
         }
-        if let Some(needs) = migration.requires() {
-            if server_version < needs {
-                tracing::info!(version = migration.version, name = migration.name, ?needs, server = %version_text, "migration skipped: the server is older than it needs");
-                outcomes.push((migration.version, migration.name, Outcome::Skipped { needs }));
-                continue;
-            }
+        if let Some(needs) = migration.requires()
+            && server_version < needs
+        {
+            tracing::info!(version = migration.version, name = migration.name, ?needs, server = %version_text, "migration skipped: the server is older than it needs");
+            outcomes.push((
+                migration.version,
+                migration.name,
+                Outcome::Skipped { needs },
+            ));
+            continue;
         }
         for statement in migration.statements(&values)? {
             execute(&client, &statement).await?;
@@ -183,7 +197,11 @@ pub async fn migrate(
             ),
         )
         .await?;
-        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
         outcomes.push((migration.version, migration.name, Outcome::Applied));
     }
     Ok(outcomes)
@@ -217,7 +235,10 @@ mod tests {
         let error = MIGRATIONS[2]
             .statements(&[("database", "chorus".into())])
             .unwrap_err();
-        assert!(error.to_string().contains("{{analyst_password}}"), "{error}");
+        assert!(
+            error.to_string().contains("{{analyst_password}}"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -290,7 +290,9 @@ fn add_record(
                 tracing::warn!(%reason, partition = message.partition(), offset = message.offset(), "dead letter does not fit its table; skipped");
                 return;
             }
-            metrics::DEAD_LETTERS.with_label_values(&[STAGE, topic]).inc();
+            metrics::DEAD_LETTERS
+                .with_label_values(&[STAGE, topic])
+                .inc();
             tracing::warn!(%topic, partition = message.partition(), offset = message.offset(), %reason, "record dead-lettered");
             batch.dead_letters.push(dead_letter(
                 topic,
@@ -357,12 +359,11 @@ async fn flush(
             Ok(()) => break,
             Err(reason) => {
                 SINK_BATCHES.with_label_values(&["retried"]).inc();
-                if paused.is_none() {
-                    if let Ok(assignment) = consumer.assignment() {
-                        if consumer.pause(&assignment).is_ok() {
-                            paused = Some(assignment);
-                        }
-                    }
+                if paused.is_none()
+                    && let Ok(assignment) = consumer.assignment()
+                    && consumer.pause(&assignment).is_ok()
+                {
+                    paused = Some(assignment);
                 }
                 let wait = jitter(backoff);
                 tracing::warn!(%reason, rows = batch.total, retry_in = ?wait, "sink batch failed; consumption paused, retrying");
@@ -388,10 +389,10 @@ async fn flush(
             }
         }
     }
-    if let Some(assignment) = paused {
-        if let Err(e) = consumer.resume(&assignment) {
-            tracing::warn!(error = %e, "resuming partitions");
-        }
+    if let Some(assignment) = paused
+        && let Err(e) = consumer.resume(&assignment)
+    {
+        tracing::warn!(error = %e, "resuming partitions");
     }
     match commit(consumer, &batch.next_offsets) {
         Ok(()) => {
@@ -475,7 +476,10 @@ pub async fn insert_rows(
             table.name,
             table.column_list()
         ))
-        .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(120)));
+        .with_timeouts(
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(120)),
+        );
     insert.send(rows).await?;
     insert.end().await
 }

@@ -414,12 +414,12 @@ pub fn flatten_record(
         .and_then(Value::as_str)
         .ok_or("undecodable event: no \"type\"")?
         .to_owned();
-    if let Some(hint) = type_hint {
-        if hint != type_name {
-            return Err(format!(
-                "header chorus-type {hint:?} does not match the event type {type_name:?}"
-            ));
-        }
+    if let Some(hint) = type_hint
+        && hint != type_name
+    {
+        return Err(format!(
+            "header chorus-type {hint:?} does not match the event type {type_name:?}"
+        ));
     }
     let info = chorus_schemas::event_type(&type_name)
         .ok_or_else(|| format!("unknown event type {type_name:?}"))?;
@@ -511,9 +511,14 @@ mod tests {
         }
         let error = flatten_record(Some("feedback"), b"{\"type\":\"chat.message\"}").unwrap_err();
         assert!(error.contains("does not match"), "{error}");
-        let error = flatten_record(None, b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();
+        let error =
+            flatten_record(None, b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();
         assert!(error.contains("version 9"), "{error}");
-        assert!(flatten_record(None, b"{not json").unwrap_err().contains("undecodable"));
+        assert!(
+            flatten_record(None, b"{not json")
+                .unwrap_err()
+                .contains("undecodable")
+        );
     }
 
     #[test]

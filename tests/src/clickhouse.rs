@@ -68,9 +68,9 @@ impl PrivateClickHouse {
             "/usr/bin/clickhouse-server",
             "/usr/bin/clickhouse",
         ]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .ok_or_else(|| anyhow::anyhow!("clickhouse-server is not installed"))?;
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| anyhow::anyhow!("clickhouse-server is not installed"))?;
         let log = std::fs::File::create(self.dir.join("logs/stdout.log"))?;
         let mut command = Command::new(bin);
         if bin.ends_with("/clickhouse") {

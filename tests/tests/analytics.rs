@@ -117,9 +117,12 @@ async fn migrations_apply_once_and_the_analyst_can_read_but_not_write() {
 
     // The analyst reads the views and cannot write or change anything.
     let analyst = client.clone().with_user("analyst").with_password("analyst");
-    query_rows(&analyst, &format!("SELECT count() FROM {db}.agent_leaderboard"))
-        .await
-        .unwrap();
+    query_rows(
+        &analyst,
+        &format!("SELECT count() FROM {db}.agent_leaderboard"),
+    )
+    .await
+    .unwrap();
     for statement in [
         format!("INSERT INTO {db}.feedback (id) VALUES ('x')"),
         format!("DROP TABLE {db}.feedback"),
@@ -140,13 +143,20 @@ async fn migrations_apply_once_and_the_analyst_can_read_but_not_write() {
     let changed = shared_clickhouse("migrate_changed");
     let server = changed.server_client().unwrap();
     let db = &changed.clickhouse_database;
-    execute(&server, &format!("CREATE DATABASE {db}")).await.unwrap();
+    execute(&server, &format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
     let client = changed.client().unwrap();
     execute(&client, "CREATE TABLE schema_migrations (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version").await.unwrap();
     execute(&client, "INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'event_tables', 'an older text')").await.unwrap();
     let error = migrate(&changed, None).await.unwrap_err().to_string();
-    assert!(error.contains("migration 1 was changed after it was applied"), "{error}");
-    execute(&server, &format!("DROP DATABASE {db}")).await.unwrap();
+    assert!(
+        error.contains("migration 1 was changed after it was applied"),
+        "{error}"
+    );
+    execute(&server, &format!("DROP DATABASE {db}"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +212,10 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
         // First the ClickHouse outage, early, so that most of the load is still to come.
         if !restarted_clickhouse && loaded >= distinct / 10 {
             server.stop().unwrap();
-            println!("stopped ClickHouse at {loaded} rows ({:.1}s)", started.elapsed().as_secs_f64());
+            println!(
+                "stopped ClickHouse at {loaded} rows ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
             tokio::time::sleep(Duration::from_secs(5)).await;
             server.start_again().unwrap();
             restarted_clickhouse = true;
@@ -215,11 +228,17 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
         }
         // Then two SIGKILLs, spread over what is left to load.
         let remaining = distinct.saturating_sub(after_restart);
-        if restarted_clickhouse && kills < 2 && loaded >= after_restart + remaining * (kills + 1) / 3 {
+        if restarted_clickhouse
+            && kills < 2
+            && loaded >= after_restart + remaining * (kills + 1) / 3
+        {
             sink.kill().unwrap();
             sink.wait().unwrap();
             kills += 1;
-            println!("SIGKILLed the sink at {loaded} rows ({:.1}s)", started.elapsed().as_secs_f64());
+            println!(
+                "SIGKILLed the sink at {loaded} rows ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
             let name = format!("sink-{kills}");
             logs.push(format!("{}{name}", kafka.topic_prefix));
             sink = spawn_sink(&kafka, &ch, &name, &batch);
@@ -238,8 +257,9 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The outage was seen: the sink paused and retried instead of failing or dropping.
-    let log = std::fs::read_to_string(repo_root().join(format!("target/test-logs/{}.log", logs[0])))
-        .unwrap();
+    let log =
+        std::fs::read_to_string(repo_root().join(format!("target/test-logs/{}.log", logs[0])))
+            .unwrap();
     assert!(
         log.contains("consumption paused, retrying"),
         "the first sink never saw ClickHouse down"
@@ -338,10 +358,16 @@ async fn rows_that_do_not_fit_are_dead_lettered_and_the_sink_keeps_going() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let contents = query_rows(&client, "SELECT content FROM chat_messages ORDER BY time_ms")
-        .await
-        .unwrap();
-    assert_eq!(contents, vec![vec!["before".to_owned()], vec!["after".to_owned()]]);
+    let contents = query_rows(
+        &client,
+        "SELECT content FROM chat_messages ORDER BY time_ms",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        contents,
+        vec![vec!["before".to_owned()], vec!["after".to_owned()]]
+    );
     let reasons = query_rows(
         &client,
         "SELECT source_offset, reason, stage FROM dead_letters FINAL ORDER BY source_offset",
@@ -349,7 +375,10 @@ async fn rows_that_do_not_fit_are_dead_lettered_and_the_sink_keeps_going() {
     .await
     .unwrap();
     assert_eq!(reasons[0][0], "1");
-    assert!(reasons[0][1].contains("does not fit DateTime"), "{reasons:?}");
+    assert!(
+        reasons[0][1].contains("does not fit DateTime"),
+        "{reasons:?}"
+    );
     assert_eq!(reasons[1][0], "2");
     assert!(reasons[1][1].contains("undecodable"), "{reasons:?}");
     assert_eq!(reasons[0][2], "sink-clickhouse");
@@ -439,7 +468,10 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
     )
     .unwrap();
     for epoch in 1..=2u64 {
-        for (i, role) in [ContributorRole::Provider, ContributorRole::User].into_iter().enumerate() {
+        for (i, role) in [ContributorRole::Provider, ContributorRole::User]
+            .into_iter()
+            .enumerate()
+        {
             events.push(AnyEvent::PoiScore(Envelope::new(
                 "test",
                 PoiScore {
@@ -463,7 +495,11 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
                 accounts: 2,
                 chain_id: 56,
                 distributor: "0x00000000000000000000000000000000000000d1".into(),
-                tx_hash: if epoch == 1 { Some(format!("0x{:064x}", 999)) } else { None },
+                tx_hash: if epoch == 1 {
+                    Some(format!("0x{:064x}", 999))
+                } else {
+                    None
+                },
                 manifest_json: None,
             },
         )));
@@ -490,7 +526,12 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
         }
         args.push(query);
         let output = std::process::Command::new(chorus_bin())
-            .args(["--brokers", &kafka.brokers, "--topic-prefix", &kafka.topic_prefix])
+            .args([
+                "--brokers",
+                &kafka.brokers,
+                "--topic-prefix",
+                &kafka.topic_prefix,
+            ])
             .args(&args)
             .output()
             .unwrap();
@@ -505,9 +546,10 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
         embedded.sort();
         clickhouse.sort();
         let same = embedded.len() == clickhouse.len()
-            && embedded.iter().zip(&clickhouse).all(|(a, b)| {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))
-            });
+            && embedded
+                .iter()
+                .zip(&clickhouse)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y)));
         assert!(
             same,
             "results differ for\n{query}\nchorus sql: {embedded:?}\nclickhouse: {clickhouse:?}"

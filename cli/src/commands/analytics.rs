@@ -40,7 +40,9 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
         let what = match outcome {
             Outcome::Applied => "applied".to_owned(),
             Outcome::AlreadyApplied => "already applied".to_owned(),
-            Outcome::Skipped { needs: (major, minor) } => {
+            Outcome::Skipped {
+                needs: (major, minor),
+            } => {
                 format!("skipped (needs ClickHouse {major}.{minor} or later)")
             }
         };
@@ -68,7 +70,11 @@ pub struct ClickHouseSinkArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
     /// Consumer group of the sink (instances share it; scale by running more).
-    #[arg(long, env = "CHORUS_SINK_GROUP", default_value = "chorus-sink-clickhouse")]
+    #[arg(
+        long,
+        env = "CHORUS_SINK_GROUP",
+        default_value = "chorus-sink-clickhouse"
+    )]
     group: String,
     /// A batch is inserted at this many rows ...
     #[arg(long, env = "CHORUS_SINK_BATCH_ROWS", default_value_t = 50_000)]

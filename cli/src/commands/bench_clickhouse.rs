@@ -14,7 +14,9 @@ use chorus_analytics::clickhouse::{execute, query_u64};
 use chorus_analytics::migrate::migrate;
 use chorus_analytics::sink::{SINK_ROWS, SinkConfig, run_sink};
 use chorus_runtime::Shutdown;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_delivery, load_topic_specs};
+use chorus_runtime::kafka::{
+    EventProducer, KafkaArgs, apply_topics, await_delivery, load_topic_specs,
+};
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::{AuthorKind, ChatMessage, Envelope};
 
@@ -119,7 +121,10 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
     migrate(&plain, None).await?;
     migrate(&sink, None).await?;
 
-    println!("generating {} chat messages and producing them to Kafka", args.rows);
+    println!(
+        "generating {} chat messages and producing them to Kafka",
+        args.rows
+    );
     let events: Vec<Envelope<ChatMessage>> = (0..args.rows).map(message).collect();
     let producer = EventProducer::new(&kafka, "bench-clickhouse", 200_000)?;
     let mut pending = Vec::with_capacity(10_000);
@@ -158,10 +163,11 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
     let before = SINK_ROWS.with_label_values(&["chat_messages"]).get();
     let shutdown = Shutdown::new();
     let task = {
-        let (kafka, sink, config, shutdown) = (kafka.clone(), sink.clone(), config, shutdown.clone());
-        tokio::spawn(async move {
-            run_sink(&kafka, &sink, &config, shutdown, Readiness::new()).await
-        })
+        let (kafka, sink, config, shutdown) =
+            (kafka.clone(), sink.clone(), config, shutdown.clone());
+        tokio::spawn(
+            async move { run_sink(&kafka, &sink, &config, shutdown, Readiness::new()).await },
+        )
     };
     let started = Instant::now();
     while SINK_ROWS.with_label_values(&["chat_messages"]).get() - before < args.rows {

@@ -265,7 +265,10 @@ pub fn stage_consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", auto_offset_reset)
-        .set("session.timeout.ms", session_timeout.as_millis().to_string())
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
         .set(
             "heartbeat.interval.ms",
             (session_timeout.as_millis() / 4).max(100).to_string(),
@@ -355,7 +358,7 @@ async fn run_once<T: Transform>(
         config.session_timeout,
         context,
     )
-        .map_err(|e| classify("creating consumer", e))?;
+    .map_err(|e| classify("creating consumer", e))?;
     let producer: FutureProducer = kafka
         .client_config(&format!("{stage}-producer"))
         .set("transactional.id", &config.transactional_id)
