@@ -256,13 +256,6 @@ pub fn archive_topics(kafka: &KafkaArgs, dir: &Path) -> Result<ArchiveStats, Emb
             stats.duplicates += 1;
             return Ok(());
         }
-        let Some(index) = tables
-            .iter()
-            .position(|t| t.event_type == event.type_name())
-        else {
-            stats.rejected += 1;
-            return Ok(());
-        };
         let Some(table) = table_for(event.type_name()) else {
             stats.rejected += 1;
             return Ok(());
@@ -275,7 +268,7 @@ pub fn archive_topics(kafka: &KafkaArgs, dir: &Path) -> Result<ArchiveStats, Emb
                     return Ok(());
                 }
             };
-        if let Err(e) = writers[index].push(&cells) {
+        if let Err(e) = writers[table.index].push(&cells) {
             let message = e.to_string();
             failure = Some(e);
             return Err(message);

@@ -129,7 +129,8 @@ struct Batch {
     /// RowBinary rows per table index, and their count.
     rows: Vec<(Vec<u8>, u64)>,
     dead_letters: Vec<Envelope<DeadLetter>>,
-    next_offsets: BTreeMap<(String, i32), i64>,
+    /// Next offset to commit, per topic and partition.
+    next_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     records_in: BTreeMap<String, u64>,
     total: usize,
     started: Option<Instant>,
@@ -199,7 +200,7 @@ pub async fn run_sink(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             message = consumer.recv() => match message {
-                Ok(message) => add_record(&mut batch, tables, &dead_letter_topic, &message),
+                Ok(message) => add_record(&mut batch, &dead_letter_topic, &message),
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -236,7 +237,6 @@ pub async fn run_sink(
 /// Turns one record into a row of its table, or a dead letter with the reason.
 fn add_record(
     batch: &mut Batch,
-    tables: &[TableDef],
     dead_letter_topic: &str,
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) {
@@ -244,11 +244,16 @@ fn add_record(
     batch.started.get_or_insert_with(Instant::now);
     // One entry per partition, updated in place (no allocation per record); records in
     // are counted per partition and added to the metric when the batch is committed.
-    let position = (topic.to_owned(), message.partition());
-    match batch.next_offsets.get_mut(&position) {
-        Some(next) => *next = message.offset() + 1,
+    let next = message.offset() + 1;
+    match batch.next_offsets.get_mut(topic) {
+        Some(partitions) => {
+            partitions.insert(message.partition(), next);
+        }
         None => {
-            batch.next_offsets.insert(position, message.offset() + 1);
+            batch.next_offsets.insert(
+                topic.to_owned(),
+                BTreeMap::from([(message.partition(), next)]),
+            );
         }
     }
     match batch.records_in.get_mut(topic) {
@@ -275,11 +280,7 @@ fn add_record(
     });
     match row {
         Ok((table, cells)) => {
-            let index = tables
-                .iter()
-                .position(|t| t.name == table.name)
-                .unwrap_or_default();
-            let (buffer, count) = &mut batch.rows[index];
+            let (buffer, count) = &mut batch.rows[table.index];
             encode_row_binary(table, &cells, buffer);
             *count += 1;
             batch.total += 1;
@@ -375,7 +376,7 @@ async fn flush(
                     tokio::select! {
                         message = consumer.recv() => {
                             if let Ok(message) = message {
-                                add_record(batch, tables, dead_letter_topic, &message);
+                                add_record(batch, dead_letter_topic, &message);
                             }
                         }
                         _ = tokio::time::sleep_until(until.into()) => break,
@@ -486,11 +487,13 @@ pub async fn insert_rows(
 
 fn commit(
     consumer: &StreamConsumer<StageContext>,
-    next_offsets: &BTreeMap<(String, i32), i64>,
+    next_offsets: &BTreeMap<String, BTreeMap<i32, i64>>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in next_offsets {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    for (topic, partitions) in next_offsets {
+        for (partition, next) in partitions {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
     }
     blocking(|| consumer.commit(&list, CommitMode::Sync))
 }

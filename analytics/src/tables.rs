@@ -113,6 +113,8 @@ pub struct Column {
 /// One analytics table: the events of one type.
 #[derive(Debug, Clone)]
 pub struct TableDef {
+    /// Position in [`tables`] (per-table buffers are indexed by it).
+    pub index: usize,
     pub name: &'static str,
     pub event_type: &'static str,
     pub columns: Vec<Column>,
@@ -175,6 +177,7 @@ fn derive_tables() -> Result<Vec<TableDef>, TableListError> {
             }
         }
         tables.push(TableDef {
+            index: tables.len(),
             name,
             event_type: info.type_name,
             columns,
