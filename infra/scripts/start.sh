@@ -78,15 +78,22 @@ start_llama() {
     log "llama-server already answering on $LLAMA_PORT"; return
   fi
   bash "$CHORUS_REPO/infra/scripts/install.sh" llama
-  # The wheel's CPU backend is built with AVX-VNNI (VEX vpdpbusd), which the AMD EPYC
-  # machines here lack (SIGILL in ggml_vec_dot_q4_1_q8_1). So every layer is offloaded
-  # to the Vulkan backend running on Mesa's lavapipe (a CPU Vulkan driver), which
-  # ggml hides unless GGML_VK_VISIBLE_DEVICES names it. Slow (~2 tokens/s) but real.
-  # lavapipe can segfault under concurrent requests: supervise.sh restarts the server.
-  GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" \
-    bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$CHORUS_HOME/venv/bin/llama-server-vulkan" \
-    -m "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf" --alias SmolLM2-135M-Instruct \
-    --host 127.0.0.1 --port "$LLAMA_PORT" -c 4096 -np 2 -t 2 -ngl 99
+  # shellcheck disable=SC1091
+  source "$CHORUS_HOME/llama.env"   # LLAMA_KIND, LLAMA_BIN (chosen by install.sh)
+  local model=(-m "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf" --alias SmolLM2-135M-Instruct
+    --host 127.0.0.1 --port "$LLAMA_PORT" -c 4096 -np 2 -t 2)
+  if [[ "$LLAMA_KIND" == wheel ]]; then
+    # The wheel's CPU backend needs AVX-VNNI on top of AVX-512, so every layer is
+    # offloaded to the Vulkan backend on Mesa's lavapipe (a CPU Vulkan driver), which
+    # ggml hides unless GGML_VK_VISIBLE_DEVICES names it. Slow (~2 tokens/s) but real.
+    # lavapipe can segfault under concurrent requests: supervise.sh restarts the server.
+    GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" \
+      bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}" -ngl 99
+  else
+    # Built from llama.cpp's source for this CPU (install.sh): the plain CPU backend.
+    start_daemon llama "$CHORUS_RUN/llama.log" \
+      bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}"
+  fi
   wait_until "llama-server on 127.0.0.1:$LLAMA_PORT" 180 curl -sf "http://127.0.0.1:$LLAMA_PORT/health" \
     || { tail -50 "$CHORUS_RUN/llama.log" >&2; return 1; }
 }
