@@ -4,22 +4,35 @@
 //! groups of [`ROWS_PER_BATCH`]; nothing holds a whole epoch in memory. The same tables
 //! are read by the DataFusion scorer and, in the benchmark, by DuckDB.
 
+use std::collections::HashSet;
 use std::fs::File;
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::keccak256;
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::builder::{BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use chorus_schemas::{AnyEvent, AuthorKind, JobStatus};
+use uuid::Uuid;
 
-/// Rows buffered per table before a record batch is written.
+/// Rows buffered per table before they are spilled to their dedup buckets.
 pub const ROWS_PER_BATCH: usize = 65_536;
+
+/// Events per dedup bucket the archive aims for: a bucket's set of row keys is what
+/// deduplication holds in memory (about 1M x 32 bytes plus the set's overhead).
+pub const EVENTS_PER_BUCKET: u64 = 1_000_000;
+
+/// The row-key column of the spill files (not in the archive).
+const KEY_COLUMN: &str = "__row_key";
 
 /// The archive's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +49,10 @@ pub enum Table {
 
 #[derive(Clone, Copy)]
 enum Kind {
+    /// An event, job or message id: its 16 bytes (`FixedSizeBinary(16)`), which engines
+    /// hash and compare faster than the 36-character text form.
+    Id,
+    OptId,
     Text,
     OptText,
     Int,
@@ -71,15 +88,15 @@ impl Table {
         use Kind::*;
         match self {
             Table::InferenceJobs => &[
-                ("id", Text),
-                ("job_id", Text),
+                ("id", Id),
+                ("job_id", Id),
                 ("model", Text),
                 ("any_provider", Bool),
             ],
-            Table::JobAssignments => &[("job_id", Text), ("provider_id", Text)],
+            Table::JobAssignments => &[("job_id", Id), ("provider_id", Text)],
             Table::InferenceResults => &[
-                ("id", Text),
-                ("job_id", Text),
+                ("id", Id),
+                ("job_id", Id),
                 ("status", Text),
                 ("provider_id", OptText),
                 ("provider_key", OptText),
@@ -89,28 +106,28 @@ impl Table {
                 ("latency_ms", Int),
             ],
             Table::AgentCalls => &[
-                ("id", Text),
-                ("job_id", Text),
+                ("id", Id),
+                ("job_id", Id),
                 ("agent_id", Text),
                 ("agent_owner", Text),
-                ("trigger_message_id", Text),
+                ("trigger_message_id", Id),
             ],
             Table::ChatMessages => &[
-                ("id", Text),
+                ("id", Id),
                 ("author_kind", Text),
                 ("author_id", Text),
-                ("job_id", OptText),
+                ("job_id", OptId),
             ],
             Table::Feedback => &[
-                ("id", Text),
-                ("message_id", Text),
+                ("id", Id),
+                ("message_id", Id),
                 ("account", Text),
                 ("rating", Int),
             ],
             Table::ProviderRegistrations => {
-                &[("id", Text), ("provider_key", Text), ("operator", Text)]
+                &[("id", Id), ("provider_key", Text), ("operator", Text)]
             }
-            Table::ChainRetractions => &[("id", Text), ("retracted_event_id", Text)],
+            Table::ChainRetractions => &[("id", Id), ("retracted_event_id", Id)],
         }
     }
 
@@ -120,6 +137,8 @@ impl Table {
             self.columns()
                 .iter()
                 .map(|(name, kind)| match kind {
+                    Kind::Id => Field::new(*name, DataType::FixedSizeBinary(16), false),
+                    Kind::OptId => Field::new(*name, DataType::FixedSizeBinary(16), true),
                     Kind::Text => Field::new(*name, DataType::Utf8, false),
                     Kind::OptText => Field::new(*name, DataType::Utf8, true),
                     Kind::Int => Field::new(*name, DataType::Int64, false),
@@ -132,6 +151,8 @@ impl Table {
 
 /// One cell value.
 pub enum Cell<'a> {
+    Id(&'a Uuid),
+    OptId(Option<&'a Uuid>),
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
@@ -139,17 +160,75 @@ pub enum Cell<'a> {
 }
 
 enum Builder {
+    Id(FixedSizeBinaryBuilder),
     Text(StringBuilder),
     Int(Int64Builder),
     Bool(BooleanBuilder),
 }
 
+/// What makes a row unique: the id of the event it came from (`part` 0), or for an
+/// assignment, its job and the first 16 bytes of keccak256 of the provider id, so that
+/// the assignments are a set whatever events carried them.
+#[derive(Clone, Copy)]
+struct RowKey {
+    event: u128,
+    part: u128,
+}
+
+impl RowKey {
+    const BYTES: i32 = 32;
+
+    fn of(event: &Uuid) -> RowKey {
+        RowKey {
+            event: event.as_u128(),
+            part: 0,
+        }
+    }
+
+    fn assignment(job: &Uuid, provider_id: &str) -> RowKey {
+        let hash = keccak256(provider_id.as_bytes());
+        let mut part = [0u8; 16];
+        part.copy_from_slice(&hash[..16]);
+        RowKey {
+            event: job.as_u128(),
+            part: u128::from_le_bytes(part),
+        }
+    }
+
+    fn bytes(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..16].copy_from_slice(&self.event.to_le_bytes());
+        out[16..].copy_from_slice(&self.part.to_le_bytes());
+        out
+    }
+
+    /// The dedup bucket: the low (random) bits of the id, mixed.
+    fn bucket(self, buckets: usize) -> usize {
+        let mixed = (self.event as u64 ^ self.part as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((mixed >> 32) % buckets as u64) as usize
+    }
+}
+
+/// One table being archived. Rows are buffered, then spilled as Arrow IPC into one file
+/// per dedup bucket (chosen by the row key); `close` deduplicates each bucket with a set
+/// of its keys only and appends the survivors to the table's Parquet file. The memory
+/// this takes is one buffer of rows plus the keys of one bucket, whatever the epoch size.
 struct TableWriter {
     table: Table,
     builders: Vec<Builder>,
+    keys: FixedSizeBinaryBuilder,
+    row_buckets: Vec<u32>,
     rows: usize,
-    writer: ArrowWriter<File>,
-    written: u64,
+    spills: Vec<(PathBuf, StreamWriter<BufWriter<File>>)>,
+    spill_schema: SchemaRef,
+    path: PathBuf,
+}
+
+/// Rows archived per table: kept after deduplication, and duplicates dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableRows {
+    pub kept: u64,
+    pub duplicates: u64,
 }
 
 /// Why archiving failed.
@@ -167,24 +246,33 @@ pub enum ArchiveError {
     Arrow(#[from] arrow_schema::ArrowError),
 }
 
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl TableWriter {
-    fn new(dir: &Path, table: Table) -> Result<Self, ArchiveError> {
+    fn new(dir: &Path, spill_dir: &Path, table: Table, buckets: usize) -> Result<Self, ArchiveError> {
         let table_dir = dir.join(table.name());
-        std::fs::create_dir_all(&table_dir).map_err(|source| ArchiveError::Io {
-            path: table_dir.clone(),
-            source,
-        })?;
-        let path = table_dir.join("part-0.parquet");
-        let file = File::create(&path).map_err(|source| ArchiveError::Io { path, source })?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROWS_PER_BATCH * 4))
-            .build();
-        let writer = ArrowWriter::try_new(file, table.schema(), Some(properties))?;
+        std::fs::create_dir_all(&table_dir).map_err(io_error(&table_dir))?;
+        let mut fields: Vec<Field> = table.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(KEY_COLUMN, DataType::FixedSizeBinary(RowKey::BYTES), false));
+        let spill_schema: SchemaRef = Arc::new(Schema::new(fields));
+        let spills = (0..buckets)
+            .map(|bucket| {
+                let path = spill_dir.join(format!("{}-{bucket}.arrows", table.name()));
+                let file = File::create(&path).map_err(io_error(&path))?;
+                let writer = StreamWriter::try_new(BufWriter::new(file), &spill_schema)?;
+                Ok((path, writer))
+            })
+            .collect::<Result<Vec<_>, ArchiveError>>()?;
         let builders = table
             .columns()
             .iter()
             .map(|(_, kind)| match kind {
+                Kind::Id | Kind::OptId => Builder::Id(FixedSizeBinaryBuilder::new(16)),
                 Kind::Text | Kind::OptText => Builder::Text(StringBuilder::new()),
                 Kind::Int => Builder::Int(Int64Builder::new()),
                 Kind::Bool => Builder::Bool(BooleanBuilder::new()),
@@ -193,15 +281,21 @@ impl TableWriter {
         Ok(TableWriter {
             table,
             builders,
+            keys: FixedSizeBinaryBuilder::new(RowKey::BYTES),
+            row_buckets: Vec::new(),
             rows: 0,
-            writer,
-            written: 0,
+            spills,
+            spill_schema,
+            path: table_dir.join("part-0.parquet"),
         })
     }
 
-    fn push(&mut self, cells: &[Cell<'_>]) -> Result<(), ArchiveError> {
+    fn push(&mut self, key: RowKey, cells: &[Cell<'_>]) -> Result<(), ArchiveError> {
         for (builder, cell) in self.builders.iter_mut().zip(cells) {
             match (builder, cell) {
+                (Builder::Id(b), Cell::Id(v)) => b.append_value(v.as_bytes())?,
+                (Builder::Id(b), Cell::OptId(Some(v))) => b.append_value(v.as_bytes())?,
+                (Builder::Id(b), Cell::OptId(None)) => b.append_null(),
                 (Builder::Text(b), Cell::Text(v)) => b.append_value(v),
                 (Builder::Text(b), Cell::OptText(v)) => b.append_option(*v),
                 (Builder::Int(b), Cell::Int(v)) => b.append_value(*v),
@@ -213,43 +307,103 @@ impl TableWriter {
                 }
             }
         }
+        self.keys.append_value(key.bytes())?;
+        self.row_buckets.push(key.bucket(self.spills.len()) as u32);
         self.rows += 1;
         if self.rows >= ROWS_PER_BATCH {
-            self.flush()?;
+            self.spill()?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), ArchiveError> {
+    /// Writes the buffered rows to their buckets' spill files.
+    fn spill(&mut self) -> Result<(), ArchiveError> {
         if self.rows == 0 {
             return Ok(());
         }
-        let columns: Vec<ArrayRef> = self
+        let mut columns: Vec<ArrayRef> = self
             .builders
             .iter_mut()
             .map(|b| match b {
+                Builder::Id(b) => Arc::new(b.finish()) as ArrayRef,
                 Builder::Text(b) => Arc::new(b.finish()) as ArrayRef,
                 Builder::Int(b) => Arc::new(b.finish()) as ArrayRef,
                 Builder::Bool(b) => Arc::new(b.finish()) as ArrayRef,
             })
             .collect();
-        let batch = RecordBatch::try_new(self.table.schema(), columns)?;
-        self.writer.write(&batch)?;
-        self.written += self.rows as u64;
+        columns.push(Arc::new(self.keys.finish()));
+        let batch = RecordBatch::try_new(self.spill_schema.clone(), columns)?;
+        let buckets = self.spills.len();
+        if buckets == 1 {
+            self.spills[0].1.write(&batch)?;
+        } else {
+            let mut indices: Vec<Vec<u32>> = vec![Vec::new(); buckets];
+            for (row, bucket) in self.row_buckets.iter().enumerate() {
+                indices[*bucket as usize].push(row as u32);
+            }
+            for (bucket, rows) in indices.into_iter().enumerate() {
+                if rows.is_empty() {
+                    continue;
+                }
+                let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                self.spills[bucket].1.write(&part)?;
+            }
+        }
+        self.row_buckets.clear();
         self.rows = 0;
         Ok(())
     }
 
-    fn close(mut self) -> Result<u64, ArchiveError> {
-        self.flush()?;
-        self.writer.close()?;
-        Ok(self.written)
+    /// Deduplicates bucket by bucket into the table's Parquet file.
+    fn close(mut self) -> Result<TableRows, ArchiveError> {
+        self.spill()?;
+        let file = File::create(&self.path).map_err(io_error(&self.path))?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROWS_PER_BATCH * 4))
+            .build();
+        let mut writer = ArrowWriter::try_new(file, self.table.schema(), Some(properties))?;
+        let data_columns: Vec<usize> = (0..self.table.columns().len()).collect();
+        let mut rows = TableRows::default();
+        for (path, spill) in self.spills {
+            spill.into_inner()?.into_inner().map_err(|e| ArchiveError::Io {
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
+            let file = File::open(&path).map_err(io_error(&path))?;
+            let reader = StreamReader::try_new(BufReader::new(file), None)?;
+            let mut seen: HashSet<[u8; 32]> = HashSet::new();
+            for batch in reader {
+                let batch = batch?;
+                let keys = batch
+                    .column(data_columns.len())
+                    .as_any()
+                    .downcast_ref::<FixedSizeBinaryArray>()
+                    .ok_or_else(|| {
+                        arrow_schema::ArrowError::SchemaError("spill file without row keys".into())
+                    })?;
+                let mut fresh = Vec::with_capacity(batch.num_rows());
+                for row in 0..batch.num_rows() {
+                    let mut key = [0u8; 32];
+                    key.copy_from_slice(keys.value(row));
+                    fresh.push(seen.insert(key));
+                }
+                let kept = filter_record_batch(&batch, &BooleanArray::from(fresh))?;
+                rows.kept += kept.num_rows() as u64;
+                rows.duplicates += (batch.num_rows() - kept.num_rows()) as u64;
+                writer.write(&kept.project(&data_columns)?)?;
+            }
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+        writer.close()?;
+        Ok(rows)
     }
 }
 
-/// Writes events into the archive tables.
+/// Writes events into the archive tables, each row once (deduplicated by row key).
 pub struct ArchiveWriter {
     dir: PathBuf,
+    spill_dir: PathBuf,
     tables: Vec<TableWriter>,
     /// Events that carry nothing the scorer reads (registry, heartbeats, ...).
     pub ignored: u64,
@@ -261,20 +415,30 @@ pub fn provider_key(provider_id: &str) -> String {
 }
 
 impl ArchiveWriter {
-    /// Creates (or replaces) an archive in `dir`.
+    /// Creates (or replaces) an archive in `dir`, sized for about `EVENTS_PER_BUCKET`
+    /// events (one dedup bucket).
     pub fn create(dir: &Path) -> Result<Self, ArchiveError> {
+        Self::create_for(dir, 0)
+    }
+
+    /// Creates (or replaces) an archive in `dir` for about `expected_events` events:
+    /// one dedup bucket per `EVENTS_PER_BUCKET` of them.
+    pub fn create_for(dir: &Path, expected_events: u64) -> Result<Self, ArchiveError> {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|source| ArchiveError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::remove_dir_all(dir).map_err(io_error(dir))?;
         }
+        let spill_dir = dir.join(".spill");
+        std::fs::create_dir_all(&spill_dir).map_err(io_error(&spill_dir))?;
+        let buckets = usize::try_from(expected_events.div_ceil(EVENTS_PER_BUCKET))
+            .unwrap_or(1)
+            .clamp(1, 1024);
         let tables = Table::ALL
             .iter()
-            .map(|t| TableWriter::new(dir, *t))
+            .map(|t| TableWriter::new(dir, &spill_dir, *t, buckets))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ArchiveWriter {
             dir: dir.to_path_buf(),
+            spill_dir,
             tables,
             ignored: 0,
         })
@@ -284,9 +448,9 @@ impl ArchiveWriter {
         &self.dir
     }
 
-    fn push(&mut self, table: Table, cells: &[Cell<'_>]) -> Result<(), ArchiveError> {
+    fn push(&mut self, table: Table, key: RowKey, cells: &[Cell<'_>]) -> Result<(), ArchiveError> {
         let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
-        self.tables[index].push(cells)
+        self.tables[index].push(key, cells)
     }
 
     /// Adds one event's rows.
@@ -294,24 +458,29 @@ impl ArchiveWriter {
         use Cell::*;
         match event {
             AnyEvent::InferenceJob(e) => {
-                let id = e.id.to_string();
-                let job = e.data.job_id.to_string();
+                let id = &e.id;
+                let job = &e.data.job_id;
                 self.push(
                     Table::InferenceJobs,
+                    RowKey::of(&e.id),
                     &[
-                        Text(&id),
-                        Text(&job),
+                        Id(id),
+                        Id(job),
                         Text(&e.data.model),
                         Bool(e.data.provider_ids.is_empty()),
                     ],
                 )?;
                 for provider in &e.data.provider_ids {
-                    self.push(Table::JobAssignments, &[Text(&job), Text(provider)])?;
+                    self.push(
+                        Table::JobAssignments,
+                        RowKey::assignment(&e.data.job_id, provider),
+                        &[Id(job), Text(provider)],
+                    )?;
                 }
             }
             AnyEvent::InferenceResult(e) => {
-                let id = e.id.to_string();
-                let job = e.data.job_id.to_string();
+                let id = &e.id;
+                let job = &e.data.job_id;
                 let key = e.data.provider_id.as_deref().map(provider_key);
                 let status = match e.data.status {
                     JobStatus::Succeeded => "succeeded",
@@ -319,9 +488,10 @@ impl ArchiveWriter {
                 };
                 self.push(
                     Table::InferenceResults,
+                    RowKey::of(&e.id),
                     &[
-                        Text(&id),
-                        Text(&job),
+                        Id(id),
+                        Id(job),
                         Text(status),
                         OptText(e.data.provider_id.as_deref()),
                         OptText(key.as_deref()),
@@ -333,48 +503,51 @@ impl ArchiveWriter {
                 )?;
             }
             AnyEvent::AgentCall(e) => {
-                let id = e.id.to_string();
-                let job = e.data.job_id.to_string();
+                let id = &e.id;
+                let job = &e.data.job_id;
                 let owner = e.data.agent_owner.to_ascii_lowercase();
-                let trigger = e.data.trigger_message_id.to_string();
+                let trigger = &e.data.trigger_message_id;
                 self.push(
                     Table::AgentCalls,
+                    RowKey::of(&e.id),
                     &[
-                        Text(&id),
-                        Text(&job),
+                        Id(id),
+                        Id(job),
                         Text(&e.data.agent_id),
                         Text(&owner),
-                        Text(&trigger),
+                        Id(trigger),
                     ],
                 )?;
             }
             AnyEvent::ChatMessage(e) => {
-                let id = e.id.to_string();
+                let id = &e.id;
                 let kind = match e.data.author_kind {
                     AuthorKind::Human => "human",
                     AuthorKind::Agent => "agent",
                 };
                 let author = e.data.author_id.to_ascii_lowercase();
-                let job = e.data.job_id.map(|j| j.to_string());
+                let job = e.data.job_id.as_ref();
                 self.push(
                     Table::ChatMessages,
+                    RowKey::of(&e.id),
                     &[
-                        Text(&id),
+                        Id(id),
                         Text(kind),
                         Text(&author),
-                        OptText(job.as_deref()),
+                        OptId(job),
                     ],
                 )?;
             }
             AnyEvent::Feedback(e) => {
-                let id = e.id.to_string();
-                let message = e.data.message_id.to_string();
+                let id = &e.id;
+                let message = &e.data.message_id;
                 let account = e.data.account.to_ascii_lowercase();
                 self.push(
                     Table::Feedback,
+                    RowKey::of(&e.id),
                     &[
-                        Text(&id),
-                        Text(&message),
+                        Id(id),
+                        Id(message),
                         Text(&account),
                         Int(i64::from(e.data.rating)),
                     ],
@@ -397,32 +570,120 @@ impl ArchiveWriter {
                     self.ignored += 1;
                     return Ok(());
                 };
-                let id = e.id.to_string();
+                let id = &e.id;
                 let key = key.to_ascii_lowercase();
                 let operator = operator.to_ascii_lowercase();
                 self.push(
                     Table::ProviderRegistrations,
-                    &[Text(&id), Text(&key), Text(&operator)],
+                    RowKey::of(&e.id),
+                    &[Id(id), Text(&key), Text(&operator)],
                 )?;
             }
             AnyEvent::ChainLogRetracted(e) => {
-                let id = e.id.to_string();
-                let retracted = e.data.retracted_event_id.to_string();
-                self.push(Table::ChainRetractions, &[Text(&id), Text(&retracted)])?;
+                let id = &e.id;
+                let retracted = &e.data.retracted_event_id;
+                self.push(
+                    Table::ChainRetractions,
+                    RowKey::of(&e.id),
+                    &[Id(id), Id(retracted)],
+                )?;
             }
             _ => self.ignored += 1,
         }
         Ok(())
     }
 
-    /// Flushes and closes every table; returns rows per table.
-    pub fn finish(self) -> Result<Vec<(Table, u64)>, ArchiveError> {
-        self.tables
+    /// Deduplicates and closes every table; returns the rows of each.
+    pub fn finish(self) -> Result<Vec<(Table, TableRows)>, ArchiveError> {
+        let rows = self
+            .tables
             .into_iter()
             .map(|t| {
                 let table = t.table;
                 t.close().map(|rows| (table, rows))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        std::fs::remove_dir_all(&self.spill_dir).map_err(io_error(&self.spill_dir))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{Workload, generate};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn archive(name: &str, expected_events: u64, workload: Workload) -> Vec<(Table, TableRows)> {
+        let dir = std::env::temp_dir().join(format!("chorus-archive-test-{name}-{}", std::process::id()));
+        let mut writer = ArchiveWriter::create_for(&dir, expected_events).unwrap();
+        generate(workload, |event| writer.add(event)).unwrap();
+        let rows = writer.finish().unwrap();
+        for (table, counted) in &rows {
+            let file = File::open(dir.join(table.name()).join("part-0.parquet")).unwrap();
+            let stored = SerializedFileReader::new(file).unwrap().metadata().file_metadata().num_rows();
+            assert_eq!(stored as u64, counted.kept, "{}", table.name());
+        }
+        assert!(!dir.join(".spill").exists(), "spill files are removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+        rows
+    }
+
+    #[test]
+    fn duplicates_are_dropped_whatever_the_bucket_count() {
+        let workload = Workload {
+            events: 30_000,
+            users: 100,
+            agent_developers: 10,
+            providers: 4,
+            seed: 5,
+        };
+        let mut unique = HashSet::new();
+        let mut total = 0u64;
+        generate(workload, |event| {
+            unique.insert(event.id());
+            total += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(total > unique.len() as u64, "the workload has duplicates");
+
+        let one_bucket = archive("one", 0, workload);
+        let many_buckets = archive("many", 7 * EVENTS_PER_BUCKET, workload);
+        assert_eq!(one_bucket, many_buckets);
+        let duplicates: u64 = one_bucket.iter().map(|(_, rows)| rows.duplicates).sum();
+        assert!(duplicates > 0);
+        let kept_events: u64 = one_bucket
+            .iter()
+            .filter(|(table, _)| *table != Table::JobAssignments)
+            .map(|(_, rows)| rows.kept)
+            .sum();
+        assert!(kept_events <= unique.len() as u64);
+    }
+
+    #[test]
+    fn an_assignment_is_kept_once_per_job_and_provider() {
+        let dir = std::env::temp_dir().join(format!("chorus-archive-test-assign-{}", std::process::id()));
+        let mut writer = ArchiveWriter::create(&dir).unwrap();
+        let job = chorus_schemas::samples::all()
+            .into_iter()
+            .find_map(|event| match event {
+                AnyEvent::InferenceJob(job) => Some(job),
+                _ => None,
+            })
+            .unwrap();
+        let mut twice = job.clone();
+        twice.data.provider_ids = vec!["provider-a".into(), "provider-a".into(), "provider-b".into()];
+        // A second event for the same job (another id) repeats provider-b.
+        let mut again = twice.clone();
+        again.id = Uuid::now_v7();
+        again.data.provider_ids = vec!["provider-b".into()];
+        for event in [twice.clone(), twice, again] {
+            writer.add(&AnyEvent::InferenceJob(event)).unwrap();
+        }
+        let rows: std::collections::BTreeMap<Table, TableRows> = writer.finish().unwrap().into_iter().collect();
+        assert_eq!(rows[&Table::JobAssignments], TableRows { kept: 2, duplicates: 5 });
+        assert_eq!(rows[&Table::InferenceJobs], TableRows { kept: 2, duplicates: 1 });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

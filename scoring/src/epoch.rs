@@ -109,9 +109,11 @@ pub async fn compute(
     let started = Instant::now();
     let kafka_for_read = kafka.clone();
     let sources = manifest.sources.clone();
+    let manifest_records = manifest.records();
     let dir = archive_dir.clone();
     let (stats, rows) = tokio::task::spawn_blocking(move || -> Result<_, PoiError> {
-        let mut writer = ArchiveWriter::create(&dir)?;
+        let expected = u64::try_from(manifest_records).unwrap_or(0);
+        let mut writer = ArchiveWriter::create_for(&dir, expected)?;
         let stats = read_sources(&kafka_for_read, &sources, |event| {
             writer.add(&event).map_err(|e| e.to_string())
         })?;
@@ -290,8 +292,10 @@ pub async fn score_epoch(
             }
             let end = end.min(now);
             let plan_kafka = kafka.clone();
+            let lookback = i64::try_from(config.epoch.length_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
             let sources =
-                tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, end))
+                tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, end, lookback))
                     .await
                     .map_err(|e| PoiError::Kafka(e.to_string()))?
                     .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;

@@ -107,17 +107,29 @@ fn offsets_at(
     Ok(out)
 }
 
-/// Plans the input of `[start_ms, end_ms)`.
+/// Topics whose records are context rather than paid items: read from `lookback_ms`
+/// (one epoch length) before the window, so that a result in this epoch whose job (and agent call) were
+/// written in the previous one is still verified and paid. Nothing is paid twice: work
+/// is counted by its result, and results are read from the window only.
+pub const LOOKBACK_TOPICS: [Topic; 2] = [Topic::AgentCalls, Topic::InferenceJobs];
+
+/// Plans the input of `[start_ms, end_ms)`; `LOOKBACK_TOPICS` from `start_ms - lookback_ms`.
 pub fn plan_sources(
     kafka: &KafkaArgs,
     start_ms: i64,
     end_ms: i64,
+    lookback_ms: i64,
 ) -> Result<Vec<SourceRange>, KafkaError> {
     let consumer = consumer(kafka)?;
     let mut sources = Vec::new();
     for topic in WINDOW_TOPICS {
         let name = kafka.topic(topic);
-        let from = offsets_at(&consumer, &name, start_ms)?;
+        let from_ms = if LOOKBACK_TOPICS.contains(&topic) {
+            start_ms.saturating_sub(lookback_ms).max(0)
+        } else {
+            start_ms
+        };
+        let from = offsets_at(&consumer, &name, from_ms)?;
         let to = offsets_at(&consumer, &name, end_ms)?;
         for (partition, from) in from {
             let to = to.get(&partition).copied().unwrap_or(from);

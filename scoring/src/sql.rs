@@ -1,7 +1,9 @@
 //! The scoring query. One SQL text, generated from the config, runs unchanged on
 //! DataFusion (the scorer) and on DuckDB (the benchmark's comparison), over the archive
 //! tables. It uses integer arithmetic only and no division, so both engines give the
-//! same numbers bit for bit.
+//! same numbers bit for bit. The archive holds each event once and each assignment
+//! (job, provider) once (the archive writer deduplicates), so the query reads the
+//! tables as they are: no `DISTINCT`.
 
 use crate::config::ScoringConfig;
 
@@ -25,14 +27,6 @@ pub fn contribution_sql(config: &ScoringConfig) -> String {
     format!(
         "-- Proof of Intelligence contributions, config {version}
 WITH
-jobs AS (SELECT DISTINCT id, job_id, model, any_provider FROM inference_jobs),
-assignments AS (SELECT DISTINCT job_id, provider_id FROM job_assignments),
-results AS (
-  SELECT DISTINCT id, job_id, status, provider_id, provider_key, model, prompt_tokens, completion_tokens
-  FROM inference_results),
-calls AS (SELECT DISTINCT id, job_id, agent_owner, trigger_message_id FROM agent_calls),
-messages AS (SELECT DISTINCT id, author_kind, author_id, job_id FROM chat_messages),
-ratings AS (SELECT DISTINCT id, message_id, account, rating FROM feedback),
 registrations AS (
   SELECT provider_key, MIN(operator) AS operator
   FROM provider_registrations
@@ -41,9 +35,9 @@ registrations AS (
 prices AS (SELECT * FROM (VALUES {prices}) AS p(model, prompt_price, completion_price)),
 verified AS (
   SELECT r.job_id, r.provider_key, r.model, r.prompt_tokens, r.completion_tokens
-  FROM results r
-  JOIN jobs j ON j.job_id = r.job_id
-  LEFT JOIN assignments a ON a.job_id = r.job_id AND a.provider_id = r.provider_id
+  FROM inference_results r
+  JOIN inference_jobs j ON j.job_id = r.job_id
+  LEFT JOIN job_assignments a ON a.job_id = r.job_id AND a.provider_id = r.provider_id
   WHERE r.status = 'succeeded' AND (j.any_provider OR a.job_id IS NOT NULL)),
 provider_units AS (
   SELECT g.operator AS account, 'provider' AS role, 'inference' AS kind,
@@ -55,14 +49,14 @@ provider_units AS (
   LEFT JOIN prices p ON p.model = v.model
   GROUP BY g.operator),
 replies AS (
-  SELECT id AS reply_id, job_id FROM messages
+  SELECT id AS reply_id, job_id FROM chat_messages
   WHERE author_kind = 'agent' AND job_id IS NOT NULL),
 reply_ratings AS (
-  SELECT message_id, SUM(rating - 3) AS stars FROM ratings GROUP BY message_id),
+  SELECT message_id, SUM(rating - 3) AS stars FROM feedback GROUP BY message_id),
 served AS (
   SELECT c.agent_owner AS account,
          LEAST({max_pct}, GREATEST(0, {base_pct} + {star_pct} * COALESCE(rr.stars, 0))) AS weight
-  FROM calls c
+  FROM agent_calls c
   JOIN verified v ON v.job_id = c.job_id
   LEFT JOIN replies rp ON rp.job_id = c.job_id
   LEFT JOIN reply_ratings rr ON rr.message_id = rp.reply_id),
@@ -73,13 +67,13 @@ developer_units AS (
 message_units AS (
   SELECT author_id AS account, 'user' AS role, 'message_used' AS kind,
          COUNT(*) AS units, COUNT(*) AS items
-  FROM messages
-  WHERE author_kind = 'human' AND id IN (SELECT trigger_message_id FROM calls)
+  FROM chat_messages
+  WHERE author_kind = 'human' AND id IN (SELECT trigger_message_id FROM agent_calls)
   GROUP BY author_id),
 feedback_units AS (
   SELECT account, 'user' AS role, 'feedback_given' AS kind,
          COUNT(*) AS units, COUNT(*) AS items
-  FROM ratings
+  FROM feedback
   WHERE message_id IN (SELECT reply_id FROM replies)
   GROUP BY account),
 units AS (

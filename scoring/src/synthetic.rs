@@ -286,7 +286,7 @@ pub fn generate(
 
 /// Writes the workload straight into an archive.
 pub fn write_archive(dir: &Path, workload: Workload) -> Result<u64, ArchiveError> {
-    let mut writer = ArchiveWriter::create(dir)?;
+    let mut writer = ArchiveWriter::create_for(dir, workload.events)?;
     let events = generate(workload, |event| writer.add(event))?;
     writer.finish()?;
     Ok(events)

@@ -259,3 +259,63 @@ async fn verify_catches_a_tampered_log_and_a_wrong_on_chain_root() {
     assert!(!ok && out.contains("on chain, epoch 0 has root"), "{out}");
     let _ = Topic::ALL;
 }
+
+fn items_by_role(rows: &[chorus_scoring::engine::Contribution]) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        *out.entry(row.role.clone()).or_insert(0) += row.items;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own() {
+    let events = workload_events(2_000, 21);
+    let (_, mut config) = scoring_config_file("lookback-").unwrap();
+
+    // What the workload is worth when everything is in one epoch.
+    let dir = repo_root().join("target/test-logs/lookback-direct");
+    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
+    for event in &events {
+        writer.add(event).unwrap();
+    }
+    writer.finish().unwrap();
+    let sql = chorus_scoring::sql::contribution_sql(&config);
+    let whole = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
+        .await
+        .unwrap();
+    let whole = items_by_role(&whole);
+    assert!(whole.get("provider").copied().unwrap_or(0) > 100);
+
+    // Jobs, calls and messages before an epoch boundary; the results after it.
+    let kafka = test_kafka("lookback");
+    create_topics_with(&kafka, 2).await.unwrap();
+    let (results, rest): (Vec<AnyEvent>, Vec<AnyEvent>) = events
+        .into_iter()
+        .partition(|e| matches!(e, AnyEvent::InferenceResult(_)));
+    produce_events(&kafka, &rest).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let boundary = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    produce_events(&kafka, &results).await.unwrap();
+    config.epoch.length_seconds = 600;
+    config.epoch.genesis_ms = boundary - 600_000;
+
+    let mut first = options(&kafka);
+    first.epoch = 0;
+    let first = score_epoch(&kafka, &config, &first, None).await.unwrap();
+    let first = items_by_role(&first.result.unwrap().contributions);
+    assert_eq!(first.get("provider"), None, "no result in epoch 0: {first:?}");
+
+    let mut second = options(&kafka);
+    second.epoch = 1;
+    let second = score_epoch(&kafka, &config, &second, None).await.unwrap();
+    let second = items_by_role(&second.result.unwrap().contributions);
+    // Every verified result is paid in epoch 1 although its job and call are in epoch 0.
+    assert_eq!(second.get("provider"), whole.get("provider"), "{second:?} vs {whole:?}");
+    assert_eq!(
+        second.get("agent_developer"),
+        whole.get("agent_developer"),
+        "{second:?} vs {whole:?}"
+    );
+}

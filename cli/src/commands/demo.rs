@@ -218,10 +218,10 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "\nnot built yet: the ClickHouse sink and `chorus sql` (#7); the epoch archive above is\n\
-         Parquet and can be queried with any engine meanwhile.\n\
-         done in {:.1}s",
-        started.elapsed().as_secs_f64()
+        "  chorus --topic-prefix {prefix} sql --refresh \"SELECT * FROM provider_stats\"   # every event of this run in SQL\n\
+         \ndone in {:.1}s",
+        started.elapsed().as_secs_f64(),
+        prefix = live.topic_prefix
     );
     Ok(())
 }
