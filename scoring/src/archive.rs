@@ -13,10 +13,10 @@ use std::sync::Arc;
 use alloy::primitives::keccak256;
 use arrow_array::builder::{BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -254,11 +254,25 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
 }
 
 impl TableWriter {
-    fn new(dir: &Path, spill_dir: &Path, table: Table, buckets: usize) -> Result<Self, ArchiveError> {
+    fn new(
+        dir: &Path,
+        spill_dir: &Path,
+        table: Table,
+        buckets: usize,
+    ) -> Result<Self, ArchiveError> {
         let table_dir = dir.join(table.name());
         std::fs::create_dir_all(&table_dir).map_err(io_error(&table_dir))?;
-        let mut fields: Vec<Field> = table.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(KEY_COLUMN, DataType::FixedSizeBinary(RowKey::BYTES), false));
+        let mut fields: Vec<Field> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(
+            KEY_COLUMN,
+            DataType::FixedSizeBinary(RowKey::BYTES),
+            false,
+        ));
         let spill_schema: SchemaRef = Arc::new(Schema::new(fields));
         let spills = (0..buckets)
             .map(|bucket| {
@@ -366,10 +380,13 @@ impl TableWriter {
         let data_columns: Vec<usize> = (0..self.table.columns().len()).collect();
         let mut rows = TableRows::default();
         for (path, spill) in self.spills {
-            spill.into_inner()?.into_inner().map_err(|e| ArchiveError::Io {
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
+            spill
+                .into_inner()?
+                .into_inner()
+                .map_err(|e| ArchiveError::Io {
+                    path: path.clone(),
+                    source: e.into_error(),
+                })?;
             let file = File::open(&path).map_err(io_error(&path))?;
             let reader = StreamReader::try_new(BufReader::new(file), None)?;
             let mut seen: HashSet<[u8; 32]> = HashSet::new();
@@ -530,12 +547,7 @@ impl ArchiveWriter {
                 self.push(
                     Table::ChatMessages,
                     RowKey::of(&e.id),
-                    &[
-                        Id(id),
-                        Text(kind),
-                        Text(&author),
-                        OptId(job),
-                    ],
+                    &[Id(id), Text(kind), Text(&author), OptId(job)],
                 )?;
             }
             AnyEvent::Feedback(e) => {
@@ -615,13 +627,18 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn archive(name: &str, expected_events: u64, workload: Workload) -> Vec<(Table, TableRows)> {
-        let dir = std::env::temp_dir().join(format!("chorus-archive-test-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("chorus-archive-test-{name}-{}", std::process::id()));
         let mut writer = ArchiveWriter::create_for(&dir, expected_events).unwrap();
         generate(workload, |event| writer.add(event)).unwrap();
         let rows = writer.finish().unwrap();
         for (table, counted) in &rows {
             let file = File::open(dir.join(table.name()).join("part-0.parquet")).unwrap();
-            let stored = SerializedFileReader::new(file).unwrap().metadata().file_metadata().num_rows();
+            let stored = SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows();
             assert_eq!(stored as u64, counted.kept, "{}", table.name());
         }
         assert!(!dir.join(".spill").exists(), "spill files are removed");
@@ -663,7 +680,8 @@ mod tests {
 
     #[test]
     fn an_assignment_is_kept_once_per_job_and_provider() {
-        let dir = std::env::temp_dir().join(format!("chorus-archive-test-assign-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("chorus-archive-test-assign-{}", std::process::id()));
         let mut writer = ArchiveWriter::create(&dir).unwrap();
         let job = chorus_schemas::samples::all()
             .into_iter()
@@ -673,7 +691,11 @@ mod tests {
             })
             .unwrap();
         let mut twice = job.clone();
-        twice.data.provider_ids = vec!["provider-a".into(), "provider-a".into(), "provider-b".into()];
+        twice.data.provider_ids = vec![
+            "provider-a".into(),
+            "provider-a".into(),
+            "provider-b".into(),
+        ];
         // A second event for the same job (another id) repeats provider-b.
         let mut again = twice.clone();
         again.id = Uuid::now_v7();
@@ -681,9 +703,22 @@ mod tests {
         for event in [twice.clone(), twice, again] {
             writer.add(&AnyEvent::InferenceJob(event)).unwrap();
         }
-        let rows: std::collections::BTreeMap<Table, TableRows> = writer.finish().unwrap().into_iter().collect();
-        assert_eq!(rows[&Table::JobAssignments], TableRows { kept: 2, duplicates: 5 });
-        assert_eq!(rows[&Table::InferenceJobs], TableRows { kept: 2, duplicates: 1 });
+        let rows: std::collections::BTreeMap<Table, TableRows> =
+            writer.finish().unwrap().into_iter().collect();
+        assert_eq!(
+            rows[&Table::JobAssignments],
+            TableRows {
+                kept: 2,
+                duplicates: 5
+            }
+        );
+        assert_eq!(
+            rows[&Table::InferenceJobs],
+            TableRows {
+                kept: 2,
+                duplicates: 1
+            }
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

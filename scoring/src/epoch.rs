@@ -292,13 +292,14 @@ pub async fn score_epoch(
             }
             let end = end.min(now);
             let plan_kafka = kafka.clone();
-            let lookback = i64::try_from(config.epoch.length_seconds.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
-            let sources =
-                tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, end, lookback))
-                    .await
-                    .map_err(|e| PoiError::Kafka(e.to_string()))?
-                    .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;
+            let lookback =
+                i64::try_from(config.epoch.length_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let sources = tokio::task::spawn_blocking(move || {
+                plan_sources(&plan_kafka, start, end, lookback)
+            })
+            .await
+            .map_err(|e| PoiError::Kafka(e.to_string()))?
+            .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;
             let manifest = Manifest {
                 manifest_version: 1,
                 epoch,

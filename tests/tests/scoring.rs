@@ -305,14 +305,22 @@ async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own
     first.epoch = 0;
     let first = score_epoch(&kafka, &config, &first, None).await.unwrap();
     let first = items_by_role(&first.result.unwrap().contributions);
-    assert_eq!(first.get("provider"), None, "no result in epoch 0: {first:?}");
+    assert_eq!(
+        first.get("provider"),
+        None,
+        "no result in epoch 0: {first:?}"
+    );
 
     let mut second = options(&kafka);
     second.epoch = 1;
     let second = score_epoch(&kafka, &config, &second, None).await.unwrap();
     let second = items_by_role(&second.result.unwrap().contributions);
     // Every verified result is paid in epoch 1 although its job and call are in epoch 0.
-    assert_eq!(second.get("provider"), whole.get("provider"), "{second:?} vs {whole:?}");
+    assert_eq!(
+        second.get("provider"),
+        whole.get("provider"),
+        "{second:?} vs {whole:?}"
+    );
     assert_eq!(
         second.get("agent_developer"),
         whole.get("agent_developer"),
