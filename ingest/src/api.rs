@@ -31,6 +31,7 @@ use chorus_schemas::{
 };
 
 use crate::auth::{ApiKeys, Scope, SignatureError, verify_signed};
+use crate::limits::{RateLimit, RateLimiter};
 
 static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     metrics::counter(
@@ -63,7 +64,14 @@ pub struct ApiSettings {
     /// before the API answers 503.
     pub produce_timeout: Duration,
     pub source: String,
+    /// Requests per API key (all routes that need a key).
+    pub key_rate: RateLimit,
+    /// Signed writes per account.
+    pub account_rate: RateLimit,
 }
+
+/// Rate-limit buckets kept before idle ones are forgotten.
+const RATE_LIMIT_CAPACITY: usize = 100_000;
 
 /// Shared state of the handlers.
 pub struct ApiState {
@@ -72,6 +80,8 @@ pub struct ApiState {
     producer: EventProducer,
     kafka: KafkaArgs,
     idempotency: Mutex<IdempotencyCache>,
+    key_limits: RateLimiter,
+    account_limits: RateLimiter,
     /// Ends live streams on shutdown (graceful shutdown waits for open connections).
     shutdown: Shutdown,
 }
@@ -134,6 +144,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (503 and 429).
+    retry_after_s: u64,
 }
 
 impl ApiError {
@@ -142,6 +154,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: 1,
+        }
+    }
+    fn rate_limited(what: String, wait: Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError {
+            retry_after_s: seconds,
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "{what} is over its rate limit; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+            )
         }
     }
     fn invalid(message: impl Into<String>) -> Self {
@@ -167,15 +194,19 @@ impl From<SignatureError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Messages name keys and accounts, never secrets (tested with the log at debug).
+        tracing::debug!(status = %self.status, code = self.code, message = %self.message, "request refused");
         let mut response = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
             response
                 .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+                .insert("retry-after", HeaderValue::from(self.retry_after_s));
         }
         response
     }
@@ -210,6 +241,10 @@ fn authorize<'a>(
             format!("API key {:?} lacks the scope {scope:?}", key.name),
         ));
     }
+    state
+        .key_limits
+        .check(&key.name)
+        .map_err(|wait| ApiError::rate_limited(format!("API key {:?}", key.name), wait))?;
     Ok(key)
 }
 
@@ -269,6 +304,8 @@ impl ApiState {
         LazyLock::force(&REQUESTS);
         LazyLock::force(&REQUEST_SECONDS);
         ApiState {
+            key_limits: RateLimiter::new(settings.key_rate, RATE_LIMIT_CAPACITY),
+            account_limits: RateLimiter::new(settings.account_rate, RATE_LIMIT_CAPACITY),
             settings,
             keys,
             producer,
@@ -287,6 +324,10 @@ impl ApiState {
             now(),
             self.settings.signature_window_seconds,
         )?;
+        let account = claimed.to_string().to_lowercase();
+        self.account_limits
+            .check(&account)
+            .map_err(|wait| ApiError::rate_limited(format!("account {account}"), wait))?;
         Ok(claimed)
     }
 
@@ -890,6 +931,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/conversations/{id}/events", get(follow_conversation))
         .route("/openapi.json", get(openapi))
+        // A constant answer: the ceiling a load test compares the write routes with.
+        .route("/ping", get(|| async { "pong" }))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -197,6 +197,20 @@ pub fn http_request(
     http_exchange(port, method, path, headers, body, Duration::from_secs(30))
 }
 
+/// An HTTP response: status, headers, body.
+pub type HttpResponse = (u16, Vec<(String, String)>, String);
+
+/// Like [`http_request`], with the response headers.
+pub fn http_request_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
+    http_exchange_full(port, method, path, headers, body, Duration::from_secs(30))
+}
+
 fn http_exchange(
     port: u16,
     method: &str,
@@ -205,6 +219,18 @@ fn http_exchange(
     body: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<(u16, String)> {
+    let (status, _, body) = http_exchange_full(port, method, path, headers, body, timeout)?;
+    Ok((status, body))
+}
+
+fn http_exchange_full(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(timeout))?;
@@ -227,9 +253,15 @@ fn http_exchange(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    Ok((status, body))
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers, body))
 }

@@ -556,3 +556,152 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
             .is_err()
     );
 }
+
+/// Rate limits per account and per API key: over the burst the API answers 429 with
+/// Retry-After, other accounts and keys are not affected, and a refilled bucket lets
+/// the caller in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
+    let kafka = test_kafka("ratelimit");
+    create_topics(&kafka).await.unwrap();
+    let api_port = free_port();
+    let listen = format!("127.0.0.1:{api_port}");
+    let keys = format!("writer:{WRITER_KEY}:chat:write;reader:{READER_KEY}:chat:write");
+    let mut ingest = spawn_chorus_with_env(
+        &kafka,
+        "ingest-ratelimit",
+        &[
+            "ingest",
+            "--listen",
+            &listen,
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--account-rate-per-s",
+            "0.25",
+            "--account-burst",
+            "3",
+            "--key-rate-per-s",
+            "0.25",
+            "--key-burst",
+            "8",
+        ],
+        &[("CHORUS_API_KEYS", &keys), ("RUST_LOG", "debug")],
+    )
+    .unwrap();
+    wait_for("ingest API", Duration::from_secs(30), || {
+        http_get(api_port, "/openapi.json")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false)
+    })
+    .unwrap();
+    let signers: Vec<PrivateKeySigner> = [
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    ]
+    .iter()
+    .map(|k| k.parse().unwrap())
+    .collect();
+    // The conversation id is signed and travels in the path.
+    let message = |signer: &PrivateKeySigner, n: usize| {
+        let mut body = sign(
+            signer,
+            "chat.message",
+            json!({"author": signer.address().to_string(), "content": format!("hello {n}"),
+                   "conversation_id": "rate-test"}),
+        );
+        body.as_object_mut().unwrap().remove("conversation_id");
+        body
+    };
+    let path = "/v1/conversations/rate-test/messages";
+    // Warm the producer up (another key and account) so that the bursts below are quick
+    // next to the refill rate of one token per 4 s.
+    assert_eq!(
+        post(api_port, path, READER_KEY, &message(&signers[1], 100)).0,
+        202
+    );
+
+    // The first account: a burst of 3, then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        statuses.push(post(api_port, path, WRITER_KEY, &message(&signers[0], n)).0);
+    }
+    assert_eq!(statuses, [202, 202, 202, 429, 429], "account burst");
+    let auth = format!("Bearer {WRITER_KEY}");
+    let (status, headers, body) = http_request_with_headers(
+        api_port,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        message(&signers[0], 9).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("rate_limited") && body.contains("account 0xf39f"),
+        "{body}"
+    );
+    let retry_after: u64 = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=4).contains(&retry_after), "{headers:?}");
+    // Another account is not affected (the key has 8 - 6 = 2 requests left).
+    assert_eq!(
+        post(api_port, path, WRITER_KEY, &message(&signers[1], 0)).0,
+        202
+    );
+    assert_eq!(
+        post(api_port, path, WRITER_KEY, &message(&signers[2], 0)).0,
+        202
+    );
+    // Now the key itself is over its burst, whatever the account.
+    let (status, answer) = post(api_port, path, WRITER_KEY, &message(&signers[2], 1));
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer.to_string().contains("API key \\\"writer\\\""),
+        "{answer}"
+    );
+    // Another key is not affected.
+    assert_eq!(
+        post(api_port, path, READER_KEY, &message(&signers[1], 1)).0,
+        202
+    );
+    // After a refill (one token per 4 s) the first account may write again.
+    std::thread::sleep(Duration::from_millis(4_200));
+    assert_eq!(
+        post(api_port, path, READER_KEY, &message(&signers[0], 10)).0,
+        202
+    );
+    // Also wrong keys and a bad signature, then: no secret in the service's debug log.
+    assert_eq!(
+        post(api_port, path, "not-a-key", &message(&signers[1], 2)).0,
+        401
+    );
+    let mut forged = message(&signers[1], 3);
+    forged["author"] = json!(signers[2].address().to_string());
+    assert_eq!(post(api_port, path, READER_KEY, &forged).0, 403);
+    ingest.kill().ok();
+    ingest.wait().ok();
+    let log = std::fs::read_to_string(repo_root().join(format!(
+        "target/test-logs/{}ingest-ratelimit.log",
+        kafka.topic_prefix
+    )))
+    .unwrap();
+    assert!(
+        log.contains("request refused")
+            && log.contains("bad_api_key")
+            && log.contains("wrong_signer"),
+        "refusals are logged at debug: {log}"
+    );
+    for secret in [WRITER_KEY, READER_KEY, "not-a-key"] {
+        assert!(
+            !log.contains(secret),
+            "the log contains the secret {secret:?}"
+        );
+    }
+}

@@ -65,6 +65,9 @@ enum BenchTarget {
     /// Rows/s into ClickHouse through the sink beside the clickhouse crate's plain
     /// inserter (the ceiling), same rows, same run.
     Clickhouse(super::bench_clickhouse::ClickHouseBenchArgs),
+    /// Writes pre-signed chat-message requests for a load test of the ingest API from
+    /// another process (`infra/bench/ingest_load.sh` runs wrk with them).
+    IngestRequests(super::bench_ingest::IngestRequestsArgs),
     /// Producer and transactional-pipeline throughput vs kcat.
     Kafka {
         /// Events per measurement.
@@ -91,6 +94,7 @@ enum BenchTarget {
 pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Clickhouse(args) => super::bench_clickhouse::run(kafka, args).await,
+        BenchTarget::IngestRequests(args) => super::bench_ingest::run(args),
         BenchTarget::Indexer {
             chain,
             key,

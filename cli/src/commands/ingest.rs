@@ -8,6 +8,7 @@ use clap::Args;
 
 use chorus_ingest::api::{ApiSettings, ApiState, router};
 use chorus_ingest::auth::ApiKeys;
+use chorus_ingest::limits::RateLimit;
 use chorus_runtime::kafka::{EventProducer, KafkaArgs};
 
 use crate::ServiceArgs;
@@ -38,6 +39,19 @@ pub struct IngestArgs {
         default_value_t = 5_000
     )]
     produce_timeout_ms: u64,
+    /// Requests per second per API key (0 = no limit); over it the API answers 429 with
+    /// Retry-After.
+    #[arg(long, env = "CHORUS_INGEST_KEY_RATE_PER_S", default_value_t = 2_000.0)]
+    key_rate_per_s: f64,
+    /// Requests a key may send at once before its per-second rate applies.
+    #[arg(long, env = "CHORUS_INGEST_KEY_BURST", default_value_t = 4_000.0)]
+    key_burst: f64,
+    /// Signed writes per second per account (0 = no limit); over it, 429.
+    #[arg(long, env = "CHORUS_INGEST_ACCOUNT_RATE_PER_S", default_value_t = 20.0)]
+    account_rate_per_s: f64,
+    /// Signed writes an account may send at once before its per-second rate applies.
+    #[arg(long, env = "CHORUS_INGEST_ACCOUNT_BURST", default_value_t = 100.0)]
+    account_burst: f64,
 }
 
 pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
@@ -65,6 +79,14 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         signature_window_seconds: args.signature_window_seconds,
         produce_timeout: Duration::from_millis(args.produce_timeout_ms),
         source: format!("ingest/{}", args.service.instance_id),
+        key_rate: RateLimit {
+            per_second: args.key_rate_per_s,
+            burst: args.key_burst,
+        },
+        account_rate: RateLimit {
+            per_second: args.account_rate_per_s,
+            burst: args.account_burst,
+        },
     };
     let state = Arc::new(ApiState::new(
         settings,

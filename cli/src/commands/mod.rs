@@ -3,6 +3,7 @@ pub mod bench;
 pub mod bench_clickhouse;
 pub mod bench_indexer;
 pub mod bench_inference;
+pub mod bench_ingest;
 pub mod chain;
 pub mod demo;
 pub mod demo_live;
