@@ -57,35 +57,46 @@ fn post(port: u16, path: &str, key: &str, body: &Value) -> (u16, Value) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
-    let kafka = test_kafka("live");
-    create_topics(&kafka).await.unwrap();
+/// Starts `chorus ingest` on a free port with `keys` (and `extra` flags and env) and
+/// waits until it answers; returns the process and its port.
+fn start_ingest(
+    kafka: &KafkaArgs,
+    log_name: &str,
+    keys: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, u16) {
     let api_port = free_port();
     let listen = format!("127.0.0.1:{api_port}");
-    let keys = format!(
-        "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read;reader:{READER_KEY}:events:read"
-    );
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut ingest = spawn_chorus_with_env(
-        &kafka,
+    let mut args = vec![
         "ingest",
-        &[
-            "ingest",
-            "--listen",
-            &listen,
-            "--metrics-addr",
-            &metrics_addr,
-        ],
-        &[("CHORUS_API_KEYS", &keys)],
-    )
-    .unwrap();
+        "--listen",
+        &listen,
+        "--metrics-addr",
+        &metrics_addr,
+    ];
+    args.extend_from_slice(extra);
+    let mut all_env = vec![("CHORUS_API_KEYS", keys)];
+    all_env.extend_from_slice(env);
+    let ingest = spawn_chorus_with_env(kafka, log_name, &args, &all_env).unwrap();
     wait_for("ingest API", Duration::from_secs(30), || {
         http_get(api_port, "/openapi.json")
             .map(|(s, _)| s == 200)
             .unwrap_or(false)
     })
     .unwrap();
+    (ingest, api_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
+    let kafka = test_kafka("live");
+    create_topics(&kafka).await.unwrap();
+    let keys = format!(
+        "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read;reader:{READER_KEY}:events:read"
+    );
+    let (mut ingest, api_port) = start_ingest(&kafka, "ingest", &keys, &[], &[]);
 
     // anvil's first dev account is the human; the second owns the agents.
     let human: PrivateKeySigner =
@@ -564,18 +575,12 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
 async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
     let kafka = test_kafka("ratelimit");
     create_topics(&kafka).await.unwrap();
-    let api_port = free_port();
-    let listen = format!("127.0.0.1:{api_port}");
     let keys = format!("writer:{WRITER_KEY}:chat:write;reader:{READER_KEY}:chat:write");
-    let mut ingest = spawn_chorus_with_env(
+    let (mut ingest, api_port) = start_ingest(
         &kafka,
         "ingest-ratelimit",
+        &keys,
         &[
-            "ingest",
-            "--listen",
-            &listen,
-            "--metrics-addr",
-            &format!("127.0.0.1:{}", free_port()),
             "--account-rate-per-s",
             "0.25",
             "--account-burst",
@@ -585,15 +590,8 @@ async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
             "--key-burst",
             "8",
         ],
-        &[("CHORUS_API_KEYS", &keys), ("RUST_LOG", "debug")],
-    )
-    .unwrap();
-    wait_for("ingest API", Duration::from_secs(30), || {
-        http_get(api_port, "/openapi.json")
-            .map(|(s, _)| s == 200)
-            .unwrap_or(false)
-    })
-    .unwrap();
+        &[("RUST_LOG", "debug")],
+    );
     let signers: Vec<PrivateKeySigner> = [
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
         "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",

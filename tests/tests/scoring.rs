@@ -38,6 +38,24 @@ fn workload_events(events: u64, seed: u64) -> Vec<AnyEvent> {
     out
 }
 
+/// The contributions of `events` archived directly (no Kafka) and queried.
+async fn score_directly(
+    events: &[AnyEvent],
+    config: &chorus_scoring::ScoringConfig,
+    name: &str,
+) -> Vec<chorus_scoring::engine::Contribution> {
+    let dir = repo_root().join(format!("target/test-logs/{name}-direct"));
+    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
+    for event in events {
+        writer.add(event).unwrap();
+    }
+    writer.finish().unwrap();
+    let sql = chorus_scoring::sql::contribution_sql(config);
+    chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
+        .await
+        .unwrap()
+}
+
 fn shuffle(events: &mut [AnyEvent], seed: u64) {
     let mut state = seed | 1;
     for i in (1..events.len()).rev() {
@@ -68,20 +86,15 @@ async fn the_same_events_give_the_same_root_for_1_4_16_partitions_any_order_and_
     let events = workload_events(3_000, 11);
     let (_, config) = scoring_config_file("determinism-").unwrap();
 
-    // The reference: the unique events archived directly, no Kafka.
-    let dir = repo_root().join("target/test-logs/determinism-direct");
-    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
+    // The reference: the unique events (deduplicated here, not by the archive under
+    // test) archived directly, no Kafka.
     let mut seen = std::collections::HashSet::new();
-    for event in &events {
-        if seen.insert(event.id()) {
-            writer.add(event).unwrap();
-        }
-    }
-    writer.finish().unwrap();
-    let sql = chorus_scoring::sql::contribution_sql(&config);
-    let rows = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
-        .await
-        .unwrap();
+    let unique: Vec<AnyEvent> = events
+        .iter()
+        .filter(|event| seen.insert(event.id()))
+        .cloned()
+        .collect();
+    let rows = score_directly(&unique, &config, "determinism").await;
     let split = chorus_scoring::payout::split(&rows, &config);
     let cumulative = chorus_scoring::payout::cumulative(&BTreeMap::new(), &split.payouts);
     let claims: Vec<Claim> = cumulative
@@ -274,16 +287,7 @@ async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own
     let (_, mut config) = scoring_config_file("lookback-").unwrap();
 
     // What the workload is worth when everything is in one epoch.
-    let dir = repo_root().join("target/test-logs/lookback-direct");
-    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
-    for event in &events {
-        writer.add(event).unwrap();
-    }
-    writer.finish().unwrap();
-    let sql = chorus_scoring::sql::contribution_sql(&config);
-    let whole = chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
-        .await
-        .unwrap();
+    let whole = score_directly(&events, &config, "lookback").await;
     let whole = items_by_role(&whole);
     assert!(whole.get("provider").copied().unwrap_or(0) > 100);
 
