@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeMap, HashSet};
+
 use chorus_analytics::ClickHouseArgs;
+use chorus_analytics::clickhouse::query_u64;
+use chorus_analytics::tables::{table_for, tables};
+use chorus_runtime::kafka::KafkaArgs;
+use chorus_schemas::AnyEvent;
 
 use crate::{free_port, repo_root, service_port};
 
@@ -127,4 +133,67 @@ impl Drop for PrivateClickHouse {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The environment `chorus sink clickhouse` needs for `ch`.
+pub fn sink_env(ch: &ClickHouseArgs) -> Vec<(&'static str, String)> {
+    vec![
+        ("CHORUS_CLICKHOUSE_URL", ch.clickhouse_url.clone()),
+        ("CHORUS_CLICKHOUSE_DATABASE", ch.clickhouse_database.clone()),
+    ]
+}
+
+/// Starts `chorus sink clickhouse` into `ch` (short batches, fast retries).
+pub fn spawn_sink(kafka: &KafkaArgs, ch: &ClickHouseArgs, log: &str, extra: &[&str]) -> Child {
+    let env = sink_env(ch);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec![
+        "sink",
+        "clickhouse",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--instance-id",
+        "sink-test",
+        "--batch-interval-ms",
+        "300",
+        "--max-backoff-ms",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    crate::spawn_chorus_with_env(kafka, log, &args, &env).unwrap()
+}
+
+/// Rows per table as loaded (FINAL: each event id once).
+pub async fn final_counts(client: &::clickhouse::Client) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for table in tables().unwrap() {
+        let n = query_u64(client, &format!("SELECT count() FROM {} FINAL", table.name))
+            .await
+            .unwrap_or(0);
+        counts.insert(table.name.to_owned(), n);
+    }
+    counts
+}
+
+/// Rows inserted so far (replays included), from the active parts.
+pub async fn raw_rows(client: &::clickhouse::Client, database: &str) -> u64 {
+    query_u64(
+        client,
+        &format!("SELECT sum(rows) FROM system.parts WHERE database = '{database}' AND active AND table != 'schema_migrations'"),
+    )
+    .await
+    .unwrap_or(0)
+}
+
+/// Distinct event ids per table name.
+pub fn expected_counts(events: &[AnyEvent]) -> BTreeMap<String, u64> {
+    let mut ids: BTreeMap<String, HashSet<uuid::Uuid>> = BTreeMap::new();
+    for table in tables().unwrap() {
+        ids.insert(table.name.to_owned(), HashSet::new());
+    }
+    for event in events {
+        let table = table_for(event.type_name()).unwrap();
+        ids.get_mut(table.name).unwrap().insert(event.id());
+    }
+    ids.into_iter().map(|(k, v)| (k, v.len() as u64)).collect()
 }

@@ -3,81 +3,18 @@
 //! of docs/analytics.md giving the same answers in ClickHouse and in `chorus sql`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, HashSet};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use chorus_analytics::ClickHouseArgs;
 use chorus_analytics::clickhouse::{execute, query_rows, query_u64};
 use chorus_analytics::migrate::{Outcome, migrate};
-use chorus_analytics::tables::{table_for, tables};
-use chorus_integration_tests::clickhouse::{PrivateClickHouse, shared_clickhouse};
+use chorus_integration_tests::clickhouse::{
+    PrivateClickHouse, expected_counts, final_counts, raw_rows, shared_clickhouse, spawn_sink,
+};
 use chorus_integration_tests::poi::produce_events;
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery};
+use chorus_runtime::kafka::{EventProducer, await_delivery};
 use chorus_schemas::*;
 use chorus_scoring::synthetic::{Workload, generate};
-
-fn sink_env(ch: &ClickHouseArgs) -> Vec<(&'static str, String)> {
-    vec![
-        ("CHORUS_CLICKHOUSE_URL", ch.clickhouse_url.clone()),
-        ("CHORUS_CLICKHOUSE_DATABASE", ch.clickhouse_database.clone()),
-    ]
-}
-
-fn spawn_sink(kafka: &KafkaArgs, ch: &ClickHouseArgs, log: &str, extra: &[&str]) -> Child {
-    let env = sink_env(ch);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut args = vec![
-        "sink",
-        "clickhouse",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--instance-id",
-        "sink-test",
-        "--batch-interval-ms",
-        "300",
-        "--max-backoff-ms",
-        "1000",
-    ];
-    args.extend_from_slice(extra);
-    spawn_chorus_with_env(kafka, log, &args, &env).unwrap()
-}
-
-/// Rows per table as loaded (FINAL: each event id once).
-async fn final_counts(client: &::clickhouse::Client) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for table in tables().unwrap() {
-        let n = query_u64(client, &format!("SELECT count() FROM {} FINAL", table.name))
-            .await
-            .unwrap_or(0);
-        counts.insert(table.name.to_owned(), n);
-    }
-    counts
-}
-
-/// Rows inserted so far (replays included), from the active parts.
-async fn raw_rows(client: &::clickhouse::Client, database: &str) -> u64 {
-    query_u64(
-        client,
-        &format!("SELECT sum(rows) FROM system.parts WHERE database = '{database}' AND active AND table != 'schema_migrations'"),
-    )
-    .await
-    .unwrap_or(0)
-}
-
-/// Distinct event ids per table name.
-fn expected_counts(events: &[AnyEvent]) -> BTreeMap<String, u64> {
-    let mut ids: BTreeMap<String, HashSet<uuid::Uuid>> = BTreeMap::new();
-    for table in tables().unwrap() {
-        ids.insert(table.name.to_owned(), HashSet::new());
-    }
-    for event in events {
-        let table = table_for(event.type_name()).unwrap();
-        ids.get_mut(table.name).unwrap().insert(event.id());
-    }
-    ids.into_iter().map(|(k, v)| (k, v.len() as u64)).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_and_the_analyst_can_read_but_not_write() {
