@@ -77,3 +77,14 @@ pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
         Err(e) => (false, format!("could not run chorus: {e}")),
     }
 }
+
+/// Every event of a synthetic PoI workload, in order, duplicates included.
+pub fn synthetic_events(workload: chorus_scoring::synthetic::Workload) -> Vec<AnyEvent> {
+    let mut events = Vec::with_capacity(usize::try_from(workload.events).unwrap_or(0));
+    chorus_scoring::synthetic::generate(workload, |e| {
+        events.push(e.clone());
+        Ok(())
+    })
+    .unwrap();
+    events
+}

@@ -10,11 +10,11 @@ use chorus_analytics::migrate::{Outcome, migrate};
 use chorus_integration_tests::clickhouse::{
     PrivateClickHouse, expected_counts, final_counts, raw_rows, shared_clickhouse, spawn_sink,
 };
-use chorus_integration_tests::poi::produce_events;
+use chorus_integration_tests::poi::{produce_events, synthetic_events};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::{EventProducer, await_delivery};
 use chorus_schemas::*;
-use chorus_scoring::synthetic::{Workload, generate};
+use chorus_scoring::synthetic::Workload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_and_the_analyst_can_read_but_not_write() {
@@ -110,21 +110,13 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
     let client = ch.client().unwrap();
 
     // The synthetic PoI workload: every kind of event, 2% produced twice.
-    let mut events = Vec::with_capacity(total as usize);
-    generate(
-        Workload {
-            events: total,
-            users: 5_000,
-            agent_developers: 200,
-            providers: 40,
-            seed: 11,
-        },
-        |e| {
-            events.push(e.clone());
-            Ok(())
-        },
-    )
-    .unwrap();
+    let events = synthetic_events(Workload {
+        events: total,
+        users: 5_000,
+        agent_developers: 200,
+        providers: 40,
+        seed: 11,
+    });
     let expected = expected_counts(&events);
     let distinct: u64 = expected.values().sum();
     let started = Instant::now();
@@ -153,7 +145,20 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
                 "stopped ClickHouse at {loaded} rows ({:.1}s)",
                 started.elapsed().as_secs_f64()
             );
+            // Down for at least 5 s and until the sink has met the outage (on a busy
+            // machine it may be decoding a batch for all of the first 5 s).
             tokio::time::sleep(Duration::from_secs(5)).await;
+            let first_log = repo_root().join(format!("target/test-logs/{}.log", logs[0]));
+            wait_for(
+                "the sink to meet the outage",
+                Duration::from_secs(120),
+                || {
+                    std::fs::read_to_string(&first_log)
+                        .map(|log| log.contains("consumption paused, retrying"))
+                        .unwrap_or(false)
+                },
+            )
+            .unwrap();
             server.start_again().unwrap();
             restarted_clickhouse = true;
             after_restart = raw_rows(&client, "chorus").await;
@@ -389,21 +394,13 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
     migrate(&ch, None).await.unwrap();
     let client = ch.client().unwrap();
 
-    let mut events = Vec::new();
-    generate(
-        Workload {
-            events: 20_000,
-            users: 50,
-            agent_developers: 8,
-            providers: 4,
-            seed: 5,
-        },
-        |e| {
-            events.push(e.clone());
-            Ok(())
-        },
-    )
-    .unwrap();
+    let mut events = synthetic_events(Workload {
+        events: 20_000,
+        users: 50,
+        agent_developers: 8,
+        providers: 4,
+        seed: 5,
+    });
     for epoch in 1..=2u64 {
         for (i, role) in [ContributorRole::Provider, ContributorRole::User]
             .into_iter()

@@ -17,10 +17,11 @@ use chorus_analytics::migrate::migrate;
 use chorus_integration_tests::clickhouse::{
     PrivateClickHouse, expected_counts, final_counts, raw_rows, spawn_sink,
 };
+use chorus_integration_tests::poi::synthetic_events;
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
 use chorus_schemas::*;
-use chorus_scoring::synthetic::{Workload, generate};
+use chorus_scoring::synthetic::Workload;
 
 /// Malformed records in the load (two per slice).
 const MALFORMED: usize = 40;
@@ -64,21 +65,13 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     let client = ch.client().unwrap();
 
     // Every kind of event the scorer and the sink read; 2% produced twice by the client.
-    let mut events = Vec::with_capacity(total as usize);
-    generate(
-        Workload {
-            events: total,
-            users: 2_000,
-            agent_developers: 50,
-            providers: 8,
-            seed: 23,
-        },
-        |e| {
-            events.push(e.clone());
-            Ok(())
-        },
-    )
-    .unwrap();
+    let events = synthetic_events(Workload {
+        events: total,
+        users: 2_000,
+        agent_developers: 50,
+        providers: 8,
+        seed: 23,
+    });
     let mut expected = expected_counts(&events);
     *expected.entry("dead_letters".into()).or_insert(0) += MALFORMED as u64;
     let distinct: u64 = expected.values().sum();
@@ -144,11 +137,24 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
         }
         if !outage && loaded >= distinct * 3 / 10 {
             server.stop().unwrap();
+            // Down for 4 s and until the sink has met the outage.
             tokio::time::sleep(Duration::from_secs(4)).await;
+            let sink_log =
+                repo_root().join(format!("target/test-logs/{}sink-0.log", kafka.topic_prefix));
+            wait_for(
+                "the sink to meet the outage",
+                Duration::from_secs(120),
+                || {
+                    std::fs::read_to_string(&sink_log)
+                        .map(|log| log.contains("consumption paused, retrying"))
+                        .unwrap_or(false)
+                },
+            )
+            .unwrap();
             server.start_again().unwrap();
             outage = true;
             faults.push((
-                "ClickHouse stopped 4 s, restarted".into(),
+                "ClickHouse stopped until the sink paused".into(),
                 at(&format!("{loaded} rows loaded")),
             ));
             continue;

@@ -11,31 +11,22 @@ use chorus_chain::contracts::PoiDistributor;
 use chorus_chain::merkle::{Claim, ClaimTree};
 use chorus_integration_tests::chain::{Anvil, deploy};
 use chorus_integration_tests::poi::{
-    create_topics_with, produce_events, run_chorus, scoring_config_file,
+    create_topics_with, produce_events, run_chorus, scoring_config_file, synthetic_events,
 };
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
 use chorus_schemas::{AnyEvent, Envelope, Feedback, Topic};
-use chorus_scoring::synthetic::{Workload, generate};
+use chorus_scoring::synthetic::Workload;
 use chorus_scoring::{EngineConfig, ScoreOptions, score_epoch};
 
 fn workload_events(events: u64, seed: u64) -> Vec<AnyEvent> {
-    let mut out = Vec::new();
-    generate(
-        Workload {
-            events,
-            users: 40,
-            agent_developers: 6,
-            providers: 4,
-            seed,
-        },
-        |e| {
-            out.push(e.clone());
-            Ok(())
-        },
-    )
-    .unwrap();
-    out
+    synthetic_events(Workload {
+        events,
+        users: 40,
+        agent_developers: 6,
+        providers: 4,
+        seed,
+    })
 }
 
 /// The contributions of `events` archived directly (no Kafka) and queried.
