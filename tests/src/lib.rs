@@ -100,6 +100,19 @@ pub fn committed_total(kafka: &KafkaArgs, group: &str, topic: &str) -> i64 {
     panic!("committed offsets of {group} on {topic} unavailable: {last_error:?}")
 }
 
+/// Waits until the log file at `path` contains `needle`.
+pub fn wait_for_log(path: &std::path::Path, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_for(
+        &format!("{needle:?} in {}", path.display()),
+        timeout,
+        || {
+            std::fs::read_to_string(path)
+                .map(|log| log.contains(needle))
+                .unwrap_or(false)
+        },
+    )
+}
+
 /// Waits until `condition` holds, polling; fails after `timeout`.
 pub fn wait_for(
     what: &str,

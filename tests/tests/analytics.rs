@@ -149,14 +149,10 @@ async fn a_million_events_count_once_through_sink_kills_and_a_clickhouse_restart
             // machine it may be decoding a batch for all of the first 5 s).
             tokio::time::sleep(Duration::from_secs(5)).await;
             let first_log = repo_root().join(format!("target/test-logs/{}.log", logs[0]));
-            wait_for(
-                "the sink to meet the outage",
+            wait_for_log(
+                &first_log,
+                "consumption paused, retrying",
                 Duration::from_secs(120),
-                || {
-                    std::fs::read_to_string(&first_log)
-                        .map(|log| log.contains("consumption paused, retrying"))
-                        .unwrap_or(false)
-                },
             )
             .unwrap();
             server.start_again().unwrap();

@@ -141,14 +141,10 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
             tokio::time::sleep(Duration::from_secs(4)).await;
             let sink_log =
                 repo_root().join(format!("target/test-logs/{}sink-0.log", kafka.topic_prefix));
-            wait_for(
-                "the sink to meet the outage",
+            wait_for_log(
+                &sink_log,
+                "consumption paused, retrying",
                 Duration::from_secs(120),
-                || {
-                    std::fs::read_to_string(&sink_log)
-                        .map(|log| log.contains("consumption paused, retrying"))
-                        .unwrap_or(false)
-                },
             )
             .unwrap();
             server.start_again().unwrap();
