@@ -1,8 +1,9 @@
 //! The epoch archive: the events of an epoch as Parquet tables, one directory per table.
 //!
-//! Events are turned into narrow, typed rows as they stream in and written in row
-//! groups of [`ROWS_PER_BATCH`]; nothing holds a whole epoch in memory. The same tables
-//! are read by the DataFusion scorer and, in the benchmark, by DuckDB.
+//! Events are turned into narrow, typed rows as they stream in, spilled in batches of
+//! [`ROWS_PER_BATCH`] to dedup buckets, then deduplicated bucket by bucket into Parquet;
+//! nothing holds a whole epoch in memory. The same tables are read by the DataFusion
+//! scorer and, in the benchmark, by DuckDB.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -217,6 +218,7 @@ struct TableWriter {
     table: Table,
     builders: Vec<Builder>,
     keys: FixedSizeBinaryBuilder,
+    /// The bucket of each buffered row (kept only when there is more than one bucket).
     row_buckets: Vec<u32>,
     rows: usize,
     spills: Vec<(PathBuf, StreamWriter<BufWriter<File>>)>,
@@ -322,7 +324,9 @@ impl TableWriter {
             }
         }
         self.keys.append_value(key.bytes())?;
-        self.row_buckets.push(key.bucket(self.spills.len()) as u32);
+        if self.spills.len() > 1 {
+            self.row_buckets.push(key.bucket(self.spills.len()) as u32);
+        }
         self.rows += 1;
         if self.rows >= ROWS_PER_BATCH {
             self.spill()?;
