@@ -21,10 +21,17 @@ EMBED_PORT="${EMBED_PORT:-8081}"
 log() { printf '[chorus-infra] %s\n' "$*" >&2; }
 
 # wait_until DESCRIPTION TIMEOUT_SECONDS COMMAND...
+# COMMAND exits 0 when ready, 1 for "not yet", 2 for "never" (e.g. the process died).
 wait_until() {
   local what="$1" timeout="$2"; shift 2
-  local start; start=$(date +%s)
-  until "$@" >/dev/null 2>&1; do
+  local start rc; start=$(date +%s)
+  while true; do
+    rc=0; "$@" >/dev/null 2>&1 || rc=$?
+    (( rc == 0 )) && break
+    if (( rc == 2 )); then
+      log "gave up waiting for $what: its process exited"
+      return 1
+    fi
     if (( $(date +%s) - start > timeout )); then
       log "timed out after ${timeout}s waiting for $what"
       return 1

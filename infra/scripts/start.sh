@@ -5,6 +5,13 @@
 # Services already running are reused. Stop them with infra/scripts/stop.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# For wait_until: 0 when the broker answers, 2 when its process is gone, 1 otherwise.
+kafka_up_or_dead() {
+  port_open "$KAFKA_PORT" && return 0
+  kill -0 "$(cat "$CHORUS_RUN/kafka.pid")" 2>/dev/null || return 2
+  return 1
+}
+
 start_kafka() {
   if port_open "$KAFKA_PORT"; then log "kafka already answering on $KAFKA_PORT"; return; fi
   bash "$CHORUS_REPO/infra/scripts/install.sh" kafka
@@ -40,8 +47,16 @@ PROPS
       -c "$data/server.properties" >"$CHORUS_RUN/kafka-format.log" 2>&1 \
       || { cat "$CHORUS_RUN/kafka-format.log" >&2; return 1; }
   fi
+  local partitions; partitions=$(find "$data/logs" -mindepth 1 -maxdepth 1 -type d | wc -l)
+  if (( partitions > 5000 )); then
+    log "kafka holds $partitions partitions from earlier runs: start will be slow" \
+      "(infra/scripts/stop.sh --wipe kafka clears them)"
+  fi
   start_daemon kafka "$CHORUS_RUN/kafka.log" "${jvm[@]}" kafka.Kafka "$data/server.properties"
-  wait_until "kafka on 127.0.0.1:$KAFKA_PORT" 120 port_open "$KAFKA_PORT" \
+  # Log recovery at start grows with the number of partitions on disk (tests create many
+  # topics; `stop.sh --wipe kafka` clears them), so allow a slow start as long as the
+  # broker is alive, and fail at once if it died.
+  wait_until "kafka on 127.0.0.1:$KAFKA_PORT" 600 kafka_up_or_dead \
     || { tail -50 "$CHORUS_RUN/kafka.log" >&2; return 1; }
 }
 
