@@ -96,7 +96,9 @@ impl std::fmt::Debug for ApiState {
 
 /// Event ids handed out per (key, idempotency key): a retried request gets the same ids
 /// (and the same envelope ids are produced again, so downstream deduplication by event
-/// id absorbs a retry after a timeout).
+/// id absorbs a retry after a timeout). The ids are derived from the key
+/// ([`request_event_ids`]), so a retry that reaches another ingest instance, or this one
+/// after a crash, gets them too; the cache only remembers what Kafka acknowledged.
 #[derive(Debug, Default)]
 struct IdempotencyCache {
     /// Event ids per request key, and whether Kafka acknowledged them.
@@ -106,13 +108,29 @@ struct IdempotencyCache {
 
 const IDEMPOTENCY_CAPACITY: usize = 100_000;
 
+/// The event ids of a request with an idempotency key: UUIDv7s whose time is the
+/// request's own (signed) timestamp and whose other bits are keccak256(key, index). Any
+/// ingest instance, before or after a restart, derives the same ids for the same
+/// request, so a client's retry is deduplicated downstream by event id even when the
+/// first attempt was produced and its answer lost.
+fn request_event_ids(key: &str, unix_ms: u64, count: usize) -> Vec<Uuid> {
+    (0..count)
+        .map(|index| {
+            let digest = keccak256(format!("chorus-event-id\n{key}\n{index}").as_bytes());
+            let mut bits = [0u8; 10];
+            bits.copy_from_slice(&digest[..10]);
+            uuid::Builder::from_unix_timestamp_millis(unix_ms, &bits).into_uuid()
+        })
+        .collect()
+}
+
 impl IdempotencyCache {
     /// The ids for a request key, and whether they were already delivered.
-    fn ids_for(&mut self, key: &str, count: usize) -> (Vec<Uuid>, bool) {
+    fn ids_for(&mut self, key: &str, unix_ms: u64, count: usize) -> (Vec<Uuid>, bool) {
         if let Some((ids, delivered)) = self.ids.get(key) {
             return (ids.clone(), *delivered);
         }
-        let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
+        let ids = request_event_ids(key, unix_ms, count);
         self.ids.insert(key.to_owned(), (ids.clone(), false));
         self.order.push_back(key.to_owned());
         if self.order.len() > IDEMPOTENCY_CAPACITY
@@ -353,11 +371,20 @@ impl ApiState {
         match dedup {
             Some(k) => {
                 let cache_key = format!("{key_name}/{k}");
+                // Signed bodies carry their time; a bare Idempotency-Key has none, so
+                // its ids take the time of the first attempt this instance saw.
+                let unix_ms = body
+                    .get("timestamp")
+                    .and_then(Value::as_u64)
+                    .map(|seconds| seconds.saturating_mul(1000))
+                    .unwrap_or_else(|| {
+                        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+                    });
                 let (ids, delivered) = self
                     .idempotency
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .ids_for(&cache_key, count);
+                    .ids_for(&cache_key, unix_ms, count);
                 Reservation {
                     ids,
                     cache_key: Some(cache_key),
@@ -935,4 +962,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/ping", get(|| async { "pong" }))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_event_ids;
+
+    #[test]
+    fn request_event_ids_are_time_ordered_v7_and_the_same_for_the_same_request() {
+        let ids = request_event_ids("writer/0xabc", 1_790_000_000_000, 3);
+        assert_eq!(ids, request_event_ids("writer/0xabc", 1_790_000_000_000, 3));
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        let (seconds, nanos) = ids[0]
+            .get_timestamp()
+            .expect("a v7 id has a timestamp")
+            .to_unix();
+        assert_eq!((seconds, nanos), (1_790_000_000, 0));
+        let other_key = request_event_ids("writer/0xabd", 1_790_000_000_000, 3);
+        let distinct: std::collections::HashSet<_> = ids.iter().chain(&other_key).collect();
+        assert_eq!(distinct.len(), 6, "another index or key gives another id");
+    }
 }

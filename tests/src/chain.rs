@@ -23,12 +23,7 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil (installed by `infra/scripts/install.sh anvil`) on a free port.
     pub fn start() -> anyhow::Result<Self> {
-        let home = std::env::var("CHORUS_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".chorus")
-            });
-        let bin = home.join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let bin = crate::chorus_home().join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
         anyhow::ensure!(
             bin.exists(),
             "anvil not installed at {} (run infra/scripts/install.sh anvil)",

@@ -7,6 +7,9 @@
 
 pub mod chain;
 pub mod clickhouse;
+pub mod faulty_provider;
+pub mod ingest;
+pub mod kafka;
 pub mod poi;
 
 use std::collections::BTreeMap;
@@ -24,6 +27,13 @@ pub fn test_kafka(name: &str) -> KafkaArgs {
         topic_prefix: format!("test-{name}-{}.", &id[id.len() - 10..]),
         properties: Vec::new(),
     }
+}
+
+/// Where `infra/scripts/install.sh` installs the services (`CHORUS_HOME`, else `~/.chorus`).
+pub fn chorus_home() -> PathBuf {
+    std::env::var_os("CHORUS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".chorus"))
 }
 
 /// The repository root.
@@ -277,4 +287,28 @@ fn http_exchange_full(
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Ok((status, headers, body))
+}
+
+/// A child process that is killed when dropped, so that a failing test leaves no
+/// stray roles behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -293,3 +293,62 @@ async fn topics_apply_is_idempotent_and_sets_compaction() {
     let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone());
     assert_eq!(policy.as_deref(), Some("compact"));
 }
+
+/// Rebuilding state from a topic (the orchestrator's conversations, the registries)
+/// finishes while the topic keeps receiving records: every record present at start is
+/// applied. Under steady traffic the end of a partition is never reported, which once
+/// kept the orchestrator from ever starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_topic_catches_up_while_records_keep_arriving() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let kafka = test_kafka("follow");
+    create_topics(&kafka).await.unwrap();
+    let topic = kafka.topic(Topic::ChatMessages);
+    let producer = EventProducer::new(&kafka, "test", 10_000).unwrap();
+    let before: Vec<AnyEvent> = (0..500).map(|n| chat(n % 3, n)).collect();
+    produce(&producer, &topic, &before).await;
+
+    // One conversation keeps writing, a record every 50 ms, faster than a fetch waits.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (producer, topic, stop) = (producer.clone(), topic.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                produce(&producer, &topic, &[chat(0, 1_000 + n)]).await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let applied = Arc::new(AtomicUsize::new(0));
+    let counter = applied.clone();
+    let shutdown = chorus_runtime::Shutdown::new();
+    let followed = tokio::time::timeout(
+        Duration::from_secs(25),
+        chorus_runtime::kafka::follow::follow_topic(
+            &kafka,
+            &topic,
+            "test-follow",
+            Arc::new(move |_, _, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            shutdown.clone(),
+        ),
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    traffic.await.unwrap();
+    shutdown.trigger();
+    let caught_up = followed
+        .expect("caught up under steady traffic (before the fix it never returned)")
+        .unwrap();
+    assert!(
+        caught_up >= before.len(),
+        "every record present at start applied: {caught_up}"
+    );
+}

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
 
@@ -16,6 +15,7 @@ use chorus_chain::contracts::{ChorusToken, PoiDistributor, ProviderRegistry};
 use chorus_chain::{ChainClient, id_from_name};
 use chorus_integration_tests::chain::{Anvil, DEV_KEY_1, deploy};
 use chorus_integration_tests::poi::{run_chorus, scoring_config_file};
+use chorus_integration_tests::ingest::{post, sign, start_ingest};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::*;
@@ -23,71 +23,6 @@ use chorus_schemas::*;
 const MODEL: &str = "SmolLM2-135M-Instruct";
 const WRITER_KEY: &str = "test-writer-secret";
 const READER_KEY: &str = "test-reader-secret";
-
-fn sign(signer: &PrivateKeySigner, action: &str, mut body: Value) -> Value {
-    body["timestamp"] = json!(chrono::Utc::now().timestamp());
-    let mut unsigned = body.clone();
-    unsigned.as_object_mut().unwrap().remove("signature");
-    let message = format!("chorus:{action}\n{unsigned}");
-    body["signature"] = json!(
-        signer
-            .sign_message_sync(message.as_bytes())
-            .unwrap()
-            .to_string()
-    );
-    body
-}
-
-fn post(port: u16, path: &str, key: &str, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {key}");
-    let (status, text) = http_request(
-        port,
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Starts `chorus ingest` on a free port with `keys` (and `extra` flags and env) and
-/// waits until it answers; returns the process and its port.
-fn start_ingest(
-    kafka: &KafkaArgs,
-    log_name: &str,
-    keys: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (std::process::Child, u16) {
-    let api_port = free_port();
-    let listen = format!("127.0.0.1:{api_port}");
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut args = vec![
-        "ingest",
-        "--listen",
-        &listen,
-        "--metrics-addr",
-        &metrics_addr,
-    ];
-    args.extend_from_slice(extra);
-    let mut all_env = vec![("CHORUS_API_KEYS", keys)];
-    all_env.extend_from_slice(env);
-    let ingest = spawn_chorus_with_env(kafka, log_name, &args, &all_env).unwrap();
-    wait_for("ingest API", Duration::from_secs(30), || {
-        http_get(api_port, "/openapi.json")
-            .map(|(s, _)| s == 200)
-            .unwrap_or(false)
-    })
-    .unwrap();
-    (ingest, api_port)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_message_to_two_agents_gets_two_metered_replies() {

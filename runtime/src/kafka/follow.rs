@@ -17,9 +17,9 @@ use crate::Shutdown;
 pub type ApplyRecord = Arc<dyn Fn(i32, i64, &[u8]) + Send + Sync>;
 
 /// Applies every record value of `topic` (full name) with `apply(partition, offset,
-/// value)`: returns after the
-/// records present at start were applied; later records are applied by a background
-/// task until `shutdown`.
+/// value)`: returns after the records present at start (up to each partition's high
+/// watermark then) were applied; later records are applied by a background task until
+/// `shutdown`.
 pub async fn follow_topic(
     kafka: &KafkaArgs,
     topic: &str,
@@ -40,19 +40,42 @@ pub async fn follow_topic(
         list.add_partition_offset(topic, *partition, Offset::Beginning)?;
     }
     consumer.assign(&list)?;
+    // Caught up with a partition when a record at or past its high watermark at start
+    // arrives, or at its end (EOF). EOF alone is not enough: under steady traffic
+    // every fetch returns new records and the end is never reported.
+    let mut targets = std::collections::HashMap::new();
     let mut at_end = std::collections::BTreeSet::new();
+    for partition in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *partition, Duration::from_secs(30))?;
+        if high <= low {
+            at_end.insert(*partition);
+        }
+        targets.insert(*partition, high);
+    }
     let mut applied = 0;
     while at_end.len() < partitions.len() {
         match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
-            Err(_) => break,
+            Err(_) => {
+                tracing::warn!(topic, caught_up = at_end.len(), partitions = partitions.len(), applied,
+                    "no record or end of partition for 30 s; continuing with what was read");
+                break;
+            }
             Ok(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
+                if at_end.insert(p) {
+                    tracing::debug!(topic, partition = p, applied, "caught up with partition");
+                }
             }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(message)) => {
                 if let Some(payload) = message.payload() {
                     apply(message.partition(), message.offset(), payload);
                     applied += 1;
+                }
+                let partition = message.partition();
+                if targets.get(&partition).is_some_and(|high| message.offset() + 1 >= *high)
+                    && at_end.insert(partition)
+                {
+                    tracing::debug!(topic, partition, applied, "caught up with partition");
                 }
             }
         }
