@@ -56,6 +56,9 @@ fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
             "127.0.0.1:0",
             "--max-tokens",
             "8",
+            // One conversation carries the whole load: no reply budget in the way.
+            "--reply-budget",
+            "1000000",
             "--session-timeout-ms",
             "6000",
         ],
@@ -81,7 +84,7 @@ fn spawn_worker(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
             "--concurrency",
             "2",
             "--attempt-timeout-ms",
-            "3000",
+            "8000",
             "--max-attempts",
             "3",
             "--backoff-ms",
@@ -191,7 +194,8 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
     let mut orchestrator = spawn_orchestrator(&kafka, 0);
     let mut worker = spawn_worker(&kafka, 0);
 
-    // The client: one signed message every 300 ms until told to stop; each is retried,
+    // The client: one signed message every 700 ms (about what one worker and the small
+    // model on 2 cores answer, so no backlog builds up) until told to stop; each is retried,
     // same body, until answered 202. Every 202 is recorded (a retry must get the same
     // event id).
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -261,7 +265,7 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
                 }
                 accepted.fetch_add(1, Ordering::SeqCst);
                 n += 1;
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_millis(700));
             }
         })
     };
@@ -500,6 +504,9 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
     );
     assert!(ok && scored.contains("checkpoint tx 0x"), "{scored}");
+    for role in ["User", "AgentDeveloper"] {
+        assert!(scored.contains(role), "the load's users and developer are paid: {scored}");
+    }
     let (verified, verify_out) =
         run_chorus(&kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
 

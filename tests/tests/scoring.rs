@@ -322,3 +322,58 @@ async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own
         "{second:?} vs {whole:?}"
     );
 }
+
+/// A provider registration that a reorg took back (a `chain.log.retracted` event naming
+/// it) earns its operator nothing; every other contribution stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_registration_retracted_by_a_reorg_earns_nothing() {
+    let mut events = workload_events(3_000, 13);
+    let (_, config) = scoring_config_file("retraction-").unwrap();
+    let registration = events
+        .iter()
+        .find_map(|event| match event {
+            AnyEvent::ChainLog(log) if log.data.event_name.as_deref() == Some("ProviderRegistered") => {
+                Some(log.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let decoded: serde_json::Value =
+        serde_json::from_str(registration.data.decoded.as_deref().unwrap()).unwrap();
+    let operator = decoded["operator"].as_str().unwrap().to_ascii_lowercase();
+    let is_operator = |c: &chorus_scoring::engine::Contribution| {
+        c.role == "provider" && c.account.eq_ignore_ascii_case(&operator)
+    };
+
+    let before = score_directly(&events, &config, "retraction-before").await;
+    assert!(
+        before.iter().any(|c| is_operator(c) && c.points > 0),
+        "the registered provider earns before the reorg: {before:?}"
+    );
+
+    events.push(AnyEvent::ChainLogRetracted(Envelope::new(
+        "test",
+        chorus_schemas::ChainLogRetracted {
+            chain_id: 56,
+            contract: registration.data.contract.clone(),
+            block_number: registration.data.block_number,
+            block_hash: registration.data.block_hash.clone(),
+            tx_hash: registration.data.tx_hash.clone(),
+            log_index: registration.data.log_index,
+            retracted_event_id: registration.id,
+            reason: "reorg".into(),
+        },
+    )));
+    let after = score_directly(&events, &config, "retraction-after").await;
+    assert!(
+        !after.iter().any(is_operator),
+        "no provider points without a canonical registration: {after:?}"
+    );
+    let others = |rows: &[chorus_scoring::engine::Contribution]| {
+        rows.iter()
+            .filter(|c| !is_operator(c))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(others(&before), others(&after), "nothing else changes");
+}
