@@ -23,7 +23,8 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil (installed by `infra/scripts/install.sh anvil`) on a free port.
     pub fn start() -> anyhow::Result<Self> {
-        let bin = crate::chorus_home().join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let bin =
+            crate::chorus_home().join("npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
         anyhow::ensure!(
             bin.exists(),
             "anvil not installed at {} (run infra/scripts/install.sh anvil)",

@@ -132,7 +132,9 @@ async fn serve(
         }
         ProviderFault::Garbage => {
             client
-                .write_all(canned("200 OK", "application/json", "\u{1}{\"choices\": [garbage").as_bytes())
+                .write_all(
+                    canned("200 OK", "application/json", "\u{1}{\"choices\": [garbage").as_bytes(),
+                )
                 .await?;
         }
         ProviderFault::Hang => {

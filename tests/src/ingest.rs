@@ -60,7 +60,10 @@ pub fn start_ingest(
     env: &[(&str, &str)],
 ) -> (Child, u16) {
     let port = free_port();
-    (start_ingest_on(kafka, log_name, keys, port, extra, env), port)
+    (
+        start_ingest_on(kafka, log_name, keys, port, extra, env),
+        port,
+    )
 }
 
 /// Starts `chorus ingest` on `port` (e.g. again after a kill) and waits until it answers.
@@ -74,7 +77,13 @@ pub fn start_ingest_on(
 ) -> Child {
     let listen = format!("127.0.0.1:{port}");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut args = vec!["ingest", "--listen", &listen, "--metrics-addr", &metrics_addr];
+    let mut args = vec![
+        "ingest",
+        "--listen",
+        &listen,
+        "--metrics-addr",
+        &metrics_addr,
+    ];
     args.extend_from_slice(extra);
     let mut all_env = vec![("CHORUS_API_KEYS", keys)];
     all_env.extend_from_slice(env);

@@ -118,8 +118,15 @@ transaction.max.timeout.ms=900000
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(180);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                anyhow::bail!("the private broker exited ({status}); log in {}", self.log().display());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!(
+                    "the private broker exited ({status}); log in {}",
+                    self.log().display()
+                );
             }
             anyhow::ensure!(
                 Instant::now() < deadline,

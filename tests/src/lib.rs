@@ -33,7 +33,9 @@ pub fn test_kafka(name: &str) -> KafkaArgs {
 pub fn chorus_home() -> PathBuf {
     std::env::var_os("CHORUS_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".chorus"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".chorus")
+        })
 }
 
 /// The repository root.

@@ -20,8 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
@@ -43,57 +43,61 @@ const CONVERSATION: &str = "faults";
 
 fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
     let group = format!("{}orchestrator", kafka.topic_prefix);
-    KillOnDrop(spawn_chorus(
-        kafka,
-        &format!("orchestrator-{restart}"),
-        &[
-            "orchestrator",
-            "--group",
-            &group,
-            "--instance-id",
-            &group,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--max-tokens",
-            "8",
-            // One conversation carries the whole load: no reply budget in the way.
-            "--reply-budget",
-            "1000000",
-            "--session-timeout-ms",
-            "6000",
-        ],
+    KillOnDrop(
+        spawn_chorus(
+            kafka,
+            &format!("orchestrator-{restart}"),
+            &[
+                "orchestrator",
+                "--group",
+                &group,
+                "--instance-id",
+                &group,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--max-tokens",
+                "8",
+                // One conversation carries the whole load: no reply budget in the way.
+                "--reply-budget",
+                "1000000",
+                "--session-timeout-ms",
+                "6000",
+            ],
+        )
+        .unwrap(),
     )
-    .unwrap())
 }
 
 fn spawn_worker(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
     let group = format!("{}workers", kafka.topic_prefix);
-    KillOnDrop(spawn_chorus(
-        kafka,
-        &format!("worker-{restart}"),
-        &[
-            "inference-worker",
-            "--group",
-            &group,
-            "--instance-id",
-            &group,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--session-timeout-ms",
-            "6000",
-            "--concurrency",
-            "2",
-            "--attempt-timeout-ms",
-            "8000",
-            "--max-attempts",
-            "3",
-            "--backoff-ms",
-            "100",
-            "--breaker-cool-down-ms",
-            "1000",
-        ],
+    KillOnDrop(
+        spawn_chorus(
+            kafka,
+            &format!("worker-{restart}"),
+            &[
+                "inference-worker",
+                "--group",
+                &group,
+                "--instance-id",
+                &group,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--session-timeout-ms",
+                "6000",
+                "--concurrency",
+                "2",
+                "--attempt-timeout-ms",
+                "8000",
+                "--max-attempts",
+                "3",
+                "--backoff-ms",
+                "100",
+                "--breaker-cool-down-ms",
+                "1000",
+            ],
+        )
+        .unwrap(),
     )
-    .unwrap())
 }
 
 /// Every record of type `T` in its topic (other types share some topics).
@@ -150,7 +154,14 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read"
     );
     let api_port = free_port();
-    let mut ingest = KillOnDrop(start_ingest_on(&kafka, "ingest-0", &keys, api_port, &[], &[]));
+    let mut ingest = KillOnDrop(start_ingest_on(
+        &kafka,
+        "ingest-0",
+        &keys,
+        api_port,
+        &[],
+        &[],
+    ));
     let human: PrivateKeySigner =
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
             .parse()
@@ -189,7 +200,10 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
             "members": [{"kind": "agent", "id": AGENT}]
         }),
     );
-    assert_eq!(post(api_port, "/v1/conversations", WRITER_KEY, &body).0, 202);
+    assert_eq!(
+        post(api_port, "/v1/conversations", WRITER_KEY, &body).0,
+        202
+    );
 
     let mut orchestrator = spawn_orchestrator(&kafka, 0);
     let mut worker = spawn_worker(&kafka, 0);
@@ -276,10 +290,14 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
     let (mut ingest_restarts, mut orchestrator_restarts, mut worker_restarts) = (0, 0, 0);
     for fault in PLAN {
         let at = accepted.load(Ordering::SeqCst) + gap;
-        wait_for("the load to reach the next fault", Duration::from_secs(600), || {
-            assert!(!client.is_finished(), "the client stopped early");
-            accepted.load(Ordering::SeqCst) >= at
-        })
+        wait_for(
+            "the load to reach the next fault",
+            Duration::from_secs(600),
+            || {
+                assert!(!client.is_finished(), "the client stopped early");
+                accepted.load(Ordering::SeqCst) >= at
+            },
+        )
         .unwrap();
         let when = format!(
             "after {} messages, {:.1}s",
@@ -349,9 +367,11 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         injected.push((what, when));
     }
     let at = accepted.load(Ordering::SeqCst) + gap;
-    wait_for("the load after the last fault", Duration::from_secs(600), || {
-        accepted.load(Ordering::SeqCst) >= at
-    })
+    wait_for(
+        "the load after the last fault",
+        Duration::from_secs(600),
+        || accepted.load(Ordering::SeqCst) >= at,
+    )
     .unwrap();
     stop_client.store(true, Ordering::SeqCst);
     client.join().unwrap();
@@ -373,11 +393,10 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
     // result, and a reply for a successful result.
     let settled = |kafka: &KafkaArgs| -> bool {
         let calls = events::<AgentCall>(kafka);
-        let results: HashMap<uuid::Uuid, JobStatus> =
-            events::<InferenceResult>(kafka)
-                .into_iter()
-                .map(|r| (r.data.job_id, r.data.status))
-                .collect();
+        let results: HashMap<uuid::Uuid, JobStatus> = events::<InferenceResult>(kafka)
+            .into_iter()
+            .map(|r| (r.data.job_id, r.data.status))
+            .collect();
         let replies: HashSet<uuid::Uuid> = events::<ChatMessage>(kafka)
             .into_iter()
             .filter(|m| m.data.author_kind == AuthorKind::Agent)
@@ -396,9 +415,11 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         accepted_ids.iter().all(|id| triggered.contains(id))
     };
     let kafka_ref = &kafka;
-    wait_for("every accepted message to be answered", Duration::from_secs(600), || {
-        settled(kafka_ref)
-    })
+    wait_for(
+        "every accepted message to be answered",
+        Duration::from_secs(600),
+        || settled(kafka_ref),
+    )
     .unwrap();
     // A moment more, so that a late duplicate would show.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -442,7 +463,10 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
             .push(r.data.status);
     }
     let mut reply_records: HashMap<uuid::Uuid, usize> = HashMap::new();
-    for m in chat.iter().filter(|m| m.data.author_kind == AuthorKind::Agent) {
+    for m in chat
+        .iter()
+        .filter(|m| m.data.author_kind == AuthorKind::Agent)
+    {
         *reply_records.entry(m.data.job_id.unwrap()).or_default() += 1;
     }
     let calls_lost = accepted_ids
@@ -505,7 +529,10 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
     );
     assert!(ok && scored.contains("checkpoint tx 0x"), "{scored}");
     for role in ["User", "AgentDeveloper"] {
-        assert!(scored.contains(role), "the load's users and developer are paid: {scored}");
+        assert!(
+            scored.contains(role),
+            "the load's users and developer are paid: {scored}"
+        );
     }
     let (verified, verify_out) =
         run_chorus(&kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
@@ -587,9 +614,17 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         (0, 0),
         "every accepted message in the log, nothing else"
     );
-    assert_eq!((calls_lost, calls_duplicated), (0, 0), "one call per message");
+    assert_eq!(
+        (calls_lost, calls_duplicated),
+        (0, 0),
+        "one call per message"
+    );
     assert_eq!((jobs_lost, jobs_duplicated), (0, 0), "one job per call");
-    assert_eq!((results_lost, results_duplicated), (0, 0), "one result per job");
+    assert_eq!(
+        (results_lost, results_duplicated),
+        (0, 0),
+        "one result per job"
+    );
     assert_eq!(
         (replies_lost, replies_duplicated, replies_to_failed),
         (0, 0, 0),

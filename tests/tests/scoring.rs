@@ -332,7 +332,9 @@ async fn a_provider_registration_retracted_by_a_reorg_earns_nothing() {
     let registration = events
         .iter()
         .find_map(|event| match event {
-            AnyEvent::ChainLog(log) if log.data.event_name.as_deref() == Some("ProviderRegistered") => {
+            AnyEvent::ChainLog(log)
+                if log.data.event_name.as_deref() == Some("ProviderRegistered") =>
+            {
                 Some(log.clone())
             }
             _ => None,

@@ -56,8 +56,13 @@ pub async fn follow_topic(
     while at_end.len() < partitions.len() {
         match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
             Err(_) => {
-                tracing::warn!(topic, caught_up = at_end.len(), partitions = partitions.len(), applied,
-                    "no record or end of partition for 30 s; continuing with what was read");
+                tracing::warn!(
+                    topic,
+                    caught_up = at_end.len(),
+                    partitions = partitions.len(),
+                    applied,
+                    "no record or end of partition for 30 s; continuing with what was read"
+                );
                 break;
             }
             Ok(Err(KafkaError::PartitionEOF(p))) => {
@@ -72,7 +77,9 @@ pub async fn follow_topic(
                     applied += 1;
                 }
                 let partition = message.partition();
-                if targets.get(&partition).is_some_and(|high| message.offset() + 1 >= *high)
+                if targets
+                    .get(&partition)
+                    .is_some_and(|high| message.offset() + 1 >= *high)
                     && at_end.insert(partition)
                 {
                     tracing::debug!(topic, partition, applied, "caught up with partition");
