@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::json;
 
-use chorus_integration_tests::chain::{Anvil, deploy};
+use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
 use chorus_integration_tests::faulty_provider::{FaultyProvider, ProviderFault};
 use chorus_integration_tests::ingest::{post, sign, start_ingest_on, try_post};
 use chorus_integration_tests::kafka::PrivateKafka;
@@ -116,6 +116,25 @@ fn redelivered<T>(records: &[Envelope<T>]) -> usize {
     records.len() - distinct.len()
 }
 
+/// How many records there are of each key.
+fn count_by(keys: impl Iterator<Item = uuid::Uuid>) -> HashMap<uuid::Uuid, usize> {
+    let mut counts = HashMap::new();
+    for key in keys {
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// (expected keys with no record, records beyond the first per key).
+fn lost_and_duplicated(
+    expected: &HashSet<uuid::Uuid>,
+    records: &HashMap<uuid::Uuid, usize>,
+) -> (usize, usize) {
+    let lost = expected.iter().filter(|k| !records.contains_key(k)).count();
+    let duplicated = records.values().map(|n| n.saturating_sub(1)).sum();
+    (lost, duplicated)
+}
+
 /// The faults, in the order they are injected.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -162,14 +181,8 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         &[],
         &[],
     ));
-    let human: PrivateKeySigner =
-        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-            .parse()
-            .unwrap();
-    let developer: PrivateKeySigner =
-        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-            .parse()
-            .unwrap();
+    let human: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let developer: PrivateKeySigner = DEV_KEY_1.parse().unwrap();
     for (path, action, body) in [
         (
             "/v1/agents",
@@ -450,53 +463,28 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
             .or_default()
             .insert(c.data.call_id);
     }
-    let call_jobs: HashSet<uuid::Uuid> = calls.iter().map(|c| c.data.job_id).collect();
-    let mut job_records: HashMap<uuid::Uuid, usize> = HashMap::new();
-    for j in &jobs {
-        *job_records.entry(j.data.job_id).or_default() += 1;
-    }
-    let mut result_records: HashMap<uuid::Uuid, Vec<JobStatus>> = HashMap::new();
-    for r in &results {
-        result_records
-            .entry(r.data.job_id)
-            .or_default()
-            .push(r.data.status);
-    }
-    let mut reply_records: HashMap<uuid::Uuid, usize> = HashMap::new();
-    for m in chat
+    let call_counts: HashMap<uuid::Uuid, usize> = calls_per_message
         .iter()
-        .filter(|m| m.data.author_kind == AuthorKind::Agent)
-    {
-        *reply_records.entry(m.data.job_id.unwrap()).or_default() += 1;
-    }
-    let calls_lost = accepted_ids
-        .iter()
-        .filter(|id| !calls_per_message.contains_key(id))
-        .count();
-    let calls_duplicated: usize = calls_per_message
-        .values()
-        .map(|c| c.len().saturating_sub(1))
-        .sum();
-    let jobs_lost = call_jobs
-        .iter()
-        .filter(|j| !job_records.contains_key(j))
-        .count();
-    let jobs_duplicated: usize = job_records.values().map(|n| n - 1).sum();
-    let results_lost = job_records
-        .keys()
-        .filter(|j| !result_records.contains_key(j))
-        .count();
-    let results_duplicated: usize = result_records.values().map(|r| r.len() - 1).sum();
-    let succeeded: HashSet<uuid::Uuid> = result_records
-        .iter()
-        .filter(|(_, s)| s[0] == JobStatus::Succeeded)
-        .map(|(j, _)| *j)
+        .map(|(message, calls)| (*message, calls.len()))
         .collect();
-    let replies_lost = succeeded
+    let call_jobs: HashSet<uuid::Uuid> = calls.iter().map(|c| c.data.job_id).collect();
+    let job_records = count_by(jobs.iter().map(|j| j.data.job_id));
+    let result_records = count_by(results.iter().map(|r| r.data.job_id));
+    let succeeded: HashSet<uuid::Uuid> = results
         .iter()
-        .filter(|j| !reply_records.contains_key(j))
-        .count();
-    let replies_duplicated: usize = reply_records.values().map(|n| n - 1).sum();
+        .filter(|r| r.data.status == JobStatus::Succeeded)
+        .map(|r| r.data.job_id)
+        .collect();
+    let reply_records = count_by(
+        chat.iter()
+            .filter(|m| m.data.author_kind == AuthorKind::Agent)
+            .map(|m| m.data.job_id.unwrap()),
+    );
+    let (calls_lost, calls_duplicated) = lost_and_duplicated(&accepted_ids, &call_counts);
+    let (jobs_lost, jobs_duplicated) = lost_and_duplicated(&call_jobs, &job_records);
+    let job_ids: HashSet<uuid::Uuid> = job_records.keys().copied().collect();
+    let (results_lost, results_duplicated) = lost_and_duplicated(&job_ids, &result_records);
+    let (replies_lost, replies_duplicated) = lost_and_duplicated(&succeeded, &reply_records);
     let replies_to_failed = reply_records
         .keys()
         .filter(|j| !succeeded.contains(j))

@@ -13,7 +13,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use chorus_chain::contracts::{ChorusToken, PoiDistributor, ProviderRegistry};
 use chorus_chain::{ChainClient, id_from_name};
-use chorus_integration_tests::chain::{Anvil, DEV_KEY_1, deploy};
+use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
 use chorus_integration_tests::ingest::{post, sign, start_ingest};
 use chorus_integration_tests::poi::{run_chorus, scoring_config_file};
 use chorus_integration_tests::*;
@@ -34,14 +34,8 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     let (mut ingest, api_port) = start_ingest(&kafka, "ingest", &keys, &[], &[]);
 
     // anvil's first dev account is the human; the second owns the agents.
-    let human: PrivateKeySigner =
-        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-            .parse()
-            .unwrap();
-    let developer: PrivateKeySigner =
-        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-            .parse()
-            .unwrap();
+    let human: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let developer: PrivateKeySigner = DEV_KEY_1.parse().unwrap();
     let llama = service_port("LLAMA_PORT", 8080);
 
     for (agent_id, persona) in [

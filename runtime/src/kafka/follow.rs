@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -46,7 +46,7 @@ pub async fn follow_topic(
     let mut targets = std::collections::HashMap::new();
     let mut at_end = std::collections::BTreeSet::new();
     for partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *partition, Duration::from_secs(30))?;
+        let (low, high) = watermarks(&consumer, topic, *partition).await?;
         if high <= low {
             at_end.insert(*partition);
         }
@@ -105,4 +105,32 @@ pub async fn follow_topic(
         }
     });
     Ok(applied)
+}
+
+/// A partition's (low, high) watermarks. Right after a topic is created its partitions
+/// may have no leader yet, so leader errors are retried for up to 30 s.
+async fn watermarks(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                            | RDKafkaErrorCode::LeaderNotAvailable
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                    )
+                ) && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(topic, partition, error = %e, "no partition leader yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }
