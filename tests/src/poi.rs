@@ -50,6 +50,24 @@ pub fn scoring_config_file(name: &str) -> anyhow::Result<(PathBuf, chorus_scorin
     Ok((path, config))
 }
 
+/// The flags `chorus score`, `verify` and `proof` need for a test's epochs: a scoring
+/// config whose epoch 0 spans everything, a work dir under target/test-logs, the anvil
+/// RPC URL and the contracts' deployment file.
+pub fn poi_flags(kafka: &KafkaArgs, rpc_url: &str, deployment: &std::path::Path) -> Vec<String> {
+    let (config, _) = scoring_config_file(&kafka.topic_prefix).expect("scoring config");
+    let work = crate::repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix));
+    vec![
+        "--scoring-config".into(),
+        config.to_string_lossy().into_owned(),
+        "--work-dir".into(),
+        work.to_string_lossy().into_owned(),
+        "--rpc-url".into(),
+        rpc_url.to_owned(),
+        "--deployment".into(),
+        deployment.to_string_lossy().into_owned(),
+    ]
+}
+
 /// Runs `chorus <args>` to completion with the test's Kafka settings and anvil's dev key
 /// as the chain key; returns (success, stdout + stderr).
 pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {

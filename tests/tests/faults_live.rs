@@ -31,7 +31,7 @@ use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
 use chorus_integration_tests::faulty_provider::{FaultyProvider, ProviderFault};
 use chorus_integration_tests::ingest::{post, sign, start_ingest_on, try_post};
 use chorus_integration_tests::kafka::PrivateKafka;
-use chorus_integration_tests::poi::{run_chorus, scoring_config_file};
+use chorus_integration_tests::poi::{poi_flags, run_chorus};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::*;
@@ -493,27 +493,11 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
     // Scores: computed from the log, checkpointed on anvil, recomputed by `verify`.
     let anvil = Anvil::start().unwrap();
     let (_, deployment) = deploy(&anvil.client(), &kafka.topic_prefix).await.unwrap();
-    let deployment = deployment.to_string_lossy().to_string();
-    let (config, _) = scoring_config_file(&kafka.topic_prefix).unwrap();
-    let config = config.to_string_lossy().to_string();
-    let work = repo_root()
-        .join(format!("target/test-logs/{}poi", kafka.topic_prefix))
-        .to_string_lossy()
-        .to_string();
-    let url = anvil.url();
-    let common = [
-        "--scoring-config",
-        config.as_str(),
-        "--work-dir",
-        work.as_str(),
-        "--rpc-url",
-        url.as_str(),
-        "--deployment",
-        deployment.as_str(),
-    ];
+    let flags = poi_flags(&kafka, &anvil.url(), &deployment);
+    let common: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (ok, scored) = run_chorus(
         &kafka,
-        &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
+        &[&["score", "--epoch", "0", "--allow-open"][..], &common[..]].concat(),
     );
     assert!(ok && scored.contains("checkpoint tx 0x"), "{scored}");
     for role in ["User", "AgentDeveloper"] {
@@ -522,8 +506,10 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
             "the load's users and developer are paid: {scored}"
         );
     }
-    let (verified, verify_out) =
-        run_chorus(&kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
+    let (verified, verify_out) = run_chorus(
+        &kafka,
+        &[&["verify", "--epoch", "0"][..], &common[..]].concat(),
+    );
 
     println!(
         "\nlive path under faults: {messages} messages, {} client retries, {seconds:.1}s",

@@ -15,7 +15,7 @@ use chorus_chain::contracts::{ChorusToken, PoiDistributor, ProviderRegistry};
 use chorus_chain::{ChainClient, id_from_name};
 use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
 use chorus_integration_tests::ingest::{post, sign, start_ingest};
-use chorus_integration_tests::poi::{run_chorus, scoring_config_file};
+use chorus_integration_tests::poi::{poi_flags, run_chorus};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::*;
@@ -397,25 +397,11 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     );
     assert!(ok, "{out}");
 
-    let (config, _) = scoring_config_file(&kafka.topic_prefix).unwrap();
-    let config = config.to_string_lossy().to_string();
-    let work = repo_root()
-        .join(format!("target/test-logs/{}poi", kafka.topic_prefix))
-        .to_string_lossy()
-        .to_string();
-    let common = [
-        "--scoring-config",
-        config.as_str(),
-        "--work-dir",
-        work.as_str(),
-        "--rpc-url",
-        url.as_str(),
-        "--deployment",
-        path.as_str(),
-    ];
+    let flags = poi_flags(kafka, &url, std::path::Path::new(&path));
+    let common: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (ok, out) = run_chorus(
         kafka,
-        &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
+        &[&["score", "--epoch", "0", "--allow-open"][..], &common[..]].concat(),
     );
     assert!(ok && out.contains("checkpoint tx 0x"), "{out}");
     eprintln!("{out}");
@@ -425,13 +411,16 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     // Scoring again neither re-scores nor sends a second transaction.
     let (ok, again) = run_chorus(
         kafka,
-        &[&["score", "--epoch", "0", "--allow-open"][..], &common].concat(),
+        &[&["score", "--epoch", "0", "--allow-open"][..], &common[..]].concat(),
     );
     assert!(
         ok && again.contains("already scored") && again.contains("already on chain"),
         "{again}"
     );
-    let (ok, out) = run_chorus(kafka, &[&["verify", "--epoch", "0"][..], &common].concat());
+    let (ok, out) = run_chorus(
+        kafka,
+        &[&["verify", "--epoch", "0"][..], &common[..]].concat(),
+    );
     assert!(ok && out.contains("verified"), "{out}");
 
     let token = ChorusToken::new(deployment.token, owner.provider());
