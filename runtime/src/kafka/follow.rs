@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use super::pipeline::blocking;
 use super::{KafkaArgs, inspect};
 use crate::Shutdown;
 
@@ -34,24 +35,22 @@ pub async fn follow_topic(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .create()?;
-    let partitions = inspect::partitions(kafka, topic)?;
+    // Each partition's high watermark at start (retried while a new topic has no
+    // leader yet). Caught up with a partition when a record at or past it arrives, or at
+    // its end (EOF). EOF alone is not enough: under steady traffic every fetch returns
+    // new records and the end is never reported.
+    let targets = blocking(|| inspect::end_offsets(kafka, topic))?;
+    let partitions: Vec<i32> = targets.keys().copied().collect();
     let mut list = TopicPartitionList::new();
     for partition in &partitions {
         list.add_partition_offset(topic, *partition, Offset::Beginning)?;
     }
     consumer.assign(&list)?;
-    // Caught up with a partition when a record at or past its high watermark at start
-    // arrives, or at its end (EOF). EOF alone is not enough: under steady traffic
-    // every fetch returns new records and the end is never reported.
-    let mut targets = std::collections::HashMap::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    for partition in &partitions {
-        let (low, high) = watermarks(&consumer, topic, *partition).await?;
-        if high <= low {
-            at_end.insert(*partition);
-        }
-        targets.insert(*partition, high);
-    }
+    let mut at_end: std::collections::BTreeSet<i32> = targets
+        .iter()
+        .filter(|(_, high)| **high <= 0)
+        .map(|(partition, _)| *partition)
+        .collect();
     let mut applied = 0;
     while at_end.len() < partitions.len() {
         match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
@@ -105,32 +104,4 @@ pub async fn follow_topic(
         }
     });
     Ok(applied)
-}
-
-/// A partition's (low, high) watermarks. Right after a topic is created its partitions
-/// may have no leader yet, so leader errors are retried for up to 30 s.
-async fn watermarks(
-    consumer: &StreamConsumer,
-    topic: &str,
-    partition: i32,
-) -> Result<(i64, i64), KafkaError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::NotLeaderForPartition
-                            | RDKafkaErrorCode::LeaderNotAvailable
-                            | RDKafkaErrorCode::UnknownTopicOrPartition
-                    )
-                ) && tokio::time::Instant::now() < deadline =>
-            {
-                tracing::debug!(topic, partition, error = %e, "no partition leader yet; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
-    }
 }
