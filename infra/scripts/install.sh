@@ -119,12 +119,13 @@ install_embed() {
 }
 
 install_duckdb() {
-  # DuckDB (PyPI): the engine the PoI scoring benchmark is compared with. Not needed by tests.
+  # DuckDB (PyPI): the engine the PoI scoring benchmark is compared with, and pyarrow, which
+  # carries its per-bucket results between steps. Not needed by tests.
   local venv="$CHORUS_HOME/venv"
-  if [[ -f "$venv/.duckdb-complete" ]]; then log "duckdb already installed"; return; fi
+  if [[ -f "$venv/.duckdb-pyarrow-complete" ]]; then log "duckdb already installed"; return; fi
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check duckdb
-  touch "$venv/.duckdb-complete"
+  "$venv/bin/pip" install -q --disable-pip-version-check duckdb pyarrow
+  touch "$venv/.duckdb-pyarrow-complete"
 }
 
 install_tools() {

@@ -1,16 +1,28 @@
-//! Runs the contribution query with DataFusion over an archive, in bounded memory:
-//! the memory pool has a limit and operators that outgrow it spill to disk.
+//! Runs the contribution query with DataFusion over an archive, in bounded memory: the
+//! scorer runs the [`ScoringPlan`] bucket by bucket, so no join holds more than one
+//! bucket of the archive; the memory pool has a limit and operators that outgrow it
+//! spill to disk.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::{StreamExt, TryStreamExt};
 
-use crate::archive::Table;
+use crate::archive::{Table, archive_buckets};
+use crate::sql::ScoringPlan;
 
 /// One row of the query result.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -28,6 +40,10 @@ pub enum EngineError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("unexpected result shape: {0}")]
     Shape(String),
+    #[error("{0}")]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("routing reply rows at {path}: {message}")]
+    Route { path: PathBuf, message: String },
 }
 
 /// Query engine settings.
@@ -35,8 +51,12 @@ pub enum EngineError {
 pub struct EngineConfig {
     /// Memory limit of the query, in bytes (operators spill beyond it).
     pub memory_limit: usize,
-    /// Partitions DataFusion plans with (0 = number of cores).
+    /// Partitions DataFusion plans one query with (0 = the number of cores for the
+    /// whole-archive query; for a bucket's query, the cores left over when buckets run
+    /// side by side, usually 1).
     pub target_partitions: usize,
+    /// Buckets queried at the same time (0 = number of cores).
+    pub bucket_concurrency: usize,
 }
 
 impl Default for EngineConfig {
@@ -44,39 +64,357 @@ impl Default for EngineConfig {
         EngineConfig {
             memory_limit: 2048 * 1024 * 1024,
             target_partitions: 0,
+            bucket_concurrency: 0,
         }
     }
 }
 
-/// A DataFusion session with every archive table registered.
-pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionContext, EngineError> {
-    let runtime = RuntimeEnvBuilder::new()
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn runtime(engine: EngineConfig) -> Result<Arc<RuntimeEnv>, EngineError> {
+    Ok(RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(engine.memory_limit)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
-        .build_arc()?;
+        .build_arc()?)
+}
+
+fn session_config(target_partitions: usize) -> Result<SessionConfig, EngineError> {
     // DATAFUSION_* environment variables tune the engine (e.g.
-    // DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN=false for joins that spill).
-    let mut config = SessionConfig::from_env()?;
-    if engine.target_partitions > 0 {
-        config = config.with_target_partitions(engine.target_partitions);
-    }
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // DATAFUSION_EXECUTION_BATCH_SIZE).
+    let config = SessionConfig::from_env()?;
+    Ok(if target_partitions > 0 {
+        config.with_target_partitions(target_partitions)
+    } else {
+        config
+    })
+}
+
+/// A DataFusion session with every archive table registered whole (all buckets).
+pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionContext, EngineError> {
+    let config = session_config(engine.target_partitions)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime(engine)?);
     for table in Table::ALL {
         let dir = archive.join(table.name());
         let path = format!("{}/", dir.display());
         ctx.register_parquet(
             table.name(),
             &path,
-            ParquetReadOptions::default().schema(&table.schema()),
+            ParquetReadOptions::default().schema(&table.read_schema()),
         )
         .await?;
     }
     Ok(ctx)
 }
 
-/// Runs `sql` over the archive and returns the contributions.
+/// A session over one bucket: `tables` from that bucket's files, and the global tables.
+async fn bucket_session(
+    archive: &Path,
+    bucket: usize,
+    tables: &[Table],
+    runtime: &Arc<RuntimeEnv>,
+    partitions: usize,
+) -> Result<SessionContext, EngineError> {
+    let config = session_config(partitions)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
+    for table in tables
+        .iter()
+        .chain(&[Table::ProviderRegistrations, Table::ChainRetractions])
+    {
+        let path = archive.join(table.bucket_file(bucket));
+        ctx.register_parquet(
+            table.name(),
+            path.display().to_string(),
+            ParquetReadOptions::default().schema(&table.read_schema()),
+        )
+        .await?;
+    }
+    Ok(ctx)
+}
+
+/// Partial units per (account, role, kind), added up across buckets: at most one entry
+/// per participant and kind.
+#[derive(Default)]
+struct Partials(BTreeMap<(String, String, String), (i64, i64)>);
+
+impl Partials {
+    fn add(&mut self, batches: &[RecordBatch]) -> Result<(), EngineError> {
+        for batch in batches {
+            let (account, role, kind) = (text(batch, 0)?, text(batch, 1)?, text(batch, 2)?);
+            let (units, items) = (int(batch, 3)?, int(batch, 4)?);
+            for row in 0..batch.num_rows() {
+                if account.is_null(row) {
+                    continue;
+                }
+                let key = (
+                    account.value(row).to_string(),
+                    role.value(row).to_string(),
+                    kind.value(row).to_string(),
+                );
+                let entry = self.0.entry(key).or_default();
+                entry.0 = entry.0.checked_add(units.value(row)).ok_or_else(|| {
+                    EngineError::Shape(format!("units of {} overflow", account.value(row)))
+                })?;
+                entry.1 += items.value(row);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_table(self) -> Result<MemTable, EngineError> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("account", DataType::Utf8, false),
+            Field::new("role", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("units", DataType::Int64, false),
+            Field::new("items", DataType::Int64, false),
+        ]));
+        let mut columns: [Vec<String>; 3] = Default::default();
+        let (mut units, mut items) = (Vec::new(), Vec::new());
+        for ((account, role, kind), (u, i)) in self.0 {
+            columns[0].push(account);
+            columns[1].push(role);
+            columns[2].push(kind);
+            units.push(u);
+            items.push(i);
+        }
+        let [accounts, roles, kinds] = columns;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(accounts)),
+                Arc::new(StringArray::from(roles)),
+                Arc::new(StringArray::from(kinds)),
+                Arc::new(Int64Array::from(units)),
+                Arc::new(Int64Array::from(items)),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+    }
+}
+
+/// Routes the reply rows of the message buckets to one spill file per job bucket.
+struct ReplyRouter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+}
+
+impl ReplyRouter {
+    fn new(dir: PathBuf, schema: SchemaRef, buckets: usize) -> Result<Self, EngineError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
+        Ok(ReplyRouter {
+            dir,
+            schema,
+            writers: (0..buckets).map(|_| None).collect(),
+        })
+    }
+
+    fn path(&self, bucket: usize) -> PathBuf {
+        self.dir.join(format!("bucket-{bucket:05}.arrows"))
+    }
+
+    fn route(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let buckets = int(batch, 0)?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.writers.len()];
+        for row in 0..batch.num_rows() {
+            let bucket = usize::try_from(buckets.value(row))
+                .ok()
+                .filter(|b| !buckets.is_null(row) && *b < rows.len())
+                .ok_or_else(|| {
+                    EngineError::Shape(format!(
+                        "a reply's job bucket {} is not one of the archive's {}",
+                        buckets.value(row),
+                        rows.len()
+                    ))
+                })?;
+            rows[bucket].push(row as u32);
+        }
+        for (bucket, rows) in rows.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let part = take_record_batch(batch, &UInt32Array::from(rows))
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let path = self.path(bucket);
+            if self.writers[bucket].is_none() {
+                let file = File::create(&path).map_err(|e| route_error(&path, e))?;
+                let writer = StreamWriter::try_new(BufWriter::new(file), &self.schema)
+                    .map_err(|e| route_error(&path, e))?;
+                self.writers[bucket] = Some(writer);
+            }
+            if let Some(writer) = self.writers[bucket].as_mut() {
+                writer.write(&part).map_err(|e| route_error(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the spill files.
+    fn finish(&mut self) -> Result<(), EngineError> {
+        for bucket in 0..self.writers.len() {
+            if let Some(mut writer) = self.writers[bucket].take() {
+                writer
+                    .finish()
+                    .map_err(|e| route_error(&self.path(bucket), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The reply rows routed to `bucket`, as a table.
+    fn table(&self, bucket: usize) -> Result<MemTable, EngineError> {
+        let path = self.path(bucket);
+        let mut batches = Vec::new();
+        if path.exists() {
+            let file = File::open(&path).map_err(|e| route_error(&path, e))?;
+            let reader = StreamReader::try_new(BufReader::new(file), None)
+                .map_err(|e| route_error(&path, e))?;
+            for batch in reader {
+                batches.push(batch.map_err(|e| route_error(&path, e))?);
+            }
+        }
+        Ok(MemTable::try_new(self.schema.clone(), vec![batches])?)
+    }
+}
+
+fn route_error(path: &Path, error: impl std::fmt::Display) -> EngineError {
+    EngineError::Route {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+/// Runs the [`ScoringPlan`] over a bucketed archive and returns the contributions, the
+/// same rows as [`contribution_sql`](crate::sql::contribution_sql) gives over the whole
+/// archive. Up to `bucket_concurrency` buckets run at once, sharing one memory pool.
+pub async fn run_plan(
+    archive: &Path,
+    plan: &ScoringPlan,
+    engine: EngineConfig,
+) -> Result<Vec<Contribution>, EngineError> {
+    let buckets = archive_buckets(archive)?;
+    let runtime = runtime(engine)?;
+    let concurrency = match engine.bucket_concurrency {
+        0 => cores(),
+        n => n,
+    };
+    // Buckets run side by side, a partition each; when there are fewer buckets than
+    // that, each query gets the cores left over.
+    let partitions = match engine.target_partitions {
+        0 => (cores() / concurrency.min(buckets).max(1)).max(1),
+        n => n,
+    };
+    let message_tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
+    let job_tables = [
+        Table::InferenceJobs,
+        Table::JobAssignments,
+        Table::InferenceResults,
+        Table::AgentCalls,
+    ];
+    let partials = Mutex::new(Partials::default());
+    let add = |batches: &[RecordBatch]| -> Result<(), EngineError> {
+        partials
+            .lock()
+            .map_err(|_| EngineError::Shape("a bucket query panicked".into()))?
+            .add(batches)
+    };
+
+    // 1. Message buckets: users' partials; reply rows routed to their job's bucket.
+    let started = std::time::Instant::now();
+    let reply_schema = {
+        let ctx = bucket_session(archive, 0, &message_tables, &runtime, partitions).await?;
+        Arc::new(
+            ctx.sql(&plan.message_replies)
+                .await?
+                .schema()
+                .as_arrow()
+                .clone(),
+        )
+    };
+    let router = Mutex::new(ReplyRouter::new(
+        archive.join(".replies"),
+        reply_schema,
+        buckets,
+    )?);
+    let lock_router = || {
+        router
+            .lock()
+            .map_err(|_| EngineError::Shape("a bucket query panicked".into()))
+    };
+    futures::stream::iter(0..buckets)
+        .map(|bucket| {
+            let (runtime, add, lock_router) = (&runtime, &add, &lock_router);
+            async move {
+                let ctx =
+                    bucket_session(archive, bucket, &message_tables, runtime, partitions).await?;
+                add(&ctx.sql(&plan.message_users).await?.collect().await?)?;
+                let mut replies = ctx
+                    .sql(&plan.message_replies)
+                    .await?
+                    .execute_stream()
+                    .await?;
+                while let Some(batch) = replies.next().await {
+                    lock_router()?.route(&batch?)?;
+                }
+                Ok::<(), EngineError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await?;
+    lock_router()?.finish()?;
+    tracing::debug!(
+        buckets,
+        seconds = started.elapsed().as_secs_f64(),
+        "message buckets scored"
+    );
+    let started = std::time::Instant::now();
+
+    // 2. Job buckets: providers' and agent developers' partials.
+    futures::stream::iter(0..buckets)
+        .map(|bucket| {
+            let (runtime, add, lock_router) = (&runtime, &add, &lock_router);
+            async move {
+                let ctx = bucket_session(archive, bucket, &job_tables, runtime, partitions).await?;
+                let replies = lock_router()?.table(bucket)?;
+                ctx.register_table("reply_stars", Arc::new(replies))?;
+                let verified = ctx.sql(&plan.job_verified).await?;
+                let schema = Arc::new(verified.schema().as_arrow().clone());
+                let verified = MemTable::try_new(schema, vec![verified.collect().await?])?;
+                ctx.register_table("verified", Arc::new(verified))?;
+                add(&ctx.sql(&plan.job_units).await?.collect().await?)?;
+                Ok::<(), EngineError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await?;
+    tracing::debug!(
+        buckets,
+        seconds = started.elapsed().as_secs_f64(),
+        "job buckets scored"
+    );
+    let dir = lock_router()?.dir.clone();
+    std::fs::remove_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
+
+    // 3. The sums per account, capped and weighted.
+    let partials = partials
+        .into_inner()
+        .map_err(|_| EngineError::Shape("a bucket query panicked".into()))?;
+    let ctx = SessionContext::new_with_config_rt(session_config(1)?, runtime);
+    ctx.register_table("partial_units", Arc::new(partials.into_table()?))?;
+    contributions(&ctx.sql(&plan.total).await?.collect().await?)
+}
+
+/// Runs `sql` over the whole archive and returns the contributions.
 pub async fn run_query(
     archive: &Path,
     sql: &str,
@@ -87,27 +425,28 @@ pub async fn run_query(
     contributions(&batches)
 }
 
+fn text(batch: &RecordBatch, i: usize) -> Result<StringArray, EngineError> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .or_else(|| arrow_cast_utf8(batch.column(i).as_ref()))
+        .ok_or_else(|| EngineError::Shape(format!("column {i} is not text")))
+}
+
+fn int(batch: &RecordBatch, i: usize) -> Result<Int64Array, EngineError> {
+    datafusion::arrow::compute::cast(batch.column(i), &DataType::Int64)
+        .ok()
+        .and_then(|a| a.as_any().downcast_ref::<Int64Array>().cloned())
+        .ok_or_else(|| EngineError::Shape(format!("column {i} is not an integer")))
+}
+
 fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineError> {
     let mut out = Vec::new();
     for batch in batches {
-        let text = |i: usize| {
-            batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .or_else(|| arrow_cast_utf8(batch.column(i).as_ref()))
-                .ok_or_else(|| EngineError::Shape(format!("column {i} is not text")))
-        };
-        let int = |i: usize| {
-            batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-                .ok_or_else(|| EngineError::Shape(format!("column {i} is not BIGINT")))
-        };
-        let (role, account, points, items) = (text(0)?, text(1)?, int(2)?, int(3)?);
+        let (role, account) = (text(batch, 0)?, text(batch, 1)?);
+        let (points, items) = (int(batch, 2)?, int(batch, 3)?);
         for row in 0..batch.num_rows() {
             if account.is_null(row) {
                 continue;

@@ -18,10 +18,10 @@ use chorus_schemas::{AnyEvent, Envelope, PoiCheckpoint, PoiScore, Topic};
 
 use crate::archive::ArchiveWriter;
 use crate::config::ScoringConfig;
-use crate::engine::{Contribution, EngineConfig, run_query};
+use crate::engine::{Contribution, EngineConfig, run_plan};
 use crate::payout::{Payout, cumulative, split};
 use crate::source::{Manifest, plan_sources, read_sources};
-use crate::sql::contribution_sql;
+use crate::sql::ScoringPlan;
 
 const SOURCE: &str = "scoring";
 
@@ -132,7 +132,7 @@ pub async fn compute(
     );
 
     let started = Instant::now();
-    let contributions = run_query(&archive_dir, &contribution_sql(config), engine).await?;
+    let contributions = run_plan(&archive_dir, &ScoringPlan::new(config), engine).await?;
     let seconds_query = started.elapsed().as_secs_f64();
     let split = split(&contributions, config);
     let cumulative = cumulative(previous, &split.payouts);

@@ -1,8 +1,9 @@
 //! Proof of Intelligence scoring.
 //!
 //! An epoch's input is fixed as exact per-partition offset ranges (the manifest), read
-//! into a Parquet archive, scored with one SQL query in DataFusion (bounded memory,
-//! spilling), split into integer wei per role, and committed as a cumulative claim tree
+//! into a Parquet archive co-partitioned by job and by message, scored with DataFusion
+//! SQL bucket by bucket (memory bounded by a bucket and the participants, not the
+//! epoch), split into integer wei per role, and committed as a cumulative claim tree
 //! whose root goes on chain. `verify` replays the manifest and compares roots.
 
 pub mod archive;

@@ -284,9 +284,14 @@ pub fn generate(
     Ok(emitted)
 }
 
-/// Writes the workload straight into an archive.
-pub fn write_archive(dir: &Path, workload: Workload) -> Result<u64, ArchiveError> {
-    let mut writer = ArchiveWriter::create_for(dir, workload.events)?;
+/// Writes the workload straight into an archive of `buckets` buckets (0 = one per
+/// `EVENTS_PER_BUCKET` events, as the scorer chooses).
+pub fn write_archive(dir: &Path, workload: Workload, buckets: usize) -> Result<u64, ArchiveError> {
+    let mut writer = if buckets == 0 {
+        ArchiveWriter::create_for(dir, workload.events)?
+    } else {
+        ArchiveWriter::create_with_buckets(dir, buckets)?
+    };
     let events = generate(workload, |event| writer.add(event))?;
     writer.finish()?;
     Ok(events)

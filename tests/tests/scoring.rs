@@ -29,22 +29,40 @@ fn workload_events(events: u64, seed: u64) -> Vec<AnyEvent> {
     })
 }
 
-/// The contributions of `events` archived directly (no Kafka) and queried.
+/// The contributions of `events` archived directly (no Kafka) and queried with the
+/// one-query form over the whole archive. Checks on the way that the scorer's bucketed
+/// plan gives the same rows over archives of 1, 3 and 8 buckets.
 async fn score_directly(
     events: &[AnyEvent],
     config: &chorus_scoring::ScoringConfig,
     name: &str,
 ) -> Vec<chorus_scoring::engine::Contribution> {
-    let dir = repo_root().join(format!("target/test-logs/{name}-direct"));
-    let mut writer = chorus_scoring::archive::ArchiveWriter::create(&dir).unwrap();
-    for event in events {
-        writer.add(event).unwrap();
-    }
-    writer.finish().unwrap();
+    let archive = |buckets: usize| {
+        let dir = repo_root().join(format!("target/test-logs/{name}-direct-{buckets}"));
+        let mut writer =
+            chorus_scoring::archive::ArchiveWriter::create_with_buckets(&dir, buckets).unwrap();
+        for event in events {
+            writer.add(event).unwrap();
+        }
+        writer.finish().unwrap();
+        dir
+    };
+    let engine = EngineConfig {
+        memory_limit: 64 * 1024 * 1024,
+        ..EngineConfig::default()
+    };
     let sql = chorus_scoring::sql::contribution_sql(config);
-    chorus_scoring::engine::run_query(&dir, &sql, EngineConfig::default())
+    let whole = chorus_scoring::engine::run_query(&archive(1), &sql, engine)
         .await
-        .unwrap()
+        .unwrap();
+    let plan = chorus_scoring::sql::ScoringPlan::new(config);
+    for buckets in [1, 3, 8] {
+        let bucketed = chorus_scoring::engine::run_plan(&archive(buckets), &plan, engine)
+            .await
+            .unwrap();
+        assert_eq!(bucketed, whole, "the plan over {buckets} buckets");
+    }
+    whole
 }
 
 fn shuffle(events: &mut [AnyEvent], seed: u64) {
@@ -65,6 +83,7 @@ fn options(kafka: &KafkaArgs) -> ScoreOptions {
         engine: EngineConfig {
             memory_limit: 64 * 1024 * 1024,
             target_partitions: 4,
+            bucket_concurrency: 3,
         },
         scorer_name: kafka.topic_prefix.clone(),
         chain_id: 56,

@@ -41,7 +41,7 @@ impl PoiArgs {
     fn engine(&self) -> EngineConfig {
         EngineConfig {
             memory_limit: self.memory_mb.max(16) * 1024 * 1024,
-            target_partitions: 0,
+            ..EngineConfig::default()
         }
     }
 }
@@ -223,23 +223,33 @@ enum PoiTool {
         providers: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Buckets of the archive (0 = one per 1,000,000 events, as the scorer chooses).
+        #[arg(long, default_value_t = 0)]
+        buckets: usize,
         #[arg(long)]
         out: PathBuf,
     },
     /// Run any SQL over an epoch archive (tables: inference_jobs, job_assignments,
     /// inference_results, agent_calls, chat_messages, feedback, provider_registrations,
-    /// chain_retractions) with DataFusion and print the result as a table.
+    /// chain_retractions, call_triggers; all buckets) with DataFusion and print the
+    /// result as a table.
     Sql {
         #[arg(long)]
         archive: PathBuf,
         /// The query.
         query: String,
     },
-    /// Run the contribution query over an archive with DataFusion; print JSON.
+    /// Run the contribution query over an archive with DataFusion, bucket by bucket as
+    /// the scorer does; print JSON (seconds and rows).
     Query {
         #[arg(long)]
         archive: PathBuf,
-        /// Also write the SQL text here (the benchmark gives it to DuckDB).
+        /// Run the one-query form over the whole archive instead of the bucketed plan
+        /// (the reference; it needs memory for all jobs at once).
+        #[arg(long)]
+        whole: bool,
+        /// Also write the SQL here (the benchmark gives it to DuckDB): the query text
+        /// with --whole, otherwise the plan's steps as JSON.
         #[arg(long)]
         sql_out: Option<PathBuf>,
         #[command(flatten)]
@@ -255,6 +265,7 @@ pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
             agent_developers,
             providers,
             seed,
+            buckets,
             out,
         } => {
             let started = Instant::now();
@@ -266,7 +277,8 @@ pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
                 seed,
             };
             let written =
-                tokio::task::spawn_blocking(move || write_archive(&out, workload)).await??;
+                tokio::task::spawn_blocking(move || write_archive(&out, workload, buckets))
+                    .await??;
             eprintln!(
                 "wrote {written} events in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -280,17 +292,28 @@ pub async fn tool(args: PoiToolArgs) -> anyhow::Result<()> {
         }
         PoiTool::Query {
             archive,
+            whole,
             sql_out,
             poi,
         } => {
             let config = poi.config()?;
             let sql = chorus_scoring::sql::contribution_sql(&config);
+            let plan = chorus_scoring::sql::ScoringPlan::new(&config);
             if let Some(path) = sql_out {
-                std::fs::write(&path, &sql)
+                let text = if whole {
+                    sql.clone()
+                } else {
+                    serde_json::to_string_pretty(&plan)?
+                };
+                std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let started = Instant::now();
-            let rows = chorus_scoring::engine::run_query(&archive, &sql, poi.engine()).await?;
+            let rows = if whole {
+                chorus_scoring::engine::run_query(&archive, &sql, poi.engine()).await?
+            } else {
+                chorus_scoring::engine::run_plan(&archive, &plan, poi.engine()).await?
+            };
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "{}",
