@@ -30,6 +30,10 @@ pub struct PoiArgs {
     /// need more. A 10-million-event epoch needs about 2 GiB.
     #[arg(long, env = "CHORUS_POI_MEMORY_MB", default_value_t = 2048)]
     pub memory_mb: usize,
+    /// Archive buckets scored at the same time, each as a one-partition query sharing
+    /// the memory pool (0 = the number of cores).
+    #[arg(long, env = "CHORUS_POI_BUCKET_CONCURRENCY", default_value_t = 0)]
+    pub bucket_concurrency: usize,
 }
 
 impl PoiArgs {
@@ -41,6 +45,7 @@ impl PoiArgs {
     fn engine(&self) -> EngineConfig {
         EngineConfig {
             memory_limit: self.memory_mb.max(16) * 1024 * 1024,
+            bucket_concurrency: self.bucket_concurrency,
             ..EngineConfig::default()
         }
     }
