@@ -316,7 +316,7 @@ pub async fn run(
         work_dir.join("epoch-0/archive").display()
     );
     println!(
-        "  the epoch archive (Parquet, one directory per table): {}",
+        "  the epoch archive (Parquet, a directory per table, a file per bucket): {}",
         work_dir.join("epoch-0/archive").display()
     );
     println!(
