@@ -217,9 +217,13 @@ enum Builder {
     Bool(BooleanBuilder),
 }
 
-/// What makes a row unique: the id of the event it came from (`part` 0), or for an
-/// assignment, its job and the first 16 bytes of keccak256 of the provider id, so that
-/// the assignments are a set whatever events carried them.
+/// What makes a row unique: the id of the event it came from and the join keys that
+/// pick its bucket (`part`), or for an assignment, its job and the first 16 bytes of
+/// keccak256 of the provider id, so that the assignments are a set whatever events
+/// carried them. With the join keys in the row key, two events that share an id but
+/// not a join key are two rows however many buckets there are (they may land in
+/// different buckets, which deduplicate apart), and an agent call and its call trigger
+/// are kept or dropped together.
 #[derive(Clone, Copy)]
 struct RowKey {
     event: u128,
@@ -229,10 +233,35 @@ struct RowKey {
 impl RowKey {
     const BYTES: i32 = 32;
 
+    /// A row of an event whose bucket does not depend on anything else (its own id,
+    /// or a global table).
     fn of(event: &Uuid) -> RowKey {
         RowKey {
             event: event.as_u128(),
             part: 0,
+        }
+    }
+
+    /// A row of an event bucketed by `join`.
+    fn joined(event: &Uuid, join: &Uuid) -> RowKey {
+        RowKey {
+            event: event.as_u128(),
+            part: join.as_u128(),
+        }
+    }
+
+    /// A row of an agent call (in `agent_calls` by job, in `call_triggers` by trigger):
+    /// both tables key it by (call, job, trigger).
+    fn call(event: &Uuid, job: &Uuid, trigger: &Uuid) -> RowKey {
+        let mut both = [0u8; 32];
+        both[..16].copy_from_slice(job.as_bytes());
+        both[16..].copy_from_slice(trigger.as_bytes());
+        let hash = keccak256(both);
+        let mut part = [0u8; 16];
+        part.copy_from_slice(&hash[..16]);
+        RowKey {
+            event: event.as_u128(),
+            part: u128::from_le_bytes(part),
         }
     }
 
@@ -564,7 +593,7 @@ impl ArchiveWriter {
                 let job = &e.data.job_id;
                 self.push(
                     Table::InferenceJobs,
-                    RowKey::of(&e.id),
+                    RowKey::joined(id, job),
                     job,
                     &[
                         Id(id),
@@ -592,7 +621,7 @@ impl ArchiveWriter {
                 };
                 self.push(
                     Table::InferenceResults,
-                    RowKey::of(&e.id),
+                    RowKey::joined(id, job),
                     job,
                     &[
                         Id(id),
@@ -614,7 +643,7 @@ impl ArchiveWriter {
                 let trigger = &e.data.trigger_message_id;
                 self.push(
                     Table::AgentCalls,
-                    RowKey::of(&e.id),
+                    RowKey::call(id, job, trigger),
                     job,
                     &[
                         Id(id),
@@ -626,7 +655,7 @@ impl ArchiveWriter {
                 )?;
                 self.push(
                     Table::CallTriggers,
-                    RowKey::of(&e.id),
+                    RowKey::call(id, job, trigger),
                     trigger,
                     &[Id(id), Id(trigger)],
                 )?;
@@ -642,7 +671,7 @@ impl ArchiveWriter {
                 let job_bucket = job.map(|job| bucket_of(job, self.buckets) as i64);
                 self.push(
                     Table::ChatMessages,
-                    RowKey::of(&e.id),
+                    job.map_or_else(|| RowKey::of(id), |job| RowKey::joined(id, job)),
                     id,
                     &[
                         Id(id),
@@ -659,7 +688,7 @@ impl ArchiveWriter {
                 let account = e.data.account.to_ascii_lowercase();
                 self.push(
                     Table::Feedback,
-                    RowKey::of(&e.id),
+                    RowKey::joined(id, message),
                     message,
                     &[
                         Id(id),
@@ -809,6 +838,57 @@ mod tests {
             .map(|(_, rows)| rows.kept)
             .sum();
         assert!(kept_events <= unique.len() as u64);
+    }
+
+    #[test]
+    fn events_sharing_an_id_but_not_a_join_key_are_kept_alike_whatever_the_bucket_count() {
+        let samples = chorus_schemas::samples::all();
+        let call = samples
+            .iter()
+            .find_map(|event| match event {
+                AnyEvent::AgentCall(call) => Some(call.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let feedback = samples
+            .iter()
+            .find_map(|event| match event {
+                AnyEvent::Feedback(feedback) => Some(feedback.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let mut events = Vec::new();
+        for i in 0..40u128 {
+            // The same call id triggered by another message; the same rating id for
+            // another message. Each also arrives twice.
+            let mut call = call.clone();
+            call.data.trigger_message_id = Uuid::from_u128(i * 0x9E37_79B9);
+            let mut rating = feedback.clone();
+            rating.data.message_id = Uuid::from_u128(i * 0x7F4A_7C15 + 1);
+            for _ in 0..2 {
+                events.push(AnyEvent::AgentCall(call.clone()));
+                events.push(AnyEvent::Feedback(rating.clone()));
+            }
+        }
+        let mut kept = Vec::new();
+        for buckets in [1, 7] {
+            let dir = std::env::temp_dir().join(format!(
+                "chorus-archive-test-conflict-{buckets}-{}",
+                std::process::id()
+            ));
+            let mut writer = ArchiveWriter::create_with_buckets(&dir, buckets).unwrap();
+            for event in &events {
+                writer.add(event).unwrap();
+            }
+            let rows: std::collections::BTreeMap<Table, TableRows> =
+                writer.finish().unwrap().into_iter().collect();
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert_eq!(rows[&Table::AgentCalls], rows[&Table::CallTriggers]);
+            kept.push(rows);
+        }
+        assert_eq!(kept[0], kept[1]);
+        assert_eq!(kept[0][&Table::Feedback].kept, 40);
+        assert_eq!(kept[0][&Table::AgentCalls].kept, 40);
     }
 
     #[test]

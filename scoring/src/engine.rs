@@ -44,6 +44,15 @@ pub enum EngineError {
     Archive(#[from] crate::archive::ArchiveError),
     #[error("routing reply rows at {path}: {message}")]
     Route { path: PathBuf, message: String },
+    #[error("{step} of bucket {bucket}: {source}")]
+    Bucket {
+        step: &'static str,
+        bucket: usize,
+        #[source]
+        source: Box<EngineError>,
+    },
+    #[error("bucket task: {0}")]
+    Task(String),
 }
 
 /// Query engine settings.
@@ -158,7 +167,9 @@ impl Partials {
                 entry.0 = entry.0.checked_add(units.value(row)).ok_or_else(|| {
                     EngineError::Shape(format!("units of {} overflow", account.value(row)))
                 })?;
-                entry.1 += items.value(row);
+                entry.1 = entry.1.checked_add(items.value(row)).ok_or_else(|| {
+                    EngineError::Shape(format!("items of {} overflow", account.value(row)))
+                })?;
             }
         }
         Ok(())
@@ -197,23 +208,28 @@ impl Partials {
     }
 }
 
-/// Routes the reply rows of the message buckets to one spill file per job bucket.
+/// Routes the reply rows of the message buckets to one spill file per job bucket, in a
+/// directory of its own that is removed when the router is dropped.
 struct ReplyRouter {
     dir: PathBuf,
     schema: SchemaRef,
     writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+    /// Buckets that got rows (their file must be there when read back).
+    written: Vec<bool>,
 }
 
 impl ReplyRouter {
-    fn new(dir: PathBuf, schema: SchemaRef, buckets: usize) -> Result<Self, EngineError> {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
-        }
+    fn new(archive: &Path, schema: SchemaRef, buckets: usize) -> Result<Self, EngineError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = archive.join(format!(".replies-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
         Ok(ReplyRouter {
             dir,
             schema,
             writers: (0..buckets).map(|_| None).collect(),
+            written: vec![false; buckets],
         })
     }
 
@@ -249,6 +265,7 @@ impl ReplyRouter {
                 let writer = StreamWriter::try_new(BufWriter::new(file), &self.schema)
                     .map_err(|e| route_error(&path, e))?;
                 self.writers[bucket] = Some(writer);
+                self.written[bucket] = true;
             }
             if let Some(writer) = self.writers[bucket].as_mut() {
                 writer.write(&part).map_err(|e| route_error(&path, e))?;
@@ -271,9 +288,9 @@ impl ReplyRouter {
 
     /// The reply rows routed to `bucket`, as a table.
     fn table(&self, bucket: usize) -> Result<MemTable, EngineError> {
-        let path = self.path(bucket);
         let mut batches = Vec::new();
-        if path.exists() {
+        if self.written.get(bucket).copied().unwrap_or(false) {
+            let path = self.path(bucket);
             let file = File::open(&path).map_err(|e| route_error(&path, e))?;
             let reader = StreamReader::try_new(BufReader::new(file), None)
                 .map_err(|e| route_error(&path, e))?;
@@ -285,6 +302,15 @@ impl ReplyRouter {
     }
 }
 
+impl Drop for ReplyRouter {
+    fn drop(&mut self) {
+        self.writers.clear();
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "could not remove the reply spill files");
+        }
+    }
+}
+
 fn route_error(path: &Path, error: impl std::fmt::Display) -> EngineError {
     EngineError::Route {
         path: path.to_path_buf(),
@@ -292,9 +318,117 @@ fn route_error(path: &Path, error: impl std::fmt::Display) -> EngineError {
     }
 }
 
+/// What every bucket task of one [`run_plan`] shares.
+struct PlanRun {
+    archive: PathBuf,
+    plan: ScoringPlan,
+    runtime: Arc<RuntimeEnv>,
+    partitions: usize,
+    partials: Mutex<Partials>,
+    router: Mutex<ReplyRouter>,
+}
+
+impl PlanRun {
+    fn partials(&self) -> Result<std::sync::MutexGuard<'_, Partials>, EngineError> {
+        self.partials
+            .lock()
+            .map_err(|_| EngineError::Task("a bucket task panicked while adding partials".into()))
+    }
+
+    fn router(&self) -> Result<std::sync::MutexGuard<'_, ReplyRouter>, EngineError> {
+        self.router
+            .lock()
+            .map_err(|_| EngineError::Task("a bucket task panicked while routing replies".into()))
+    }
+
+    /// A message bucket: users' partials; reply rows routed to their job's bucket.
+    async fn message_bucket(self: Arc<Self>, bucket: usize) -> Result<(), EngineError> {
+        let tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
+        let ctx = bucket_session(
+            &self.archive,
+            bucket,
+            &tables,
+            &self.runtime,
+            self.partitions,
+        )
+        .await?;
+        let users = ctx.sql(&self.plan.message_users).await?.collect().await?;
+        self.partials()?.add(&users)?;
+        let mut replies = ctx
+            .sql(&self.plan.message_replies)
+            .await?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = replies.next().await {
+            self.router()?.route(&batch?)?;
+        }
+        Ok(())
+    }
+
+    /// A job bucket: its verified work, once; providers' and agent developers' partials.
+    async fn job_bucket(self: Arc<Self>, bucket: usize) -> Result<(), EngineError> {
+        let tables = [
+            Table::InferenceJobs,
+            Table::JobAssignments,
+            Table::InferenceResults,
+            Table::AgentCalls,
+        ];
+        let ctx = bucket_session(
+            &self.archive,
+            bucket,
+            &tables,
+            &self.runtime,
+            self.partitions,
+        )
+        .await?;
+        let replies = self.router()?.table(bucket)?;
+        ctx.register_table("reply_stars", Arc::new(replies))?;
+        let verified = ctx.sql(&self.plan.job_verified).await?;
+        let schema = Arc::new(verified.schema().as_arrow().clone());
+        let verified = MemTable::try_new(schema, vec![verified.collect().await?])?;
+        ctx.register_table("verified", Arc::new(verified))?;
+        let units = ctx.sql(&self.plan.job_units).await?.collect().await?;
+        self.partials()?.add(&units)
+    }
+}
+
+/// Runs `step` for every bucket, each as its own tokio task (so that buckets really run
+/// on different threads: a one-partition DataFusion plan runs on the task that polls
+/// it), at most `concurrency` at a time. The first failure names its step and bucket.
+async fn each_bucket<F, Fut>(
+    run: &Arc<PlanRun>,
+    buckets: usize,
+    concurrency: usize,
+    step: &'static str,
+    task: F,
+) -> Result<(), EngineError>
+where
+    F: Fn(Arc<PlanRun>, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), EngineError>> + Send + 'static,
+{
+    futures::stream::iter(0..buckets)
+        .map(|bucket| {
+            let handle = tokio::spawn(task(run.clone(), bucket));
+            async move {
+                let result = handle
+                    .await
+                    .unwrap_or_else(|e| Err(EngineError::Task(e.to_string())));
+                result.map_err(|source| EngineError::Bucket {
+                    step,
+                    bucket,
+                    source: Box::new(source),
+                })
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<()>()
+        .await
+}
+
 /// Runs the [`ScoringPlan`] over a bucketed archive and returns the contributions, the
 /// same rows as [`contribution_sql`](crate::sql::contribution_sql) gives over the whole
-/// archive. Up to `bucket_concurrency` buckets run at once, sharing one memory pool.
+/// archive. Up to `bucket_concurrency` buckets run at once, each on its own task, all
+/// sharing one memory pool.
 pub async fn run_plan(
     archive: &Path,
     plan: &ScoringPlan,
@@ -312,25 +446,9 @@ pub async fn run_plan(
         0 => (cores() / concurrency.min(buckets).max(1)).max(1),
         n => n,
     };
-    let message_tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
-    let job_tables = [
-        Table::InferenceJobs,
-        Table::JobAssignments,
-        Table::InferenceResults,
-        Table::AgentCalls,
-    ];
-    let partials = Mutex::new(Partials::default());
-    let add = |batches: &[RecordBatch]| -> Result<(), EngineError> {
-        partials
-            .lock()
-            .map_err(|_| EngineError::Shape("a bucket query panicked".into()))?
-            .add(batches)
-    };
-
-    // 1. Message buckets: users' partials; reply rows routed to their job's bucket.
-    let started = std::time::Instant::now();
     let reply_schema = {
-        let ctx = bucket_session(archive, 0, &message_tables, &runtime, partitions).await?;
+        let tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
+        let ctx = bucket_session(archive, 0, &tables, &runtime, partitions).await?;
         Arc::new(
             ctx.sql(&plan.message_replies)
                 .await?
@@ -339,76 +457,42 @@ pub async fn run_plan(
                 .clone(),
         )
     };
-    let router = Mutex::new(ReplyRouter::new(
-        archive.join(".replies"),
-        reply_schema,
+    let run = Arc::new(PlanRun {
+        archive: archive.to_path_buf(),
+        plan: plan.clone(),
+        runtime: runtime.clone(),
+        partitions,
+        partials: Mutex::new(Partials::default()),
+        router: Mutex::new(ReplyRouter::new(archive, reply_schema, buckets)?),
+    });
+
+    // 1. Message buckets, then 2. job buckets (they read the routed reply rows).
+    let started = std::time::Instant::now();
+    each_bucket(
+        &run,
         buckets,
-    )?);
-    let lock_router = || {
-        router
-            .lock()
-            .map_err(|_| EngineError::Shape("a bucket query panicked".into()))
-    };
-    futures::stream::iter(0..buckets)
-        .map(|bucket| {
-            let (runtime, add, lock_router) = (&runtime, &add, &lock_router);
-            async move {
-                let ctx =
-                    bucket_session(archive, bucket, &message_tables, runtime, partitions).await?;
-                add(&ctx.sql(&plan.message_users).await?.collect().await?)?;
-                let mut replies = ctx
-                    .sql(&plan.message_replies)
-                    .await?
-                    .execute_stream()
-                    .await?;
-                while let Some(batch) = replies.next().await {
-                    lock_router()?.route(&batch?)?;
-                }
-                Ok::<(), EngineError>(())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<()>()
-        .await?;
-    lock_router()?.finish()?;
+        concurrency,
+        "message step",
+        PlanRun::message_bucket,
+    )
+    .await?;
+    run.router()?.finish()?;
     tracing::debug!(
         buckets,
         seconds = started.elapsed().as_secs_f64(),
         "message buckets scored"
     );
     let started = std::time::Instant::now();
-
-    // 2. Job buckets: providers' and agent developers' partials.
-    futures::stream::iter(0..buckets)
-        .map(|bucket| {
-            let (runtime, add, lock_router) = (&runtime, &add, &lock_router);
-            async move {
-                let ctx = bucket_session(archive, bucket, &job_tables, runtime, partitions).await?;
-                let replies = lock_router()?.table(bucket)?;
-                ctx.register_table("reply_stars", Arc::new(replies))?;
-                let verified = ctx.sql(&plan.job_verified).await?;
-                let schema = Arc::new(verified.schema().as_arrow().clone());
-                let verified = MemTable::try_new(schema, vec![verified.collect().await?])?;
-                ctx.register_table("verified", Arc::new(verified))?;
-                add(&ctx.sql(&plan.job_units).await?.collect().await?)?;
-                Ok::<(), EngineError>(())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<()>()
-        .await?;
+    each_bucket(&run, buckets, concurrency, "job step", PlanRun::job_bucket).await?;
     tracing::debug!(
         buckets,
         seconds = started.elapsed().as_secs_f64(),
         "job buckets scored"
     );
-    let dir = lock_router()?.dir.clone();
-    std::fs::remove_dir_all(&dir).map_err(|e| route_error(&dir, e))?;
 
     // 3. The sums per account, capped and weighted.
-    let partials = partials
-        .into_inner()
-        .map_err(|_| EngineError::Shape("a bucket query panicked".into()))?;
+    let partials = std::mem::take(&mut *run.partials()?);
+    drop(run);
     let ctx = SessionContext::new_with_config_rt(session_config(1)?, runtime);
     ctx.register_table("partial_units", Arc::new(partials.into_table()?))?;
     contributions(&ctx.sql(&plan.total).await?.collect().await?)
