@@ -8,8 +8,9 @@
 //! assignments, its result, the agent call it served) is in the job's bucket, and
 //! everything about one chat message (the message, its ratings, the calls it
 //! triggered, as `call_triggers`) in the message's bucket. The scorer joins bucket by
-//! bucket (see [`crate::sql::ScoringPlan`]). Duplicates of a row carry the same key, so
-//! they meet in one bucket. The two chain tables are small (one row per provider
+//! bucket (see [`crate::sql::ScoringPlan`]). A row's dedup key holds its join keys,
+//! so the copies of a row meet in one bucket, and two events that share an id but not
+//! a join key stay two rows whatever the bucket count. The two chain tables are small (one row per provider
 //! registration or reorg) and have one bucket. The same tables are read by the
 //! DataFusion scorer and, in the benchmark, by DuckDB.
 
