@@ -105,6 +105,18 @@ impl Table {
         }
     }
 
+    /// The tables bucketed by message id, which a message bucket's queries read.
+    pub const MESSAGE_BUCKET: [Table; 3] =
+        [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
+
+    /// The tables bucketed by job id, which a job bucket's queries read.
+    pub const JOB_BUCKET: [Table; 4] = [
+        Table::InferenceJobs,
+        Table::JobAssignments,
+        Table::InferenceResults,
+        Table::AgentCalls,
+    ];
+
     /// Whether the table has a single bucket that every bucket's query reads whole.
     pub fn is_global(self) -> bool {
         matches!(self, Table::ProviderRegistrations | Table::ChainRetractions)
@@ -446,15 +458,7 @@ impl TableWriter {
         if buckets == 1 {
             self.spills[0].1.write(&batch)?;
         } else {
-            let mut indices: Vec<Vec<u32>> = vec![Vec::new(); buckets];
-            for (row, bucket) in self.row_buckets.iter().enumerate() {
-                indices[*bucket as usize].push(row as u32);
-            }
-            for (bucket, rows) in indices.into_iter().enumerate() {
-                if rows.is_empty() {
-                    continue;
-                }
-                let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+            for (bucket, part) in split_by_bucket(&batch, &self.row_buckets, buckets)? {
                 self.spills[bucket].1.write(&part)?;
             }
         }
@@ -513,6 +517,25 @@ impl TableWriter {
         }
         Ok(rows)
     }
+}
+
+/// Splits `batch` by the bucket of each row (`row_buckets[row]`, each below `buckets`):
+/// the rows of each bucket that has any, in their order.
+pub(crate) fn split_by_bucket(
+    batch: &RecordBatch,
+    row_buckets: &[u32],
+    buckets: usize,
+) -> Result<Vec<(usize, RecordBatch)>, arrow_schema::ArrowError> {
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); buckets];
+    for (row, bucket) in row_buckets.iter().enumerate() {
+        indices[*bucket as usize].push(row as u32);
+    }
+    indices
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(bucket, rows)| Ok((bucket, take_record_batch(batch, &UInt32Array::from(rows))?)))
+        .collect()
 }
 
 /// Writes events into the archive tables, each row once (deduplicated by row key).

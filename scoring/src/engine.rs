@@ -9,9 +9,8 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::datasource::MemTable;
@@ -21,7 +20,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::archive::{Table, archive_buckets};
+use crate::archive::{Table, archive_buckets, split_by_bucket};
 use crate::sql::ScoringPlan;
 
 /// One row of the query result.
@@ -238,27 +237,24 @@ impl ReplyRouter {
     }
 
     fn route(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
-        let buckets = int(batch, 0)?;
-        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.writers.len()];
-        for row in 0..batch.num_rows() {
-            let bucket = usize::try_from(buckets.value(row))
-                .ok()
-                .filter(|b| !buckets.is_null(row) && *b < rows.len())
-                .ok_or_else(|| {
-                    EngineError::Shape(format!(
-                        "a reply's job bucket {} is not one of the archive's {}",
-                        buckets.value(row),
-                        rows.len()
-                    ))
-                })?;
-            rows[bucket].push(row as u32);
-        }
-        for (bucket, rows) in rows.into_iter().enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let part = take_record_batch(batch, &UInt32Array::from(rows))
-                .map_err(datafusion::error::DataFusionError::from)?;
+        let job_buckets = int(batch, 0)?;
+        let buckets = self.writers.len();
+        let row_buckets = (0..batch.num_rows())
+            .map(|row| {
+                u32::try_from(job_buckets.value(row))
+                    .ok()
+                    .filter(|b| !job_buckets.is_null(row) && (*b as usize) < buckets)
+                    .ok_or_else(|| {
+                        EngineError::Shape(format!(
+                            "a reply's job bucket {} is not one of the archive's {buckets}",
+                            job_buckets.value(row)
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<u32>, EngineError>>()?;
+        let parts = split_by_bucket(batch, &row_buckets, buckets)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        for (bucket, part) in parts {
             let path = self.path(bucket);
             if self.writers[bucket].is_none() {
                 let file = File::create(&path).map_err(|e| route_error(&path, e))?;
@@ -341,17 +337,24 @@ impl PlanRun {
             .map_err(|_| EngineError::Task("a bucket task panicked while routing replies".into()))
     }
 
-    /// A message bucket: users' partials; reply rows routed to their job's bucket.
-    async fn message_bucket(self: Arc<Self>, bucket: usize) -> Result<(), EngineError> {
-        let tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
-        let ctx = bucket_session(
+    async fn session(
+        &self,
+        bucket: usize,
+        tables: &[Table],
+    ) -> Result<SessionContext, EngineError> {
+        bucket_session(
             &self.archive,
             bucket,
-            &tables,
+            tables,
             &self.runtime,
             self.partitions,
         )
-        .await?;
+        .await
+    }
+
+    /// A message bucket: users' partials; reply rows routed to their job's bucket.
+    async fn message_bucket(self: Arc<Self>, bucket: usize) -> Result<(), EngineError> {
+        let ctx = self.session(bucket, &Table::MESSAGE_BUCKET).await?;
         let users = ctx.sql(&self.plan.message_users).await?.collect().await?;
         self.partials()?.add(&users)?;
         let mut replies = ctx
@@ -367,20 +370,7 @@ impl PlanRun {
 
     /// A job bucket: its verified work, once; providers' and agent developers' partials.
     async fn job_bucket(self: Arc<Self>, bucket: usize) -> Result<(), EngineError> {
-        let tables = [
-            Table::InferenceJobs,
-            Table::JobAssignments,
-            Table::InferenceResults,
-            Table::AgentCalls,
-        ];
-        let ctx = bucket_session(
-            &self.archive,
-            bucket,
-            &tables,
-            &self.runtime,
-            self.partitions,
-        )
-        .await?;
+        let ctx = self.session(bucket, &Table::JOB_BUCKET).await?;
         let replies = self.router()?.table(bucket)?;
         ctx.register_table("reply_stars", Arc::new(replies))?;
         let verified = ctx.sql(&self.plan.job_verified).await?;
@@ -447,8 +437,7 @@ pub async fn run_plan(
         n => n,
     };
     let reply_schema = {
-        let tables = [Table::ChatMessages, Table::Feedback, Table::CallTriggers];
-        let ctx = bucket_session(archive, 0, &tables, &runtime, partitions).await?;
+        let ctx = bucket_session(archive, 0, &Table::MESSAGE_BUCKET, &runtime, partitions).await?;
         Arc::new(
             ctx.sql(&plan.message_replies)
                 .await?
