@@ -1,0 +1,79 @@
+//! Feedback: a person rates a message (1 to 5 stars), signed by their account.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use chorus_schemas::Feedback;
+
+use super::extract::{ApiResult, Body, accepted, authorize, identifier, parse};
+use super::error::ApiError;
+use super::openapi::WriteResponses;
+use super::state::ApiState;
+use crate::auth::Scope;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PostFeedback {
+    conversation_id: String,
+    message_id: Uuid,
+    account: String,
+    rating: u8,
+    #[serde(default)]
+    comment: Option<String>,
+    #[allow(dead_code)]
+    timestamp: i64,
+    #[allow(dead_code)]
+    signature: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/feedback",
+    tag = "feedback",
+    summary = "Rate a message (1-5)",
+    description = "Signed by the account with EIP-191 over `chorus:feedback\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    request_body = PostFeedback,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    responses(WriteResponses),
+    security(("apiKey" = ["feedback:write"]))
+)]
+pub(super) async fn post_feedback(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult {
+    let key = authorize(&state, &headers, Scope::FeedbackWrite)?;
+    let (request, raw): (PostFeedback, Value) = parse(&body)?;
+    identifier("conversation_id", &request.conversation_id)?;
+    if !(1..=5).contains(&request.rating) {
+        return Err(ApiError::invalid("rating must be 1 to 5"));
+    }
+    if request
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 1000)
+    {
+        return Err(ApiError::invalid("comment is longer than 1000 characters"));
+    }
+    let account = state.verify("feedback", &raw, &request.account)?;
+    let reservation = state.reserve(&key.name, &headers, &raw, 1);
+    let ids = reservation.ids.clone();
+    let event = state.envelope(
+        ids[0],
+        Feedback {
+            conversation_id: request.conversation_id,
+            message_id: request.message_id,
+            account: account.to_string().to_lowercase(),
+            rating: request.rating,
+            comment: request.comment,
+        },
+    );
+    Ok(accepted(
+        state.produce_once(&reservation, vec![event]).await?,
+    ))
+}

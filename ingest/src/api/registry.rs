@@ -1,0 +1,140 @@
+//! The registry: agent developers register agents, GPU providers register endpoints,
+//! each signed by its owner's account.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use chorus_schemas::{AgentRegistered, ProviderRegistered};
+
+use super::error::ApiError;
+use super::extract::{ApiResult, Body, accepted, authorize, identifier, parse};
+use super::openapi::WriteResponses;
+use super::state::ApiState;
+use crate::auth::Scope;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RegisterAgent {
+    agent_id: String,
+    owner: String,
+    name: String,
+    system_prompt: String,
+    model: String,
+    price_per_call_micros: u64,
+    #[allow(dead_code)]
+    timestamp: i64,
+    #[allow(dead_code)]
+    signature: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    tag = "registry",
+    summary = "Register or update an agent",
+    description = "Signed by the account with EIP-191 over `chorus:agent.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    request_body = RegisterAgent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    responses(WriteResponses),
+    security(("apiKey" = ["agents:write"]))
+)]
+pub(super) async fn register_agent(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult {
+    let key = authorize(&state, &headers, Scope::AgentsWrite)?;
+    let (request, raw): (RegisterAgent, Value) = parse(&body)?;
+    identifier("agent_id", &request.agent_id)?;
+    identifier("model", &request.model)?;
+    if request.system_prompt.chars().count() > 8000 || request.name.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "system_prompt is limited to 8000 characters and name to 200",
+        ));
+    }
+    let owner = state.verify("agent.register", &raw, &request.owner)?;
+    let reservation = state.reserve(&key.name, &headers, &raw, 1);
+    let ids = reservation.ids.clone();
+    let event = state.envelope(
+        ids[0],
+        AgentRegistered {
+            agent_id: request.agent_id,
+            owner: owner.to_string().to_lowercase(),
+            name: request.name,
+            system_prompt: request.system_prompt,
+            model: request.model,
+            price_per_call_micros: request.price_per_call_micros,
+        },
+    );
+    Ok(accepted(
+        state.produce_once(&reservation, vec![event]).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RegisterProvider {
+    provider_id: String,
+    owner: String,
+    endpoint: String,
+    models: Vec<String>,
+    price_per_1k_tokens_micros: u64,
+    #[allow(dead_code)]
+    timestamp: i64,
+    #[allow(dead_code)]
+    signature: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/providers",
+    tag = "registry",
+    summary = "Register or update a provider",
+    description = "Signed by the account with EIP-191 over `chorus:provider.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    request_body = RegisterProvider,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    responses(WriteResponses),
+    security(("apiKey" = ["providers:write"]))
+)]
+pub(super) async fn register_provider(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult {
+    let key = authorize(&state, &headers, Scope::ProvidersWrite)?;
+    let (request, raw): (RegisterProvider, Value) = parse(&body)?;
+    identifier("provider_id", &request.provider_id)?;
+    if !(request.endpoint.starts_with("http://") || request.endpoint.starts_with("https://"))
+        || request.endpoint.len() > 500
+    {
+        return Err(ApiError::invalid(
+            "endpoint must be an http(s) URL of at most 500 characters",
+        ));
+    }
+    if request.models.is_empty() || request.models.len() > 64 {
+        return Err(ApiError::invalid("models must list 1 to 64 models"));
+    }
+    for model in &request.models {
+        identifier("models[]", model)?;
+    }
+    let owner = state.verify("provider.register", &raw, &request.owner)?;
+    let reservation = state.reserve(&key.name, &headers, &raw, 1);
+    let ids = reservation.ids.clone();
+    let event = state.envelope(
+        ids[0],
+        ProviderRegistered {
+            provider_id: request.provider_id,
+            owner: owner.to_string().to_lowercase(),
+            endpoint: request.endpoint,
+            models: request.models,
+            price_per_1k_tokens_micros: request.price_per_1k_tokens_micros,
+        },
+    );
+    Ok(accepted(
+        state.produce_once(&reservation, vec![event]).await?,
+    ))
+}

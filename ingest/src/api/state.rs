@@ -1,0 +1,205 @@
+//! The state every handler shares: settings, keys, the producer, rate limiters and the
+//! idempotency cache; signature checks and producing a request's events exactly once.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use alloy::primitives::{Address, keccak256};
+use axum::http::HeaderMap;
+use serde_json::Value;
+use uuid::Uuid;
+
+use chorus_runtime::Shutdown;
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery};
+use chorus_schemas::{Envelope, EventData};
+
+use super::error::ApiError;
+use super::extract::{address, now};
+use super::idempotency::{IdempotencyCache, Reservation};
+use crate::auth::{ApiKeys, verify_signed};
+use crate::limits::{RateLimit, RateLimiter};
+
+/// Limits and timeouts of the API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest chat message, in characters.
+    pub max_message_chars: usize,
+    /// Signed requests must carry a timestamp within this many seconds of the server's.
+    pub signature_window_seconds: i64,
+    /// How long a write may wait for the producer queue, then for the broker's ack,
+    /// before the API answers 503.
+    pub produce_timeout: Duration,
+    pub source: String,
+    /// Requests per API key (all routes that need a key).
+    pub key_rate: RateLimit,
+    /// Signed writes per account.
+    pub account_rate: RateLimit,
+}
+
+/// Rate-limit buckets kept before idle ones are forgotten.
+const RATE_LIMIT_CAPACITY: usize = 100_000;
+
+/// Shared state of the handlers.
+pub struct ApiState {
+    pub(super) settings: ApiSettings,
+    pub(super) keys: ApiKeys,
+    producer: EventProducer,
+    pub(super) kafka: KafkaArgs,
+    idempotency: Mutex<IdempotencyCache>,
+    pub(super) key_limits: RateLimiter,
+    account_limits: RateLimiter,
+    /// Ends live streams on shutdown (graceful shutdown waits for open connections).
+    pub(super) shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    pub fn new(
+        settings: ApiSettings,
+        keys: ApiKeys,
+        producer: EventProducer,
+        kafka: KafkaArgs,
+        shutdown: Shutdown,
+    ) -> Self {
+        super::metrics::register();
+        ApiState {
+            key_limits: RateLimiter::new(settings.key_rate, RATE_LIMIT_CAPACITY),
+            account_limits: RateLimiter::new(settings.account_rate, RATE_LIMIT_CAPACITY),
+            settings,
+            keys,
+            producer,
+            kafka,
+            idempotency: Mutex::new(IdempotencyCache::default()),
+            shutdown,
+        }
+    }
+
+    pub(super) fn verify(&self, action: &str, body: &Value, account: &str) -> Result<Address, ApiError> {
+        let claimed = address("the signing account", account)?;
+        verify_signed(
+            action,
+            body,
+            claimed,
+            now(),
+            self.settings.signature_window_seconds,
+        )?;
+        let account = claimed.to_string().to_lowercase();
+        self.account_limits
+            .check(&account)
+            .map_err(|wait| ApiError::rate_limited(format!("account {account}"), wait))?;
+        Ok(claimed)
+    }
+
+    /// Event ids for this request, per idempotency key (the `Idempotency-Key` header,
+    /// else the signature): a retry gets the same ids, and is not produced again once
+    /// Kafka acknowledged it.
+    pub(super) fn reserve(
+        &self,
+        key_name: &str,
+        headers: &HeaderMap,
+        body: &Value,
+        count: usize,
+    ) -> Reservation {
+        let dedup = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                body.get("signature")
+                    .and_then(Value::as_str)
+                    .map(|s| keccak256(s.as_bytes()).to_string())
+            });
+        match dedup {
+            Some(k) => {
+                let cache_key = format!("{key_name}/{k}");
+                // Signed bodies carry their time; a bare Idempotency-Key has none, so
+                // its ids take the time of the first attempt this instance saw.
+                let unix_ms = body
+                    .get("timestamp")
+                    .and_then(Value::as_u64)
+                    .map(|seconds| seconds.saturating_mul(1000))
+                    .unwrap_or_else(|| {
+                        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+                    });
+                let (ids, delivered) = self
+                    .idempotency
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ids_for(&cache_key, unix_ms, count);
+                Reservation {
+                    ids,
+                    cache_key: Some(cache_key),
+                    delivered,
+                }
+            }
+            None => Reservation {
+                ids: (0..count).map(|_| Uuid::now_v7()).collect(),
+                cache_key: None,
+                delivered: false,
+            },
+        }
+    }
+
+    /// Produces a reserved request's events unless they were delivered already.
+    pub(super) async fn produce_once<T: EventData>(
+        &self,
+        reservation: &Reservation,
+        events: Vec<Envelope<T>>,
+    ) -> Result<Vec<Uuid>, ApiError> {
+        if reservation.delivered {
+            return Ok(reservation.ids.clone());
+        }
+        let ids = self.produce(events).await?;
+        if let Some(key) = &reservation.cache_key {
+            self.idempotency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .mark_delivered(key);
+        }
+        Ok(ids)
+    }
+
+    /// Produces the events (in order, same key) and waits for the broker; 503 when the
+    /// producer queue stays full or the broker does not acknowledge in time.
+    async fn produce<T: EventData>(&self, events: Vec<Envelope<T>>) -> Result<Vec<Uuid>, ApiError> {
+        let timeout = self.settings.produce_timeout;
+        let unavailable = ApiError::unavailable;
+        let mut pending = Vec::with_capacity(events.len());
+        for event in &events {
+            let delivery = tokio::time::timeout(timeout, self.producer.enqueue(event))
+                .await
+                .map_err(|_| unavailable("not accepting events fast enough"))?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "produce failed");
+                    unavailable("failing")
+                })?;
+            pending.push(delivery);
+        }
+        for delivery in pending {
+            tokio::time::timeout(timeout, await_delivery(delivery))
+                .await
+                .map_err(|_| unavailable("slow to acknowledge"))?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "delivery failed");
+                    unavailable("failing")
+                })?;
+        }
+        Ok(events.iter().map(|e| e.id).collect())
+    }
+
+    pub(super) fn envelope<T: EventData>(&self, id: Uuid, data: T) -> Envelope<T> {
+        let mut envelope = Envelope::new(self.settings.source.clone(), data);
+        envelope.id = id;
+        envelope
+    }
+}
+
