@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
     let version_header = if selector & 0x80 != 0 { Some("1") } else { None };
     // The decoder itself, then the router's full validation (decode + checks + route).
     let _ = chorus_schemas::AnyEvent::decode(type_header, payload);
-    let router = chorus_ingest::router::IntakeRouter::new("fuzz.");
+    let router = chorus_router::IntakeRouter::new("fuzz.");
     let _ = router.route(type_header, version_header, Some(payload));
 });

@@ -19,6 +19,8 @@
 pub mod breaker;
 pub mod call;
 pub mod providers;
+mod run;
 mod worker;
 
+pub use run::{RunError, WorkerConfig, run};
 pub use worker::{InferenceWorker, WorkerSettings};

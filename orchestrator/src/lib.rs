@@ -20,7 +20,9 @@
 //! replying to the trigger). All outputs of one input commit in one transaction.
 
 mod decide;
+mod run;
 mod state;
 
 pub use decide::{Orchestrator, OrchestratorSettings};
+pub use run::{OrchestratorConfig, RunError, run};
 pub use state::{AgentDirectory, Conversations, Seen};

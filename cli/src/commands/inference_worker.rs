@@ -1,15 +1,11 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
-use chorus_inference_workers::providers::{
-    BreakerSettings, ProviderDirectory, parse_static_provider,
-};
-use chorus_inference_workers::{InferenceWorker, WorkerSettings};
-use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
-use chorus_schemas::Topic;
+use chorus_inference_workers::providers::{BreakerSettings, parse_static_provider};
+use chorus_inference_workers::{WorkerConfig, WorkerSettings};
+use chorus_runtime::kafka::KafkaArgs;
 
 use crate::ServiceArgs;
 
@@ -80,51 +76,33 @@ pub struct InferenceWorkerArgs {
 }
 
 pub async fn run(kafka: &KafkaArgs, args: InferenceWorkerArgs) -> anyhow::Result<()> {
+    let static_providers = args
+        .providers
+        .iter()
+        .map(|spec| parse_static_provider(spec).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--provider")?;
     let (shutdown, readiness) = args.service.start().await?;
-    let directory = Arc::new(ProviderDirectory::new(BreakerSettings {
-        threshold: args.breaker_threshold,
-        cool_down: Duration::from_millis(args.breaker_cool_down_ms),
-    }));
-    for spec in &args.providers {
-        directory.upsert(
-            &parse_static_provider(spec)
-                .map_err(anyhow::Error::msg)
-                .context("--provider")?,
-        );
-    }
-    directory
-        .clone()
-        .follow_registry(kafka, shutdown.clone())
-        .await
-        .context("loading the provider registry")?;
-    let settings = WorkerSettings {
-        attempt_timeout: Duration::from_millis(args.attempt_timeout_ms),
-        max_attempts: args.max_attempts,
-        default_deadline: Duration::from_millis(args.default_deadline_ms),
-        backoff_base: Duration::from_millis(args.backoff_ms),
-        source: format!("inference-worker/{}", args.service.instance_id),
-        topic_prefix: kafka.topic_prefix.clone(),
+    let config = WorkerConfig {
+        group: args.group,
+        concurrency: args.concurrency,
+        batch_max: args.batch_max,
+        session_timeout: Duration::from_millis(args.session_timeout_ms),
+        static_providers,
+        breaker: BreakerSettings {
+            threshold: args.breaker_threshold,
+            cool_down: Duration::from_millis(args.breaker_cool_down_ms),
+        },
+        settings: WorkerSettings {
+            attempt_timeout: Duration::from_millis(args.attempt_timeout_ms),
+            max_attempts: args.max_attempts,
+            default_deadline: Duration::from_millis(args.default_deadline_ms),
+            backoff_base: Duration::from_millis(args.backoff_ms),
+            source: format!("inference-worker/{}", args.service.instance_id),
+            topic_prefix: kafka.topic_prefix.clone(),
+        },
+        instance_id: args.service.instance_id,
     };
-    let mut config = PipelineConfig::new(
-        "inference-worker",
-        &args.group,
-        vec![kafka.topic(Topic::InferenceJobs)],
-        &args.service.instance_id,
-    );
-    config.concurrency = args.concurrency.max(1);
-    config.batch_max = args.batch_max.unwrap_or(config.concurrency * 4);
-    config.batch_linger = Duration::from_millis(200);
-    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
-    // A batch waits for its slowest job: give the transaction room beyond the deadline.
-    config.transaction_timeout =
-        Duration::from_millis(args.default_deadline_ms.saturating_mul(2).max(60_000));
-    run_pipeline(
-        kafka,
-        &config,
-        InferenceWorker::new(settings, directory),
-        shutdown,
-        readiness,
-    )
-    .await?;
+    chorus_inference_workers::run(kafka, config, shutdown, readiness).await?;
     Ok(())
 }

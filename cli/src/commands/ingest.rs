@@ -1,15 +1,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
-use chorus_ingest::api::{ApiSettings, ApiState, router};
+use chorus_ingest::IngestConfig;
+use chorus_ingest::api::ApiSettings;
 use chorus_ingest::auth::ApiKeys;
 use chorus_ingest::limits::RateLimit;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs};
+use chorus_runtime::kafka::KafkaArgs;
 
 use crate::ServiceArgs;
 
@@ -72,7 +72,6 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         bail!("no API keys: set CHORUS_API_KEYS or --api-keys-file (every write is authenticated)");
     }
     let (shutdown, readiness) = args.service.start().await?;
-    let producer = EventProducer::new(kafka, "ingest", 100_000)?;
     let settings = ApiSettings {
         max_body_bytes: args.max_body_bytes,
         max_message_chars: args.max_message_chars,
@@ -88,23 +87,11 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
             burst: args.account_burst,
         },
     };
-    let state = Arc::new(ApiState::new(
-        settings,
+    let config = IngestConfig {
+        listen: args.listen,
         keys,
-        producer.clone(),
-        kafka.clone(),
-        shutdown.clone(),
-    ));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "ingest API listening");
-    readiness.set(true);
-    let stop = shutdown.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.triggered().await })
-        .await?;
-    readiness.set(false);
-    producer.flush(Duration::from_secs(10))?;
+        settings,
+    };
+    chorus_ingest::serve(kafka, config, shutdown, readiness).await?;
     Ok(())
 }

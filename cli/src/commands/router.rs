@@ -2,9 +2,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use chorus_ingest::router::IntakeRouter;
-use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, run_pipeline};
-use chorus_schemas::Topic;
+use chorus_router::RouterConfig;
+use chorus_runtime::kafka::KafkaArgs;
 
 use crate::ServiceArgs;
 
@@ -40,23 +39,14 @@ pub struct RouterArgs {
 
 pub async fn run(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
     let (shutdown, readiness) = args.service.start().await?;
-    let mut config = PipelineConfig::new(
-        "router",
-        &args.group,
-        vec![kafka.topic(Topic::Intake)],
-        &args.service.instance_id,
-    );
-    config.batch_max = args.batch_max;
-    config.batch_linger = Duration::from_millis(args.batch_linger_ms);
-    config.transaction_timeout = Duration::from_millis(args.transaction_timeout_ms);
-    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
-    run_pipeline(
-        kafka,
-        &config,
-        IntakeRouter::new(&kafka.topic_prefix),
-        shutdown,
-        readiness,
-    )
-    .await?;
+    let config = RouterConfig {
+        group: args.group,
+        instance_id: args.service.instance_id,
+        batch_max: args.batch_max,
+        batch_linger: Duration::from_millis(args.batch_linger_ms),
+        transaction_timeout: Duration::from_millis(args.transaction_timeout_ms),
+        session_timeout: Duration::from_millis(args.session_timeout_ms),
+    };
+    chorus_router::run(kafka, &config, shutdown, readiness).await?;
     Ok(())
 }

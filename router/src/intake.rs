@@ -1,0 +1,150 @@
+//! The intake router: validate, then route by type, exactly once.
+//!
+//! Outside producers (batch importers, partner systems) write event envelopes to
+//! `chorus.intake` with any key. The router decodes each record with the schema of its
+//! type (from the `chorus-type` header, else the JSON), checks type, version and key, and
+//! re-emits the original bytes, unchanged, to the type's topic, keyed by the entity that
+//! orders it. Everything else is dead-lettered with the reason.
+
+use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform, event_headers};
+use chorus_schemas::{AnyEvent, HEADER_TYPE, HEADER_VERSION, Topic};
+
+/// The routing transform.
+#[derive(Debug, Clone)]
+pub struct IntakeRouter {
+    topic_prefix: String,
+}
+
+impl IntakeRouter {
+    pub fn new(topic_prefix: &str) -> Self {
+        IntakeRouter {
+            topic_prefix: topic_prefix.to_owned(),
+        }
+    }
+
+    /// Validates one record and says where it goes.
+    pub fn route(
+        &self,
+        type_header: Option<&str>,
+        version_header: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<OutputRecord, String> {
+        let payload = payload
+            .filter(|p| !p.is_empty())
+            .ok_or("record has no value")?;
+        let event = AnyEvent::decode(type_header, payload).map_err(|e| e.to_string())?;
+        if let Some(version) = version_header {
+            let declared: u16 = version
+                .parse()
+                .map_err(|_| format!("header {HEADER_VERSION} is not a number: {version:?}"))?;
+            if declared != event.version() {
+                return Err(format!(
+                    "header {HEADER_VERSION}={declared} but the envelope says {}",
+                    event.version()
+                ));
+            }
+        }
+        let topic = event.topic();
+        if matches!(
+            topic,
+            Topic::Intake | Topic::DeadLetters | Topic::IndexerCursor
+        ) {
+            return Err(format!(
+                "events of type {} are produced by Chorus itself and cannot be submitted",
+                event.type_name()
+            ));
+        }
+        Ok(OutputRecord {
+            topic: topic.name(&self.topic_prefix),
+            key: Some(event.key().as_bytes().to_vec()),
+            payload: payload.to_vec(),
+            headers: Some(event_headers(
+                event.type_name(),
+                event.version(),
+                &event.id(),
+            )),
+        })
+    }
+}
+
+impl Transform for IntakeRouter {
+    async fn process(&self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
+        self.route(
+            record.header(HEADER_TYPE),
+            record.header(HEADER_VERSION),
+            record.payload,
+        )
+        .map(|output| vec![output])
+        .map_err(ProcessError::Reject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_schemas::samples;
+
+    #[test]
+    fn routes_every_submittable_type_to_its_topic() {
+        let router = IntakeRouter::new("p.");
+        for event in samples::all() {
+            let bytes = event.to_json().unwrap();
+            let result = router.route(Some(event.type_name()), Some("1"), Some(&bytes));
+            if event.type_name() == "dead.letter" {
+                assert!(result.is_err());
+                continue;
+            }
+            let output = result.unwrap();
+            assert_eq!(output.topic, event.topic().name("p."));
+            assert_eq!(output.key.as_deref(), Some(event.key().as_bytes()));
+            assert_eq!(output.payload, bytes, "original bytes are kept");
+        }
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        let router = IntakeRouter::new("");
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a [u8], &'a str);
+        let cases: Vec<Case> = vec![
+            (None, None, b"", "no value"),
+            (None, None, b"not json", "JSON"),
+            (
+                Some("nope"),
+                None,
+                br#"{"type":"nope"}"#,
+                "unknown event type",
+            ),
+            (Some("feedback"), None, b"{}", "missing field `type`"),
+            (
+                None,
+                None,
+                br#"{"type":"chat.message"}"#,
+                "not valid JSON for chat.message",
+            ),
+        ];
+        for (type_header, version, payload, expected) in cases {
+            let err = router
+                .route(type_header, version, Some(payload))
+                .unwrap_err();
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+        }
+        let event = &samples::all()[0];
+        let bytes = event.to_json().unwrap();
+        let err = router
+            .route(Some("feedback"), None, Some(&bytes))
+            .unwrap_err();
+        assert!(err.contains("header says"), "{err}");
+        let err = router.route(None, Some("9"), Some(&bytes)).unwrap_err();
+        assert!(err.contains("envelope says 1"), "{err}");
+        let tampered = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"key\":\"conv-1\"", "\"key\":\"other\"");
+        let err = router
+            .route(None, None, Some(tampered.as_bytes()))
+            .unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+    }
+}
