@@ -4,7 +4,7 @@
 //! changed is refused. A migration may say `-- requires: <major>.<minor>` on its first
 //! lines: on an older server it is skipped (and not recorded, so an upgrade applies it).
 
-use alloy::primitives::keccak256;
+use alloy_primitives::keccak256;
 
 use crate::clickhouse::{ClickHouseArgs, ClickHouseError, execute, query_rows};
 

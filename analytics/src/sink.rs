@@ -331,7 +331,7 @@ fn dead_letter(
             stage: STAGE.to_owned(),
         },
     );
-    let digest = alloy::primitives::keccak256(format!("{STAGE}/{topic}/{partition}/{offset}"));
+    let digest = alloy_primitives::keccak256(format!("{STAGE}/{topic}/{partition}/{offset}"));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     envelope.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();

@@ -1,12 +1,11 @@
 //! `chorus`: one binary, a subcommand per role. Deploy one image; scale each role by
 //! running more processes of its subcommand.
 
-mod commands;
+use chorus_cli::commands;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_runtime::telemetry::LogArgs;
@@ -39,41 +38,6 @@ struct Cli {
     command: Command,
 }
 
-/// Settings every long-running role has.
-#[derive(Debug, Clone, Args)]
-pub struct ServiceArgs {
-    /// Address of the /metrics, /healthz and /readyz server (port 0 picks one).
-    #[arg(long, env = "CHORUS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: SocketAddr,
-    /// Stable identity of this instance (e.g. the pod name of a StatefulSet). It names
-    /// the Kafka transactional id, so a restarted instance fences its predecessor at
-    /// once; two live instances must never share it.
-    #[arg(long, env = "CHORUS_INSTANCE_ID", default_value_t = default_instance_id())]
-    pub instance_id: String,
-}
-
-impl ServiceArgs {
-    /// What every long-running role does first: shut down on SIGTERM/SIGINT and serve
-    /// `/metrics`, `/healthz` and `/readyz`.
-    pub async fn start(
-        &self,
-    ) -> anyhow::Result<(chorus_runtime::Shutdown, chorus_runtime::metrics::Readiness)> {
-        let shutdown = chorus_runtime::Shutdown::on_signals();
-        let readiness = chorus_runtime::metrics::Readiness::new();
-        chorus_runtime::metrics::serve(self.metrics_addr, readiness.clone(), shutdown.clone())
-            .await?;
-        Ok((shutdown, readiness))
-    }
-}
-
-fn default_instance_id() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".to_owned())
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create or update the Kafka topics (partitions, compaction, retention).
@@ -87,15 +51,10 @@ enum Command {
     Orchestrator(commands::orchestrator::OrchestratorArgs),
     /// Serve inference jobs with OpenAI-compatible providers (exactly one result per job).
     InferenceWorker(commands::inference_worker::InferenceWorkerArgs),
-    /// A fixed-latency OpenAI-compatible chat endpoint, for the worker scaling benchmark.
-    #[command(hide = true)]
-    ProviderSim(commands::provider_sim::ProviderSimArgs),
-    /// Write a generated workload of chat events to the intake topic.
-    Generate(commands::generate::GenerateArgs),
-    /// Run the pipeline that exists so far on a generated workload and print what happened.
+    /// The whole pipeline on a generated workload, on auto-started local services:
+    /// routing, live chat with agents on a real model, the chain, PoI scoring, the
+    /// checkpoint, its verification and a claim. Prints a report of what happened.
     Demo(commands::demo::DemoArgs),
-    /// Measure Kafka throughput beside a raw kcat baseline.
-    Bench(commands::bench::BenchArgs),
     /// Contracts on chain: deploy them.
     Chain(commands::chain::ChainCommandArgs),
     /// Index Chorus contract logs from the chain into Kafka (backfill, then follow the head).
@@ -106,8 +65,6 @@ enum Command {
     Verify(commands::poi::VerifyArgs),
     /// Print an account's claim (cumulative amount and Merkle proof) for an epoch as JSON.
     Proof(commands::poi::ProofArgs),
-    /// PoI tools: synthetic archives and the bare query (benchmarks).
-    Poi(commands::poi::PoiToolArgs),
     /// Write the JSON Schema of every event type to a directory.
     Schemas(commands::schemas::SchemasArgs),
     /// Apply the versioned ClickHouse migrations (event tables, views, analyst user).
@@ -121,7 +78,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli: Cli = chorus_runtime::config::parse();
-    chorus_runtime::telemetry::init(&cli.log);
+    // The demo's report is the output; its logs stay at warn unless asked for.
+    let default_log = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    chorus_runtime::telemetry::init_with_default(&cli.log, default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,16 +100,12 @@ fn main() -> std::process::ExitCode {
             Command::InferenceWorker(args) => {
                 commands::inference_worker::run(&cli.kafka, args).await
             }
-            Command::ProviderSim(args) => commands::provider_sim::run(args).await,
-            Command::Generate(args) => commands::generate::run(&cli.kafka, args).await,
             Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
-            Command::Bench(args) => commands::bench::run(&cli.kafka, args).await,
             Command::Chain(args) => commands::chain::run(args).await,
             Command::Indexer(args) => commands::indexer::run(&cli.kafka, args).await,
             Command::Score(args) => commands::poi::score(&cli.kafka, args).await,
             Command::Verify(args) => commands::poi::verify(&cli.kafka, args).await,
             Command::Proof(args) => commands::poi::proof(&cli.kafka, args).await,
-            Command::Poi(args) => commands::poi::tool(args).await,
             Command::Schemas(args) => commands::schemas::run(args),
             Command::Migrate(args) => commands::analytics::run_migrate(args).await,
             Command::Sink(args) => commands::analytics::run_sink_command(&cli.kafka, args).await,

@@ -268,8 +268,8 @@ pub async fn run_indexer(
     }
     let transactional_id = format!("chorus-indexer-{}", settings.name);
     let writer =
-        tokio::task::block_in_place(|| TransactionalWriter::new(kafka, &transactional_id))?;
-    let cursor = match tokio::task::block_in_place(|| load_cursor(kafka, settings))? {
+        chorus_runtime::kafka::blocking(|| TransactionalWriter::new(kafka, &transactional_id))?;
+    let cursor = match chorus_runtime::kafka::blocking(|| load_cursor(kafka, settings))? {
         Some(cursor) if cursor.chain_id != settings.chain_id => {
             return Err(IndexerError::CursorChain {
                 name: settings.name.clone(),

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Load test of the ingest API from a second process (wrk), authentication on: every
 # request carries an API key and an EIP-191 signature of its own (pre-signed by
-# `chorus bench ingest-requests`), and is produced to Kafka. Beside it, in the same run,
+# `chorus-bench ingest-requests`), and is produced to Kafka. Beside it, in the same run,
 # wrk against GET /ping of the same server (a constant answer) as the ceiling.
 # Prints requests/s, p99 and the memory (peak RSS) of each role; asserts nothing.
-#   infra/bench/ingest_load.sh [--chorus target/debug/chorus] [--seconds 15] [--connections 64]
+#   infra/bench/ingest_load.sh [--chorus target/bench-dev/chorus] [--bench target/bench-dev/chorus-bench] [--seconds 15] [--connections 64]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$CHORUS_REPO"
 
-chorus=target/debug/chorus seconds=15 connections=64 threads=2 requests=150000
+chorus=target/bench-dev/chorus bench=target/bench-dev/chorus-bench seconds=15 connections=64 threads=2 requests=150000
 while (( $# )); do
   case "$1" in
     --chorus) chorus="$2"; shift 2 ;;
+    --bench) bench="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
     --requests) requests="$2"; shift 2 ;;
@@ -29,7 +30,7 @@ key_secret="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 "$chorus" --log warn --topic-prefix "$prefix" topics apply >/dev/null
 echo "signing $requests requests ..." >&2
-"$chorus" --log warn bench ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
+"$bench" --log warn ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
 
 CHORUS_API_KEYS="bench:$key_secret:chat:write" "$chorus" --log warn --topic-prefix "$prefix" ingest \
   --listen "127.0.0.1:$port" --metrics-addr "127.0.0.1:$(( port + 1 ))" \

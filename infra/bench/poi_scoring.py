@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""PoI scoring benchmark: DataFusion (`chorus poi query`) beside DuckDB, same SQL, same Parquet.
+"""PoI scoring benchmark: DataFusion (`chorus-bench poi query`) beside DuckDB, same SQL, same Parquet.
 
     infra/scripts/install.sh duckdb
     cargo build --bin chorus
     ~/.chorus/venv/bin/python infra/bench/poi_scoring.py --events 10000000
 
-1. `chorus poi generate` writes a synthetic workload (users, agent calls, inference jobs
+1. `chorus-bench poi generate` writes a synthetic workload (users, agent calls, inference jobs
    and results, replies, ratings, provider registrations, 2% duplicates) as the Parquet
    archive the scorer reads, co-partitioned into buckets by job and by message.
-2. `chorus poi query` runs the scorer's bucketed plan with DataFusion (memory pool limit,
+2. `chorus-bench poi query` runs the scorer's bucketed plan with DataFusion (memory pool limit,
    spilling) and writes the plan's SQL steps it ran.
 3. DuckDB runs those same SQL steps bucket by bucket over the same Parquet files, moving
    the per-bucket results between steps as Arrow tables.
@@ -105,7 +105,7 @@ def run(cmd, stdout_path=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--chorus", default="target/debug/chorus")
+    parser.add_argument("--bench", default="target/bench-dev/chorus-bench")
     parser.add_argument("--work", default=None, help="directory for the archive (default: a temp dir)")
     parser.add_argument("--memory-mb", type=int, default=2048, help="DataFusion memory pool limit")
     parser.add_argument("--threads", type=int, default=0, help="DuckDB threads (0 = its default)")
@@ -121,7 +121,7 @@ def main():
     else:
         archive = os.path.join(work, "archive")
         print(f"generating {args.events:,} events into {archive} ...", flush=True)
-        gen_seconds, _ = run([args.chorus, "--log", "warn", "poi", "generate", "--events", str(args.events), "--out", archive])
+        gen_seconds, _ = run([args.bench, "--log", "warn", "poi", "generate", "--events", str(args.events), "--out", archive])
         print(f"  {gen_seconds:.1f} s", flush=True)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(archive) for f in fs)
     buckets = json.load(open(os.path.join(archive, "archive.json")))["buckets"]
@@ -147,7 +147,7 @@ def main():
         df_out = os.path.join(work, f"datafusion-{form}.json")
         extra = ["--whole"] if form == "whole" else []
         repeated(f"DataFusion, {label}", form,
-                 [args.chorus, "--log", "warn", "poi", "query", "--archive", archive, *extra,
+                 [args.bench, "--log", "warn", "poi", "query", "--archive", archive, *extra,
                   "--sql-out", sql_file, "--memory-mb", str(args.memory_mb)], df_out)
         duck_out = os.path.join(work, f"duckdb-{form}.json")
         duck_args = [archive, sql_file, duck_out, str(args.threads)]

@@ -23,7 +23,7 @@ if [[ "${1:-}" == --long ]]; then
 fi
 bash infra/scripts/start.sh kafka clickhouse anvil llama embed
 cargo build --bin chorus --locked
-filter='binary(faults) | binary(faults_live)'
+filter='test(/^faults::/) | test(/^faults_live::/)'
 filter+=' | test(router_killed_mid_stream) | test(malformed_records_are_dead_lettered)'
 filter+=' | test(three_workers_sigkilled) | test(a_million_events_count_once)'
 filter+=' | test(indexed_exactly_once_across_a_kill) | test(reorg_of_depth_three)'

@@ -39,7 +39,7 @@ pub enum EngineError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("unexpected result shape: {0}")]
     Shape(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
     #[error("routing reply rows at {path}: {message}")]
     Route { path: PathBuf, message: String },

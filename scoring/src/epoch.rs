@@ -52,13 +52,13 @@ pub enum PoiError {
     NoClaim(Address),
     #[error("{0}")]
     Kafka(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Source(#[from] crate::source::SourceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
-    #[error("{0}")]
+    #[error(transparent)]
     Chain(#[from] chorus_chain::ChainError),
     #[error("reading the distributor: {0}")]
     ChainRead(String),
@@ -273,8 +273,8 @@ pub async fn score_epoch(
     options: &ScoreOptions,
     chain: Option<&ChainClient>,
 ) -> Result<ScoreOutcome, PoiError> {
-    let recorded = tokio::task::block_in_place(|| Recorded::load(kafka))?;
-    let writer = tokio::task::block_in_place(|| {
+    let recorded = chorus_runtime::kafka::blocking(|| Recorded::load(kafka))?;
+    let writer = chorus_runtime::kafka::blocking(|| {
         TransactionalWriter::new(kafka, &format!("chorus-scorer-{}", options.scorer_name))
     })
     .map_err(|e| PoiError::Kafka(e.to_string()))?;
@@ -522,7 +522,7 @@ pub async fn verify_epoch(
     engine: EngineConfig,
     chain: Option<(&DynProvider, Address)>,
 ) -> Result<Verification, PoiError> {
-    let recorded = tokio::task::block_in_place(|| Recorded::load(kafka))?;
+    let recorded = chorus_runtime::kafka::blocking(|| Recorded::load(kafka))?;
     let (checkpoint, _) = recorded
         .checkpoints
         .get(&epoch)

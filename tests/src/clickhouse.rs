@@ -14,7 +14,7 @@ use chorus_analytics::tables::{table_for, tables};
 use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::AnyEvent;
 
-use crate::{free_port, repo_root, service_port};
+use crate::{RoleCommand, free_port, repo_root, service_port};
 
 /// Settings for the shared local server with a fresh database for this test.
 pub fn shared_clickhouse(name: &str) -> ClickHouseArgs {
@@ -147,20 +147,12 @@ pub fn sink_env(ch: &ClickHouseArgs) -> Vec<(&'static str, String)> {
 pub fn spawn_sink(kafka: &KafkaArgs, ch: &ClickHouseArgs, log: &str, extra: &[&str]) -> Child {
     let env = sink_env(ch);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut args = vec![
-        "sink",
-        "clickhouse",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--instance-id",
-        "sink-test",
-        "--batch-interval-ms",
-        "300",
-        "--max-backoff-ms",
-        "1000",
-    ];
-    args.extend_from_slice(extra);
-    crate::spawn_chorus_with_env(kafka, log, &args, &env).unwrap()
+    let role = RoleCommand::new(&["sink", "clickhouse"])
+        .instance_id("sink-test")
+        .metrics_addr("127.0.0.1:0")
+        .args(["--batch-interval-ms", "300", "--max-backoff-ms", "1000"])
+        .args(extra);
+    crate::spawn_role_with_env(kafka, log, &role, &env).unwrap()
 }
 
 /// Rows per table as loaded (FINAL: each event id once).

@@ -9,7 +9,7 @@ use alloy::signers::local::PrivateKeySigner;
 use chorus_runtime::kafka::KafkaArgs;
 use serde_json::{Value, json};
 
-use crate::{free_port, http_get, http_request, spawn_chorus_with_env, wait_for};
+use crate::{RoleCommand, free_port, http_get, http_request, spawn_role_with_env, wait_for};
 
 /// Adds `timestamp` and the EIP-191 `signature` of `chorus:<action>\n<body>` to `body`.
 pub fn sign(signer: &PrivateKeySigner, action: &str, mut body: Value) -> Value {
@@ -77,17 +77,13 @@ pub fn start_ingest_on(
 ) -> Child {
     let listen = format!("127.0.0.1:{port}");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut args = vec![
-        "ingest",
-        "--listen",
-        &listen,
-        "--metrics-addr",
-        &metrics_addr,
-    ];
-    args.extend_from_slice(extra);
+    let role = RoleCommand::new(&["ingest"])
+        .metrics_addr(&metrics_addr)
+        .flag("--listen", &listen)
+        .args(extra);
     let mut all_env = vec![("CHORUS_API_KEYS", keys)];
     all_env.extend_from_slice(env);
-    let ingest = spawn_chorus_with_env(kafka, log_name, &args, &all_env).unwrap();
+    let ingest = spawn_role_with_env(kafka, log_name, &role, &all_env).unwrap();
     wait_for("ingest API", Duration::from_secs(60), || {
         http_get(port, "/openapi.json")
             .map(|(s, _)| s == 200)

@@ -42,28 +42,13 @@ impl PrivateKafka {
         std::fs::create_dir_all(&dir)?;
         let port = free_port();
         let controller = free_port();
-        let properties = format!(
-            "process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={logs}
-num.partitions=4
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-transaction.max.timeout.ms=900000
-",
-            logs = dir.join("logs").display()
-        );
+        // The same settings as the local broker (infra/scripts/start.sh), on free ports.
+        let template = std::fs::read_to_string(repo_root().join("infra/kafka/server.properties.template"))?;
+        let properties = template
+            .replace("@CONTROLLER_PORT@", &controller.to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@LOG_DIR@", &dir.join("logs").display().to_string())
+            .replace("@INTERNAL_PARTITIONS@", "4");
         std::fs::write(dir.join("server.properties"), properties)?;
         let classpath = format!("{}/*", kafka_libs()?.display());
         let mut broker = PrivateKafka {

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use chorus_runtime::kafka::{KafkaArgs, apply_topics, inspect, load_topic_specs};
 
+/// The command line of a role process (`chorus <role> [flags]`), for [`spawn_role`].
+pub use chorus_cli::spawn::RoleCommand;
+
 /// Kafka settings for one test, under a fresh topic prefix.
 pub fn test_kafka(name: &str) -> KafkaArgs {
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -50,19 +53,20 @@ pub async fn create_topics(kafka: &KafkaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `chorus` binary built alongside the tests (`CHORUS_BIN` overrides).
+/// The `chorus` binary under test, named explicitly: `CHORUS_BIN` if set, else the path
+/// nextest (`NEXTEST_BIN_EXE_chorus`) or cargo (`CARGO_BIN_EXE_chorus`) gives the tests of
+/// the `chorus` package, which builds it before running them.
 pub fn chorus_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHORUS_BIN") {
-        return PathBuf::from(path);
-    }
-    // target/<profile>/deps/<test binary> -> target/<profile>/chorus
-    let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
+    ["CHORUS_BIN", "NEXTEST_BIN_EXE_chorus", "CARGO_BIN_EXE_chorus"]
+        .iter()
+        .find_map(std::env::var_os)
         .map(PathBuf::from)
-        .unwrap_or_default();
-    profile_dir.join("chorus")
+        .unwrap_or_else(|| {
+            panic!(
+                "no chorus binary: run the end-to-end tests with `cargo nextest run` \
+                 (or `cargo test -p chorus`), or set CHORUS_BIN"
+            )
+        })
 }
 
 /// A free TCP port on loopback.
@@ -77,6 +81,21 @@ pub fn free_port() -> u16 {
 /// under `target/test-logs/`.
 pub fn spawn_chorus(kafka: &KafkaArgs, log_name: &str, args: &[&str]) -> anyhow::Result<Child> {
     spawn_chorus_with_env(kafka, log_name, args, &[])
+}
+
+/// Starts the role process `role` with the test's Kafka settings (see [`spawn_chorus`]).
+pub fn spawn_role(kafka: &KafkaArgs, log_name: &str, role: &RoleCommand) -> anyhow::Result<Child> {
+    spawn_role_with_env(kafka, log_name, role, &[])
+}
+
+/// Starts the role process `role` with extra environment variables (see [`spawn_role`]).
+pub fn spawn_role_with_env(
+    kafka: &KafkaArgs,
+    log_name: &str,
+    role: &RoleCommand,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
+    spawn_chorus_with_env(kafka, log_name, &role.argv(), env)
 }
 
 /// Sends SIGTERM to a child and waits for it to exit.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_delivery, load_topic_specs,
+    EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs,
 };
 use chorus_schemas::AnyEvent;
 
@@ -25,14 +25,10 @@ pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::R
     for event in events {
         pending.push(producer.enqueue_any(event).await?);
         if pending.len() >= 50_000 {
-            for delivery in pending.drain(..) {
-                await_delivery(delivery).await?;
-            }
+            await_all(pending.drain(..)).await?;
         }
     }
-    for delivery in pending {
-        await_delivery(delivery).await?;
-    }
+    await_all(pending).await?;
     Ok(())
 }
 

@@ -1,20 +1,11 @@
 pub mod analytics;
-pub mod bench;
-pub mod bench_clickhouse;
-pub mod bench_indexer;
-pub mod bench_inference;
-pub mod bench_ingest;
 pub mod chain;
 pub mod demo;
-pub mod demo_live;
-pub mod demo_poi;
-pub mod generate;
 pub mod indexer;
 pub mod inference_worker;
 pub mod ingest;
 pub mod orchestrator;
 pub mod poi;
-pub mod provider_sim;
 pub mod router;
 pub mod schemas;
 pub mod topics;
@@ -31,6 +22,21 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
     }
 }
 
+/// How to run this binary again from the current directory, for the commands the demo
+/// prints (someone who ran `cargo run -- demo` has no `chorus` on their PATH).
+pub fn this_binary() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "chorus".into();
+    };
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(std::path::Path::to_path_buf));
+    match relative {
+        Some(path) => format!("./{}", path.display()),
+        None => exe.display().to_string(),
+    }
+}
+
 /// Runs the intake router in this process (the demo and the benchmark), until `shutdown`.
 pub fn spawn_router(
     kafka: &chorus_runtime::kafka::KafkaArgs,
@@ -39,7 +45,7 @@ pub fn spawn_router(
 ) -> tokio::task::JoinHandle<Result<(), chorus_runtime::kafka::PipelineError>> {
     let kafka = kafka.clone();
     tokio::spawn(async move {
-        let router = chorus_ingest::router::IntakeRouter::new(&kafka.topic_prefix);
+        let router = chorus_router::IntakeRouter::new(&kafka.topic_prefix);
         chorus_runtime::kafka::run_pipeline(
             &kafka,
             &config,

@@ -17,7 +17,7 @@ pub use pipeline::{
     InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, StageContext,
     Transform, blocking, rewind, run_pipeline, stage_consumer,
 };
-pub use producer::{Delivered, EventProducer, ProduceError, await_delivery};
+pub use producer::{Delivered, EventProducer, ProduceError, await_all, await_delivery};
 pub use transactional::{TransactionError, TransactionalWriter};
 
 use chorus_schemas::{Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION};

@@ -194,6 +194,20 @@ impl EventProducer {
 }
 
 /// Waits for one acknowledgement.
+/// Waits for every delivery, in order ("enqueue all, then await every delivery"); the
+/// first failure is returned. Returns how many were delivered.
+pub async fn await_all(
+    pending: impl IntoIterator<Item = DeliveryFuture>,
+) -> Result<usize, ProduceError> {
+    let mut delivered = 0;
+    for delivery in pending {
+        await_delivery(delivery).await?;
+        delivered += 1;
+    }
+    Ok(delivered)
+}
+
+/// Waits for one delivery.
 pub async fn await_delivery(delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
     match delivery.await {
         Ok(Ok(delivery)) => Ok(Delivered {

@@ -1,4 +1,4 @@
-//! `chorus bench ingest-requests`: writes pre-signed chat-message requests for a load
+//! `chorus-bench ingest-requests`: writes pre-signed chat-message requests for a load
 //! test of the ingest API from another process (`infra/bench/ingest_load.sh` drives
 //! `wrk` with them). Every request is unique (its own text, timestamp and EIP-191
 //! signature; accounts rotate), so none is absorbed as a replay and each one is a real

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, await_delivery, event_headers};
+use chorus_runtime::kafka::{EventProducer, await_all, await_delivery, event_headers};
 use chorus_schemas::*;
 
 fn chat(conversation: usize, n: usize) -> AnyEvent {
@@ -30,9 +30,7 @@ async fn produce(producer: &EventProducer, topic: &str, events: &[AnyEvent]) {
     for event in events {
         pending.push(producer.enqueue_any_to(topic, event).await.unwrap());
     }
-    for delivery in pending {
-        await_delivery(delivery).await.unwrap();
-    }
+    await_all(pending).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,28 +50,19 @@ async fn router_killed_mid_stream_outputs_every_input_exactly_once() {
     let producer = EventProducer::new(&kafka, "test-producer", 100_000).unwrap();
     produce(&producer, &intake, &events).await;
 
-    let router_args = |port: u16| -> Vec<String> {
-        vec![
-            "router".into(),
-            "--group".into(),
-            group.into(),
-            "--instance-id".into(),
-            format!("{}0", kafka.topic_prefix),
-            "--metrics-addr".into(),
-            format!("127.0.0.1:{port}"),
+    let router_args = |port: u16| -> RoleCommand {
+        RoleCommand::new(&["router"])
+            .member(group, &format!("{}0", kafka.topic_prefix))
+            .metrics_addr(&format!("127.0.0.1:{port}"))
+            .session_timeout_ms(6000)
             // Small transactions, so that the run lasts long enough to be killed twice.
-            "--batch-max".into(),
-            "200".into(),
-            "--session-timeout-ms".into(),
-            "6000".into(),
-        ]
+            .flag("--batch-max", "200")
     };
     let started = Instant::now();
     let mut kills = Vec::new();
     for (round, kill_at) in [(1, 20_000i64), (2, 55_000i64)] {
-        let args = router_args(free_port());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut router = spawn_chorus(&kafka, &format!("router-{round}"), &args).unwrap();
+        let role = router_args(free_port());
+        let mut router = spawn_role(&kafka, &format!("router-{round}"), &role).unwrap();
         wait_for("router progress", Duration::from_secs(120), || {
             committed_total(&kafka, group, &intake) >= kill_at
         })
@@ -87,9 +76,8 @@ async fn router_killed_mid_stream_outputs_every_input_exactly_once() {
         "both kills landed mid-stream: {kills:?}"
     );
     let port = free_port();
-    let args = router_args(port);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut router = spawn_chorus(&kafka, "router-3", &args).unwrap();
+    let role = router_args(port);
+    let mut router = spawn_role(&kafka, "router-3", &role).unwrap();
     wait_for(
         "router to finish the backlog",
         Duration::from_secs(240),
@@ -158,20 +146,13 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
     let group = format!("{}router", kafka.topic_prefix);
-    let mut router = spawn_chorus(
+    let mut router = spawn_role(
         &kafka,
         "router",
-        &[
-            "router",
-            "--group",
-            &group,
-            "--instance-id",
-            &group,
-            "--metrics-addr",
-            &metrics_addr,
-            "--session-timeout-ms",
-            "6000",
-        ],
+        &RoleCommand::new(&["router"])
+            .member(&group, &group)
+            .metrics_addr(&metrics_addr)
+            .session_timeout_ms(6000),
     )
     .unwrap();
     wait_for(

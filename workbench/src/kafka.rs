@@ -1,4 +1,4 @@
-//! `chorus bench kafka`: produce and transactional-pipeline throughput against the
+//! `chorus-bench kafka`: produce and transactional-pipeline throughput against the
 //! configured broker, beside kcat (librdkafka's own CLI producer) writing the same
 //! payloads in the same run. Prints events/s and the ratios; asserts nothing.
 
@@ -6,141 +6,18 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, PipelineConfig, await_delivery, event_headers, inspect,
+    EventProducer, KafkaArgs, PipelineConfig, await_all, event_headers, inspect,
 };
 use chorus_schemas::Topic;
 
-use super::generate::{Rng, workload_event};
+use chorus_workload::{Rng, workload_event};
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    target: BenchTarget,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchTarget {
-    /// Indexer logs/s and blocks/s beside plain eth_getLogs + decode, on a local anvil
-    /// (deploys a log fixture and generates the logs first).
-    Indexer {
-        #[command(flatten)]
-        chain: super::chain::ChainArgs,
-        #[command(flatten)]
-        key: super::chain::KeyArgs,
-        /// Logs to generate.
-        #[arg(long, default_value_t = 20_000)]
-        logs: u64,
-        /// Logs per transaction (one transaction per block on anvil).
-        #[arg(long, default_value_t = 100)]
-        logs_per_tx: u64,
-        /// Empty blocks mined between those transactions.
-        #[arg(long, default_value_t = 9)]
-        empty_blocks_between: u64,
-        /// eth_getLogs block range for both paths.
-        #[arg(long, default_value_t = 500)]
-        range: u64,
-    },
-    /// Inference-worker throughput on one backlog with 1 worker, then N workers,
-    /// against a provider with a fixed latency.
-    Inference {
-        /// Jobs in the backlog of each run.
-        #[arg(long, default_value_t = 600)]
-        jobs: u64,
-        /// Provider latency in milliseconds.
-        #[arg(long, default_value_t = 200)]
-        latency_ms: u64,
-        /// Worker counts to compare.
-        #[arg(long, value_delimiter = ',', default_value = "1,3")]
-        workers: Vec<usize>,
-        /// Jobs in flight per worker.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-    },
-    /// Rows/s into ClickHouse through the sink beside the clickhouse crate's plain
-    /// inserter (the ceiling), same rows, same run.
-    Clickhouse(super::bench_clickhouse::ClickHouseBenchArgs),
-    /// Writes pre-signed chat-message requests for a load test of the ingest API from
-    /// another process (`infra/bench/ingest_load.sh` runs wrk with them).
-    IngestRequests(super::bench_ingest::IngestRequestsArgs),
-    /// Producer and transactional-pipeline throughput vs kcat.
-    Kafka {
-        /// Events per measurement.
-        #[arg(long, default_value_t = 200_000)]
-        events: u64,
-        /// Partitions of the benchmark topics.
-        #[arg(long, default_value_t = 12)]
-        partitions: i32,
-        /// Path of the kcat binary (Debian package `kcat`).
-        #[arg(long, default_value = "kcat")]
-        kcat: String,
-        /// Most records per router transaction.
-        #[arg(long, default_value_t = 10_000)]
-        batch_max: usize,
-        /// Longest a router transaction collects records, in milliseconds.
-        #[arg(long, default_value_t = 500)]
-        batch_linger_ms: u64,
-        /// Keep the benchmark topics afterwards.
-        #[arg(long)]
-        keep_topics: bool,
-    },
-}
-
-pub async fn run(kafka: &KafkaArgs, args: BenchArgs) -> anyhow::Result<()> {
-    match args.target {
-        BenchTarget::Clickhouse(args) => super::bench_clickhouse::run(kafka, args).await,
-        BenchTarget::IngestRequests(args) => super::bench_ingest::run(args),
-        BenchTarget::Indexer {
-            chain,
-            key,
-            logs,
-            logs_per_tx,
-            empty_blocks_between,
-            range,
-        } => {
-            let bench = super::bench_indexer::IndexerBench {
-                logs,
-                logs_per_tx,
-                empty_blocks_between,
-                range,
-            };
-            super::bench_indexer::run(kafka, &chain, &key, bench).await
-        }
-        BenchTarget::Inference {
-            jobs,
-            latency_ms,
-            workers,
-            concurrency,
-        } => {
-            super::bench_inference::run(
-                kafka,
-                jobs,
-                Duration::from_millis(latency_ms),
-                &workers,
-                concurrency,
-            )
-            .await
-        }
-        BenchTarget::Kafka {
-            events,
-            partitions,
-            kcat,
-            batch_max,
-            batch_linger_ms,
-            keep_topics,
-        } => {
-            let batch = (batch_max, Duration::from_millis(batch_linger_ms));
-            bench_kafka(kafka, events, partitions, &kcat, batch, keep_topics).await
-        }
-    }
-}
-
-async fn bench_kafka(
+pub async fn run(
     base: &KafkaArgs,
     events: u64,
     partitions: i32,
@@ -190,7 +67,7 @@ async fn bench_kafka(
         .collect::<Result<_, serde_json::Error>>()?;
     let bytes: usize = records.iter().map(|r| r.1.len()).sum();
     println!(
-        "== chorus bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}",
+        "== chorus-bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}",
         bytes / records.len().max(1),
         kafka.brokers
     );
@@ -255,9 +132,7 @@ async fn bench_kafka(
                 .await?,
         );
     }
-    for delivery in pending {
-        await_delivery(delivery).await?;
-    }
+    await_all(pending).await?;
     let produce_seconds = started.elapsed().as_secs_f64();
 
     // 3. The transactional intake router (read_committed in, transactions out) over
@@ -268,7 +143,7 @@ async fn bench_kafka(
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
     config.batch_max = batch_max;
     config.batch_linger = batch_linger;
-    let router = super::spawn_router(&kafka, config, shutdown.clone());
+    let router = chorus_cli::commands::spawn_router(&kafka, config, shutdown.clone());
     let mut first: Option<(Instant, i64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let pipeline_seconds;

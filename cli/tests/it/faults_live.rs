@@ -44,25 +44,16 @@ const CONVERSATION: &str = "faults";
 fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
     let group = format!("{}orchestrator", kafka.topic_prefix);
     KillOnDrop(
-        spawn_chorus(
+        spawn_role(
             kafka,
             &format!("orchestrator-{restart}"),
-            &[
-                "orchestrator",
-                "--group",
-                &group,
-                "--instance-id",
-                &group,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--max-tokens",
-                "8",
+            &RoleCommand::new(&["orchestrator"])
+                .member(&group, &group)
+                .metrics_addr("127.0.0.1:0")
+                .session_timeout_ms(6000)
+                .flag("--max-tokens", "8")
                 // One conversation carries the whole load: no reply budget in the way.
-                "--reply-budget",
-                "1000000",
-                "--session-timeout-ms",
-                "6000",
-            ],
+                .flag("--reply-budget", "1000000"),
         )
         .unwrap(),
     )
@@ -71,30 +62,25 @@ fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
 fn spawn_worker(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
     let group = format!("{}workers", kafka.topic_prefix);
     KillOnDrop(
-        spawn_chorus(
+        spawn_role(
             kafka,
             &format!("worker-{restart}"),
-            &[
-                "inference-worker",
-                "--group",
-                &group,
-                "--instance-id",
-                &group,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--session-timeout-ms",
-                "6000",
-                "--concurrency",
-                "2",
-                "--attempt-timeout-ms",
-                "8000",
-                "--max-attempts",
-                "3",
-                "--backoff-ms",
-                "100",
-                "--breaker-cool-down-ms",
-                "1000",
-            ],
+            &RoleCommand::new(&["inference-worker"])
+                .member(&group, &group)
+                .metrics_addr("127.0.0.1:0")
+                .session_timeout_ms(6000)
+                .args([
+                    "--concurrency",
+                    "2",
+                    "--attempt-timeout-ms",
+                    "8000",
+                    "--max-attempts",
+                    "3",
+                    "--backoff-ms",
+                    "100",
+                    "--breaker-cool-down-ms",
+                    "1000",
+                ]),
         )
         .unwrap(),
     )

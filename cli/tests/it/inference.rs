@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, await_delivery};
 use chorus_schemas::*;
 
 const CHAT_MODEL: &str = "SmolLM2-135M-Instruct";
@@ -56,9 +56,7 @@ async fn produce_jobs(
     for job in jobs {
         pending.push(producer.enqueue(job).await.unwrap());
     }
-    for delivery in pending {
-        await_delivery(delivery).await.unwrap();
-    }
+    await_all(pending).await.unwrap();
     let _ = kafka;
 }
 
@@ -87,23 +85,14 @@ fn spawn_worker(
     let group = format!("{}workers", kafka.topic_prefix);
     let instance = format!("{}{instance}", kafka.topic_prefix);
     let metrics = format!("127.0.0.1:{port}");
-    let mut args: Vec<&str> = vec![
-        "inference-worker",
-        "--group",
-        &group,
-        "--instance-id",
-        &instance,
-        "--metrics-addr",
-        &metrics,
-        "--session-timeout-ms",
-        "6000",
-    ];
+    let mut role = RoleCommand::new(&["inference-worker"])
+        .member(&group, &instance)
+        .metrics_addr(&metrics)
+        .session_timeout_ms(6000);
     for provider in providers {
-        args.push("--provider");
-        args.push(provider);
+        role = role.flag("--provider", provider);
     }
-    args.extend_from_slice(extra);
-    spawn_chorus(kafka, log_name, &args).unwrap()
+    spawn_role(kafka, log_name, &role.args(extra)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

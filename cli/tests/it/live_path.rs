@@ -78,40 +78,25 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     // Registrations are in Kafka: start the orchestrator and a worker.
     let orchestrator_metrics = format!("127.0.0.1:{}", free_port());
     let group = format!("{}orchestrator", kafka.topic_prefix);
-    let mut orchestrator = spawn_chorus(
+    let mut orchestrator = spawn_role(
         &kafka,
         "orchestrator",
-        &[
-            "orchestrator",
-            "--group",
-            &group,
-            "--instance-id",
-            &group,
-            "--metrics-addr",
-            &orchestrator_metrics,
-            "--max-tokens",
-            "12",
-            "--session-timeout-ms",
-            "6000",
-        ],
+        &RoleCommand::new(&["orchestrator"])
+            .member(&group, &group)
+            .metrics_addr(&orchestrator_metrics)
+            .session_timeout_ms(6000)
+            .flag("--max-tokens", "12"),
     )
     .unwrap();
     let worker_metrics = format!("127.0.0.1:{}", free_port());
     let workers = format!("{}workers", kafka.topic_prefix);
-    let mut worker = spawn_chorus(
+    let mut worker = spawn_role(
         &kafka,
         "worker",
-        &[
-            "inference-worker",
-            "--group",
-            &workers,
-            "--instance-id",
-            &workers,
-            "--metrics-addr",
-            &worker_metrics,
-            "--session-timeout-ms",
-            "6000",
-        ],
+        &RoleCommand::new(&["inference-worker"])
+            .member(&workers, &workers)
+            .metrics_addr(&worker_metrics)
+            .session_timeout_ms(6000),
     )
     .unwrap();
 
@@ -376,10 +361,9 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
         .to_string();
     let url = anvil.url();
     let name = format!("{}indexer", kafka.topic_prefix);
-    let (ok, out) = run_chorus(
-        kafka,
-        &[
-            "indexer",
+    let indexer = RoleCommand::new(&["indexer"])
+        .metrics_addr("127.0.0.1:0")
+        .args([
             "--rpc-url",
             &url,
             "--deployment",
@@ -391,10 +375,8 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
             "--stop-at-block",
             &head,
             "--no-progress",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
+        ]);
+    let (ok, out) = run_chorus(kafka, &indexer.argv());
     assert!(ok, "{out}");
 
     let flags = poi_flags(kafka, &url, std::path::Path::new(&path));

@@ -1,13 +1,28 @@
 //! A generated workload: humans chatting in groups with agents, plus registrations and
-//! feedback, written as event envelopes to the intake topic.
+//! feedback, written as event envelopes to the intake topic. Used by `chorus demo` and by
+//! the workbench (`chorus-bench generate`, the Kafka benchmark).
 
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 
-use chorus_runtime::kafka::{EventProducer, KafkaArgs};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, ProduceError};
 use chorus_schemas::*;
+
+/// Why a workload could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("creating the generator's producer")]
+    Producer(#[source] rdkafka::error::KafkaError),
+    #[error("writing to {topic}")]
+    Enqueue {
+        topic: String,
+        #[source]
+        source: ProduceError,
+    },
+    #[error("waiting for the broker to acknowledge")]
+    Delivery(#[source] ProduceError),
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
@@ -132,8 +147,12 @@ pub struct Written {
 }
 
 /// Writes the workload to the intake topic through the idempotent producer.
-pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> anyhow::Result<Written> {
-    let producer = EventProducer::new(kafka, "generator", 100_000)?;
+pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> Result<Written, WorkloadError> {
+    let producer = EventProducer::new(kafka, "generator", 100_000).map_err(WorkloadError::Producer)?;
+    let enqueue_error = |source| WorkloadError::Enqueue {
+        topic: kafka.topic(Topic::Intake),
+        source,
+    };
     let topic = kafka.topic(Topic::Intake);
     let mut rng = Rng::new(args.seed);
     let started = Instant::now();
@@ -145,32 +164,23 @@ pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> anyhow::R
             pending.push(
                 producer
                     .enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None)
-                    .await?,
+                    .await
+                    .map_err(enqueue_error)?,
             );
             written.malformed += 1;
         }
         let event = workload_event(&mut rng, i, args.conversations);
-        pending.push(producer.enqueue_any_to(&topic, &event).await?);
+        pending.push(
+            producer
+                .enqueue_any_to(&topic, &event)
+                .await
+                .map_err(enqueue_error)?,
+        );
         written.valid += 1;
     }
-    for delivery in pending {
-        chorus_runtime::kafka::await_delivery(delivery)
-            .await
-            .context("waiting for the broker to acknowledge")?;
-    }
+    chorus_runtime::kafka::await_all(pending)
+        .await
+        .map_err(WorkloadError::Delivery)?;
     written.seconds = started.elapsed().as_secs_f64();
     Ok(written)
-}
-
-pub async fn run(kafka: &KafkaArgs, args: GenerateArgs) -> anyhow::Result<()> {
-    let written = write_workload(kafka, &args).await?;
-    println!(
-        "wrote {} events (+{} malformed) to {} in {:.2}s ({:.0} events/s)",
-        written.valid,
-        written.malformed,
-        kafka.topic(Topic::Intake),
-        written.seconds,
-        (written.valid + written.malformed) as f64 / written.seconds.max(1e-9)
-    );
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `chorus bench clickhouse`: rows/s into ClickHouse through the sink (Kafka, decode,
+//! `chorus-bench clickhouse`: rows/s into ClickHouse through the sink (Kafka, decode,
 //! checks, RowBinary, insert, offset commit) beside the same rows inserted by the
 //! `clickhouse` crate's plain typed inserter (the ceiling), in the same run, into two
 //! fresh databases of the same server. Prints both and the ratio; asserts nothing.
@@ -15,7 +15,7 @@ use chorus_analytics::migrate::migrate;
 use chorus_analytics::sink::{SINK_ROWS, SinkConfig, run_sink};
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_delivery, load_topic_specs,
+    EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs,
 };
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::{AuthorKind, ChatMessage, Envelope};
@@ -103,7 +103,7 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
         topic_prefix: format!("{}bench-ch-{suffix}.", base.topic_prefix),
         ..base.clone()
     };
-    let mut specs = load_topic_specs(&super::repo_path("infra/topics/topics.toml"))?;
+    let mut specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
     for spec in &mut specs {
         if spec.name == chorus_schemas::Topic::ChatMessages.base_name() {
             spec.partitions = args.partitions;
@@ -131,14 +131,10 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
     for event in &events {
         pending.push(producer.enqueue(event).await?);
         if pending.len() >= 10_000 {
-            for delivery in pending.drain(..) {
-                await_delivery(delivery).await?;
-            }
+            await_all(pending.drain(..)).await?;
         }
     }
-    for delivery in pending.drain(..) {
-        await_delivery(delivery).await?;
-    }
+    await_all(pending.drain(..)).await?;
 
     // The ceiling: prebuilt typed rows, the crate's inserter, the same batch size.
     let rows: Vec<ChatMessageRow> = events.iter().map(row).collect();

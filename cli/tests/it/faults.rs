@@ -19,7 +19,7 @@ use chorus_integration_tests::clickhouse::{
 };
 use chorus_integration_tests::poi::synthetic_events;
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, event_headers};
 use chorus_schemas::*;
 use chorus_scoring::synthetic::Workload;
 
@@ -31,22 +31,14 @@ fn spawn_router(kafka: &KafkaArgs, name: &str, restart: usize) -> std::process::
     let group = format!("{}router", kafka.topic_prefix);
     // The same instance id after a restart: its transactional id fences the killed one.
     let instance = format!("{}{name}", kafka.topic_prefix);
-    spawn_chorus(
+    spawn_role(
         kafka,
         &format!("{name}-{restart}"),
-        &[
-            "router",
-            "--group",
-            &group,
-            "--instance-id",
-            &instance,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--batch-max",
-            "500",
-            "--session-timeout-ms",
-            "6000",
-        ],
+        &RoleCommand::new(&["router"])
+            .member(&group, &instance)
+            .metrics_addr("127.0.0.1:0")
+            .session_timeout_ms(6000)
+            .flag("--batch-max", "500"),
     )
     .unwrap()
 }
@@ -103,9 +95,7 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
                             .unwrap(),
                     );
                 }
-                for delivery in pending {
-                    await_delivery(delivery).await.unwrap();
-                }
+                await_all(pending).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })

@@ -76,12 +76,11 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let prefix = kafka.topic_prefix.clone();
     let mut children = Vec::new();
     let mut ports = Vec::new();
-    let mut start = |log: &str, args: &[&str], env: &[(&str, &str)]| {
+    let mut start = |log: &str, role: RoleCommand, env: &[(&str, &str)]| {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--metrics-addr", &addr]);
-        children.push(spawn_chorus_with_env(&kafka, log, &all, env).unwrap());
+        let role = role.metrics_addr(&addr);
+        children.push(spawn_role_with_env(&kafka, log, &role, env).unwrap());
         ports.push(port);
     };
 
@@ -89,7 +88,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let group = format!("{prefix}router");
     start(
         "router",
-        &["router", "--group", &group, "--instance-id", &group],
+        RoleCommand::new(&["router"]).member(&group, &group),
         &[],
     );
     // Orchestrator and a worker whose chat provider is down (errors, open circuit) and
@@ -97,15 +96,9 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let orchestrator = format!("{prefix}orchestrator");
     start(
         "orchestrator",
-        &[
-            "orchestrator",
-            "--group",
-            &orchestrator,
-            "--instance-id",
-            &orchestrator,
-            "--session-timeout-ms",
-            "6000",
-        ],
+        RoleCommand::new(&["orchestrator"])
+            .member(&orchestrator, &orchestrator)
+            .session_timeout_ms(6000),
         &[],
     );
     let workers = format!("{prefix}workers");
@@ -119,19 +112,11 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     );
     start(
         "worker",
-        &[
-            "inference-worker",
-            "--group",
-            &workers,
-            "--instance-id",
-            &workers,
-            "--session-timeout-ms",
-            "6000",
-            "--provider",
-            &dead,
-            "--provider",
-            &e5,
-        ],
+        RoleCommand::new(&["inference-worker"])
+            .member(&workers, &workers)
+            .session_timeout_ms(6000)
+            .flag("--provider", &dead)
+            .flag("--provider", &e5),
         &[],
     );
     // Ingest, with one refused request.
@@ -139,7 +124,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let listen = format!("127.0.0.1:{api_port}");
     start(
         "ingest",
-        &["ingest", "--listen", &listen],
+        RoleCommand::new(&["ingest"]).flag("--listen", &listen),
         &[("CHORUS_API_KEYS", "ops:ops-secret:chat:write")],
     );
     // Indexer over a chain that has a PoI checkpoint.
@@ -164,8 +149,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let name = format!("{prefix}indexer");
     start(
         "indexer",
-        &[
-            "indexer",
+        RoleCommand::new(&["indexer"]).args([
             "--rpc-url",
             &url,
             "--deployment",
@@ -175,7 +159,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
             "--confirmations",
             "0",
             "--no-progress",
-        ],
+        ]),
         &[],
     );
 
@@ -185,16 +169,9 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     let sink_group = format!("{prefix}sink");
     start(
         "sink",
-        &[
-            "sink",
-            "clickhouse",
-            "--group",
-            &sink_group,
-            "--instance-id",
-            &sink_group,
-            "--batch-interval-ms",
-            "200",
-        ],
+        RoleCommand::new(&["sink", "clickhouse"])
+            .member(&sink_group, &sink_group)
+            .flag("--batch-interval-ms", "200"),
         &[
             ("CHORUS_CLICKHOUSE_URL", &ch.clickhouse_url),
             ("CHORUS_CLICKHOUSE_DATABASE", &ch.clickhouse_database),

@@ -1,0 +1,45 @@
+//! The `chorus` commands as a library: each role's settings and wiring, and the demo.
+//! `src/main.rs` only parses and dispatches; the workbench (`chorus-bench`) reuses the
+//! shared settings from here.
+
+pub mod commands;
+pub mod spawn;
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// Settings every long-running role has.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Address of the /metrics, /healthz and /readyz server (port 0 picks one).
+    #[arg(long, env = "CHORUS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Stable identity of this instance (e.g. the pod name of a StatefulSet). It names
+    /// the Kafka transactional id, so a restarted instance fences its predecessor at
+    /// once; two live instances must never share it.
+    #[arg(long, env = "CHORUS_INSTANCE_ID", default_value_t = default_instance_id())]
+    pub instance_id: String,
+}
+
+impl ServiceArgs {
+    /// What every long-running role does first: shut down on SIGTERM/SIGINT and serve
+    /// `/metrics`, `/healthz` and `/readyz`.
+    pub async fn start(
+        &self,
+    ) -> anyhow::Result<(chorus_runtime::Shutdown, chorus_runtime::metrics::Readiness)> {
+        let shutdown = chorus_runtime::Shutdown::on_signals();
+        let readiness = chorus_runtime::metrics::Readiness::new();
+        chorus_runtime::metrics::serve(self.metrics_addr, readiness.clone(), shutdown.clone())
+            .await?;
+        Ok((shutdown, readiness))
+    }
+}
+
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
