@@ -363,10 +363,21 @@ pub async fn run(
         results.len(),
         median(ttft)
     );
-    // The model's speed: tokens generated over the wall time of the successful attempts.
-    let tokens_per_second = completion as f64 / gpu.max(1e-9);
+    // The model's speed: tokens after the first over the time after the first token
+    // (generation), and all tokens over the whole attempts (with prompt processing).
+    let (streamed_tokens, streamed_seconds) = results
+        .iter()
+        .filter_map(|r| {
+            let ttft = r.ttft_ms? as f64 / 1000.0;
+            let after_first = r.gpu_seconds - ttft;
+            (r.completion_tokens > 1 && after_first > 0.0)
+                .then(|| (f64::from(r.completion_tokens - 1), after_first))
+        })
+        .fold((0.0, 0.0), |(t, s), (dt, ds)| (t + dt, s + ds));
+    let tokens_per_second = streamed_tokens / streamed_seconds.max(1e-9);
     say!(
-        "-- model: {tokens_per_second:.1} tokens/s generated ({}); inference wait {:.1} s for {expected_calls} replies",
+        "-- model: {tokens_per_second:.1} tokens/s generated, {:.1} tokens/s with prompt processing ({}); inference wait {:.1} s for {expected_calls} replies",
+        completion as f64 / gpu.max(1e-9),
         llama_backend(),
         inference_wait.as_secs_f64()
     );
