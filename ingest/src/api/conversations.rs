@@ -20,7 +20,7 @@ use chorus_schemas::{AuthorKind, ChatMessage, ConversationAction, ConversationUp
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiResult, Body, accepted, address, authorize, identifier, parse};
-use super::openapi::WriteResponses;
+use super::openapi::{IdempotencyKey, WriteResponses};
 use super::state::ApiState;
 use crate::auth::Scope;
 
@@ -53,7 +53,7 @@ pub(super) struct CreateConversation {
     summary = "Create a group conversation with members",
     description = "Signed by the account with EIP-191 over `chorus:conversation.create\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
     request_body = CreateConversation,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    params(IdempotencyKey),
     responses(WriteResponses),
     security(("apiKey" = ["chat:write"]))
 )]
@@ -137,7 +137,7 @@ pub(super) struct PostMessage {
     summary = "Post a message as the signing account",
     description = "Signed by the account with EIP-191 over `chorus:chat.message\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
     request_body = PostMessage,
-    params(("id" = String, Path, description = "The conversation"), ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    params(("id" = String, Path, description = "The conversation"), IdempotencyKey),
     responses(WriteResponses),
     security(("apiKey" = ["chat:write"]))
 )]
@@ -166,24 +166,23 @@ pub(super) async fn post_message(
     // The conversation is part of what is signed.
     raw["conversation_id"] = json!(conversation_id);
     let author = state.verify("chat.message", &raw, &request.author)?;
-    let reservation = state.reserve(&key.name, &headers, &raw, 1);
-    let ids = reservation.ids.clone();
-    let event = state.envelope(
-        ids[0],
-        ChatMessage {
-            conversation_id,
-            author_kind: AuthorKind::Human,
-            author_id: author.to_string().to_lowercase(),
-            content: request.content,
-            mentions: request.mentions,
-            reply_to: request.reply_to,
-            hop: 0,
-            job_id: None,
-        },
-    );
-    Ok(accepted(
-        state.produce_once(&reservation, vec![event]).await?,
-    ))
+    state
+        .accept_one(
+            &key.name,
+            &headers,
+            &raw,
+            ChatMessage {
+                conversation_id,
+                author_kind: AuthorKind::Human,
+                author_id: author.to_string().to_lowercase(),
+                content: request.content,
+                mentions: request.mentions,
+                reply_to: request.reply_to,
+                hop: 0,
+                job_id: None,
+            },
+        )
+        .await
 }
 
 /// Streams the conversation's new events (messages and membership changes) as

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use chorus_schemas::Feedback;
 
-use super::extract::{ApiResult, Body, accepted, authorize, identifier, parse};
+use super::extract::{ApiResult, Body, authorize, identifier, parse};
 use super::error::ApiError;
-use super::openapi::WriteResponses;
+use super::openapi::{IdempotencyKey, WriteResponses};
 use super::state::ApiState;
 use crate::auth::Scope;
 
@@ -38,7 +38,7 @@ pub(super) struct PostFeedback {
     summary = "Rate a message (1-5)",
     description = "Signed by the account with EIP-191 over `chorus:feedback\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
     request_body = PostFeedback,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    params(IdempotencyKey),
     responses(WriteResponses),
     security(("apiKey" = ["feedback:write"]))
 )]
@@ -61,19 +61,18 @@ pub(super) async fn post_feedback(
         return Err(ApiError::invalid("comment is longer than 1000 characters"));
     }
     let account = state.verify("feedback", &raw, &request.account)?;
-    let reservation = state.reserve(&key.name, &headers, &raw, 1);
-    let ids = reservation.ids.clone();
-    let event = state.envelope(
-        ids[0],
-        Feedback {
-            conversation_id: request.conversation_id,
-            message_id: request.message_id,
-            account: account.to_string().to_lowercase(),
-            rating: request.rating,
-            comment: request.comment,
-        },
-    );
-    Ok(accepted(
-        state.produce_once(&reservation, vec![event]).await?,
-    ))
+    state
+        .accept_one(
+            &key.name,
+            &headers,
+            &raw,
+            Feedback {
+                conversation_id: request.conversation_id,
+                message_id: request.message_id,
+                account: account.to_string().to_lowercase(),
+                rating: request.rating,
+                comment: request.comment,
+            },
+        )
+        .await
 }

@@ -8,6 +8,17 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use super::error::ErrorBody;
 use super::extract::Accepted;
 
+/// The header of every write a client may retry.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // describes the header; `ApiState::reserve` reads it
+pub(super) struct IdempotencyKey {
+    /// Retries with the same key get the same event ids and are not produced twice
+    /// (default: the signature).
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
 /// The answers of every signed write.
 #[derive(Debug, utoipa::IntoResponses)]
 #[allow(dead_code)] // describes the answers; handlers build them as `ApiError`s

@@ -11,8 +11,8 @@ use serde_json::Value;
 use chorus_schemas::{AgentRegistered, ProviderRegistered};
 
 use super::error::ApiError;
-use super::extract::{ApiResult, Body, accepted, authorize, identifier, parse};
-use super::openapi::WriteResponses;
+use super::extract::{ApiResult, Body, authorize, identifier, parse};
+use super::openapi::{IdempotencyKey, WriteResponses};
 use super::state::ApiState;
 use crate::auth::Scope;
 
@@ -38,7 +38,7 @@ pub(super) struct RegisterAgent {
     summary = "Register or update an agent",
     description = "Signed by the account with EIP-191 over `chorus:agent.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
     request_body = RegisterAgent,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    params(IdempotencyKey),
     responses(WriteResponses),
     security(("apiKey" = ["agents:write"]))
 )]
@@ -57,22 +57,21 @@ pub(super) async fn register_agent(
         ));
     }
     let owner = state.verify("agent.register", &raw, &request.owner)?;
-    let reservation = state.reserve(&key.name, &headers, &raw, 1);
-    let ids = reservation.ids.clone();
-    let event = state.envelope(
-        ids[0],
-        AgentRegistered {
-            agent_id: request.agent_id,
-            owner: owner.to_string().to_lowercase(),
-            name: request.name,
-            system_prompt: request.system_prompt,
-            model: request.model,
-            price_per_call_micros: request.price_per_call_micros,
-        },
-    );
-    Ok(accepted(
-        state.produce_once(&reservation, vec![event]).await?,
-    ))
+    state
+        .accept_one(
+            &key.name,
+            &headers,
+            &raw,
+            AgentRegistered {
+                agent_id: request.agent_id,
+                owner: owner.to_string().to_lowercase(),
+                name: request.name,
+                system_prompt: request.system_prompt,
+                model: request.model,
+                price_per_call_micros: request.price_per_call_micros,
+            },
+        )
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -96,7 +95,7 @@ pub(super) struct RegisterProvider {
     summary = "Register or update a provider",
     description = "Signed by the account with EIP-191 over `chorus:provider.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
     request_body = RegisterProvider,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the same event ids and are not produced twice (default: the signature)")),
+    params(IdempotencyKey),
     responses(WriteResponses),
     security(("apiKey" = ["providers:write"]))
 )]
@@ -122,19 +121,18 @@ pub(super) async fn register_provider(
         identifier("models[]", model)?;
     }
     let owner = state.verify("provider.register", &raw, &request.owner)?;
-    let reservation = state.reserve(&key.name, &headers, &raw, 1);
-    let ids = reservation.ids.clone();
-    let event = state.envelope(
-        ids[0],
-        ProviderRegistered {
-            provider_id: request.provider_id,
-            owner: owner.to_string().to_lowercase(),
-            endpoint: request.endpoint,
-            models: request.models,
-            price_per_1k_tokens_micros: request.price_per_1k_tokens_micros,
-        },
-    );
-    Ok(accepted(
-        state.produce_once(&reservation, vec![event]).await?,
-    ))
+    state
+        .accept_one(
+            &key.name,
+            &headers,
+            &raw,
+            ProviderRegistered {
+                provider_id: request.provider_id,
+                owner: owner.to_string().to_lowercase(),
+                endpoint: request.endpoint,
+                models: request.models,
+                price_per_1k_tokens_micros: request.price_per_1k_tokens_micros,
+            },
+        )
+        .await
 }

@@ -14,7 +14,7 @@ use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery};
 use chorus_schemas::{Envelope, EventData};
 
 use super::error::ApiError;
-use super::extract::{address, now};
+use super::extract::{ApiResult, accepted, address, now};
 use super::idempotency::{IdempotencyCache, Reservation};
 use crate::auth::{ApiKeys, verify_signed};
 use crate::limits::{RateLimit, RateLimiter};
@@ -194,6 +194,20 @@ impl ApiState {
                 })?;
         }
         Ok(events.iter().map(|e| e.id).collect())
+    }
+
+    /// A write of one event: reserve its id under the request's idempotency key, produce
+    /// it unless a retry already did, and answer 202 with its id.
+    pub(super) async fn accept_one<T: EventData>(
+        &self,
+        key_name: &str,
+        headers: &HeaderMap,
+        body: &Value,
+        data: T,
+    ) -> ApiResult {
+        let reservation = self.reserve(key_name, headers, body, 1);
+        let event = self.envelope(reservation.ids[0], data);
+        Ok(accepted(self.produce_once(&reservation, vec![event]).await?))
     }
 
     pub(super) fn envelope<T: EventData>(&self, id: Uuid, data: T) -> Envelope<T> {

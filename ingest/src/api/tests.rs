@@ -155,6 +155,12 @@ fn request_bodies_are_the_handlers_request_types() {
         for field in required {
             assert!(listed.contains(field), "{schema} does not require {field}: {listed:?}");
         }
+        let header_documented = document["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+        assert!(header_documented, "{path} does not document Idempotency-Key");
         let responses = document["paths"][path]["post"]["responses"].as_object().unwrap();
         for code in ["202", "400", "401", "403", "413", "422", "429", "503"] {
             assert!(responses.contains_key(code), "{path} does not document {code}");
