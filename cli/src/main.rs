@@ -79,7 +79,11 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli: Cli = chorus_runtime::config::parse();
     // The demo's report is the output; its logs stay at warn unless asked for.
-    let default_log = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_log = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     chorus_runtime::telemetry::init_with_default(&cli.log, default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -70,7 +70,8 @@ pub async fn run(
     pipeline.batch_linger = Duration::from_millis(200);
     pipeline.session_timeout = config.session_timeout;
     // A batch waits for its slowest job: give the transaction room beyond the deadline.
-    let deadline_ms = u64::try_from(config.settings.default_deadline.as_millis()).unwrap_or(u64::MAX);
+    let deadline_ms =
+        u64::try_from(config.settings.default_deadline.as_millis()).unwrap_or(u64::MAX);
     pipeline.transaction_timeout = Duration::from_millis(deadline_ms.saturating_mul(2).max(60_000));
     run_pipeline(
         kafka,

@@ -83,7 +83,8 @@ pub async fn run(
         kafka.topic(Topic::ChatMessages),
         kafka.topic(Topic::InferenceResults),
     ];
-    let mut pipeline = PipelineConfig::new("orchestrator", &config.group, inputs, &config.instance_id);
+    let mut pipeline =
+        PipelineConfig::new("orchestrator", &config.group, inputs, &config.instance_id);
     pipeline.session_timeout = config.session_timeout;
     pipeline.concurrency = 1;
     run_pipeline(

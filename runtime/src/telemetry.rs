@@ -4,7 +4,6 @@
 
 use std::io::IsTerminal;
 
-
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 

@@ -43,7 +43,8 @@ impl PrivateKafka {
         let port = free_port();
         let controller = free_port();
         // The same settings as the local broker (infra/scripts/start.sh), on free ports.
-        let template = std::fs::read_to_string(repo_root().join("infra/kafka/server.properties.template"))?;
+        let template =
+            std::fs::read_to_string(repo_root().join("infra/kafka/server.properties.template"))?;
         let properties = template
             .replace("@CONTROLLER_PORT@", &controller.to_string())
             .replace("@PORT@", &port.to_string())

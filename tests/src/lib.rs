@@ -57,16 +57,20 @@ pub async fn create_topics(kafka: &KafkaArgs) -> anyhow::Result<()> {
 /// nextest (`NEXTEST_BIN_EXE_chorus`) or cargo (`CARGO_BIN_EXE_chorus`) gives the tests of
 /// the `chorus` package, which builds it before running them.
 pub fn chorus_bin() -> PathBuf {
-    ["CHORUS_BIN", "NEXTEST_BIN_EXE_chorus", "CARGO_BIN_EXE_chorus"]
-        .iter()
-        .find_map(std::env::var_os)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "no chorus binary: run the end-to-end tests with `cargo nextest run` \
+    [
+        "CHORUS_BIN",
+        "NEXTEST_BIN_EXE_chorus",
+        "CARGO_BIN_EXE_chorus",
+    ]
+    .iter()
+    .find_map(std::env::var_os)
+    .map(PathBuf::from)
+    .unwrap_or_else(|| {
+        panic!(
+            "no chorus binary: run the end-to-end tests with `cargo nextest run` \
                  (or `cargo test -p chorus`), or set CHORUS_BIN"
-            )
-        })
+        )
+    })
 }
 
 /// A free TCP port on loopback.

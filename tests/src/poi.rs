@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs,
-};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs};
 use chorus_schemas::AnyEvent;
 
 /// Creates every topic under the prefix with `partitions` partitions each.

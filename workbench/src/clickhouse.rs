@@ -14,9 +14,7 @@ use chorus_analytics::clickhouse::{execute, query_u64};
 use chorus_analytics::migrate::migrate;
 use chorus_analytics::sink::{SINK_ROWS, SinkConfig, run_sink};
 use chorus_runtime::Shutdown;
-use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs,
-};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs};
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::{AuthorKind, ChatMessage, Envelope};
 

@@ -48,7 +48,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -57,7 +57,7 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+        if n == 0 { 0 } else { self.next_u64() % n }
     }
 }
 
@@ -147,8 +147,12 @@ pub struct Written {
 }
 
 /// Writes the workload to the intake topic through the idempotent producer.
-pub async fn write_workload(kafka: &KafkaArgs, args: &GenerateArgs) -> Result<Written, WorkloadError> {
-    let producer = EventProducer::new(kafka, "generator", 100_000).map_err(WorkloadError::Producer)?;
+pub async fn write_workload(
+    kafka: &KafkaArgs,
+    args: &GenerateArgs,
+) -> Result<Written, WorkloadError> {
+    let producer =
+        EventProducer::new(kafka, "generator", 100_000).map_err(WorkloadError::Producer)?;
     let enqueue_error = |source| WorkloadError::Enqueue {
         topic: kafka.topic(Topic::Intake),
         source,

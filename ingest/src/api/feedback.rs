@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use chorus_schemas::Feedback;
 
-use super::extract::{ApiResult, Body, authorize, identifier, parse};
 use super::error::ApiError;
+use super::extract::{ApiResult, Body, authorize, identifier, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
 use super::state::ApiState;
 use crate::auth::Scope;

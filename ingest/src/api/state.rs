@@ -83,7 +83,12 @@ impl ApiState {
         }
     }
 
-    pub(super) fn verify(&self, action: &str, body: &Value, account: &str) -> Result<Address, ApiError> {
+    pub(super) fn verify(
+        &self,
+        action: &str,
+        body: &Value,
+        account: &str,
+    ) -> Result<Address, ApiError> {
         let claimed = address("the signing account", account)?;
         verify_signed(
             action,
@@ -207,7 +212,9 @@ impl ApiState {
     ) -> ApiResult {
         let reservation = self.reserve(key_name, headers, body, 1);
         let event = self.envelope(reservation.ids[0], data);
-        Ok(accepted(self.produce_once(&reservation, vec![event]).await?))
+        Ok(accepted(
+            self.produce_once(&reservation, vec![event]).await?,
+        ))
     }
 
     pub(super) fn envelope<T: EventData>(&self, id: Uuid, data: T) -> Envelope<T> {
@@ -216,4 +223,3 @@ impl ApiState {
         envelope
     }
 }
-

@@ -121,7 +121,10 @@ async fn every_documented_route_is_served_and_nothing_else() {
         status(&app, Method::POST, "/v1/conversations/group-1/events").await,
         StatusCode::METHOD_NOT_ALLOWED
     );
-    assert_eq!(status(&app, Method::POST, "/v1/messages").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status(&app, Method::POST, "/v1/messages").await,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[test]
@@ -138,11 +141,52 @@ fn request_bodies_are_the_handlers_request_types() {
             .to_owned()
     };
     let expected = [
-        ("/v1/conversations", "CreateConversation", &["conversation_id", "title", "actor", "timestamp"][..]),
-        ("/v1/conversations/{id}/messages", "PostMessage", &["author", "content", "timestamp"]),
-        ("/v1/feedback", "PostFeedback", &["conversation_id", "message_id", "account", "rating", "timestamp"]),
-        ("/v1/agents", "RegisterAgent", &["agent_id", "owner", "name", "system_prompt", "model", "price_per_call_micros", "timestamp"]),
-        ("/v1/providers", "RegisterProvider", &["provider_id", "owner", "endpoint", "models", "price_per_1k_tokens_micros", "timestamp"]),
+        (
+            "/v1/conversations",
+            "CreateConversation",
+            &["conversation_id", "title", "actor", "timestamp"][..],
+        ),
+        (
+            "/v1/conversations/{id}/messages",
+            "PostMessage",
+            &["author", "content", "timestamp"],
+        ),
+        (
+            "/v1/feedback",
+            "PostFeedback",
+            &[
+                "conversation_id",
+                "message_id",
+                "account",
+                "rating",
+                "timestamp",
+            ],
+        ),
+        (
+            "/v1/agents",
+            "RegisterAgent",
+            &[
+                "agent_id",
+                "owner",
+                "name",
+                "system_prompt",
+                "model",
+                "price_per_call_micros",
+                "timestamp",
+            ],
+        ),
+        (
+            "/v1/providers",
+            "RegisterProvider",
+            &[
+                "provider_id",
+                "owner",
+                "endpoint",
+                "models",
+                "price_per_1k_tokens_micros",
+                "timestamp",
+            ],
+        ),
     ];
     for (path, schema, required) in expected {
         assert_eq!(body_schema(path), schema, "{path}");
@@ -153,17 +197,28 @@ fn request_bodies_are_the_handlers_request_types() {
             .filter_map(|v| v.as_str())
             .collect();
         for field in required {
-            assert!(listed.contains(field), "{schema} does not require {field}: {listed:?}");
+            assert!(
+                listed.contains(field),
+                "{schema} does not require {field}: {listed:?}"
+            );
         }
         let header_documented = document["paths"][path]["post"]["parameters"]
             .as_array()
             .unwrap()
             .iter()
             .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
-        assert!(header_documented, "{path} does not document Idempotency-Key");
-        let responses = document["paths"][path]["post"]["responses"].as_object().unwrap();
+        assert!(
+            header_documented,
+            "{path} does not document Idempotency-Key"
+        );
+        let responses = document["paths"][path]["post"]["responses"]
+            .as_object()
+            .unwrap();
         for code in ["202", "400", "401", "403", "413", "422", "429", "503"] {
-            assert!(responses.contains_key(code), "{path} does not document {code}");
+            assert!(
+                responses.contains_key(code),
+                "{path} does not document {code}"
+            );
         }
     }
 }

@@ -89,8 +89,9 @@ pub async fn run(
     // the agents, and the run's PoI epoch is this run's events).
     let messages = workload.messages;
     let reply_tokens = workload.reply_tokens;
-    let specs =
-        chorus_runtime::kafka::load_topic_specs(&crate::commands::repo_path("infra/topics/topics.toml"))?;
+    let specs = chorus_runtime::kafka::load_topic_specs(&crate::commands::repo_path(
+        "infra/topics/topics.toml",
+    ))?;
     chorus_runtime::kafka::apply_topics(kafka, &specs, 1)
         .await
         .context("creating the live topics")?;
@@ -307,8 +308,10 @@ pub async fn run(
             .count();
         let elapsed = started.elapsed().as_secs();
         if std::io::stdout().is_terminal() {
-            if !super::json_mode() { print!("\r   replies {direct}/{expected_calls} after {elapsed}s   ");
-            let _ = std::io::stdout().flush(); }
+            if !super::json_mode() {
+                print!("\r   replies {direct}/{expected_calls} after {elapsed}s   ");
+                let _ = std::io::stdout().flush();
+            }
         } else if elapsed / 15 != last_report / 15 || direct != last_direct {
             say!("   replies {direct}/{expected_calls} after {elapsed}s");
             last_report = elapsed;
@@ -456,9 +459,10 @@ fn llama_backend() -> String {
         return "provider not started by this project".into();
     };
     let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim_matches(|c| c == '\'' || c == '"').replace("\\ ", " "))
+        text.lines().find_map(|l| l.strip_prefix(name)).map(|v| {
+            v.trim_matches(|c| c == '\'' || c == '"')
+                .replace("\\ ", " ")
+        })
     };
     match field("LLAMA_KIND=") {
         Some(kind) => format!("llama-server backend {kind}"),

@@ -109,7 +109,8 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     say!(
         "== Chorus demo (topic prefix {:?}, brokers {})",
-        kafka.topic_prefix, kafka.brokers
+        kafka.topic_prefix,
+        kafka.brokers
     );
 
     if !kafka_answers(&kafka) {

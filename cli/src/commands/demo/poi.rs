@@ -248,7 +248,11 @@ pub async fn run(
     );
     say!(
         "{:<16} {:<44} {:>10} {:>7} {:>16}",
-        "role", "account", "points", "items", "CHR"
+        "role",
+        "account",
+        "points",
+        "items",
+        "CHR"
     );
     for role in [
         ContributorRole::Provider,
@@ -282,7 +286,8 @@ pub async fn run(
     summary.checkpoint_tx = tx.clone();
     say!(
         "\nmerkle root   {:#x}\nmanifest hash {:#x}\ncheckpoint tx {tx}",
-        outcome.root, outcome.manifest_hash
+        outcome.root,
+        outcome.manifest_hash
     );
 
     let reader = chorus_chain::read_only_provider(RPC)?;
@@ -300,7 +305,8 @@ pub async fn run(
     if verification.ok {
         say!(
             "verified: replaying {} events gives root {}, the same as on chain",
-            verification.events_replayed, verification.computed_root
+            verification.events_replayed,
+            verification.computed_root
         );
     } else {
         bail!("verification failed: {:?}", verification.problems);
@@ -361,9 +367,7 @@ pub async fn run(
         "  the epoch archive (Parquet, a directory per table, a file per bucket): {}",
         work_dir.join("epoch-0/archive").display()
     );
-    say!(
-        "  kcat -C -b 127.0.0.1:9092 -t {prefix}chorus.poi.scores -e -q   # the recorded scores"
-    );
+    say!("  kcat -C -b 127.0.0.1:9092 -t {prefix}chorus.poi.scores -e -q   # the recorded scores");
     Ok(())
 }
 
