@@ -85,17 +85,7 @@ fn main() -> std::process::ExitCode {
         "info"
     };
     chorus_runtime::telemetry::init_with_default(&cli.log, default_log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
+    chorus_cli::run_to_exit(async move {
         match cli.command {
             Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
             Command::Router(args) => commands::router::run(&cli.kafka, args).await,
@@ -115,13 +105,5 @@ fn main() -> std::process::ExitCode {
             Command::Sink(args) => commands::analytics::run_sink_command(&cli.kafka, args).await,
             Command::Sql(args) => commands::analytics::run_sql(&cli.kafka, args).await,
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -113,23 +113,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli: Cli = chorus_runtime::config::parse();
     chorus_runtime::telemetry::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.kafka, cli.command)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    chorus_cli::run_to_exit(run(cli.kafka, cli.command))
 }
 
 async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {

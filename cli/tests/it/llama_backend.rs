@@ -2,7 +2,7 @@
 //! machines this project has met, and the choice recorded on this one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use chorus_integration_tests::repo_root;
+use chorus_integration_tests::{chorus_home, repo_root};
 
 #[test]
 fn llama_backend_choice_over_recorded_cpus() {
@@ -28,12 +28,7 @@ fn llama_backend_choice_over_recorded_cpus() {
 /// The install recorded which backend runs here and why; a slow fallback is named, not hidden.
 #[test]
 fn llama_backend_on_this_machine_is_recorded_with_its_reason() {
-    let home = std::env::var_os("CHORUS_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".chorus")
-        });
-    let env = std::fs::read_to_string(home.join("llama.env")).unwrap();
+    let env = std::fs::read_to_string(chorus_home().join("llama.env")).unwrap();
     let kind = env
         .lines()
         .find_map(|l| l.strip_prefix("LLAMA_KIND="))

@@ -458,13 +458,8 @@ fn llama_backend() -> String {
     let Some(text) = home.and_then(|h| std::fs::read_to_string(h.join("llama.env")).ok()) else {
         return "provider not started by this project".into();
     };
-    let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name)).map(|v| {
-            v.trim_matches(|c| c == '\'' || c == '"')
-                .replace("\\ ", " ")
-        })
-    };
-    match field("LLAMA_KIND=") {
+    // LLAMA_KIND is a bare word (wheel-cpu, source, wheel-vulkan); only LLAMA_WHY is quoted.
+    match text.lines().find_map(|l| l.strip_prefix("LLAMA_KIND=")) {
         Some(kind) => format!("llama-server backend {kind}"),
         None => "llama-server backend unknown".into(),
     }
