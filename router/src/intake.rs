@@ -4,10 +4,41 @@
 //! `chorus.intake` with any key. The router decodes each record with the schema of its
 //! type (from the `chorus-type` header, else the JSON), checks type, version and key, and
 //! re-emits the original bytes, unchanged, to the type's topic, keyed by the entity that
-//! orders it. Everything else is dead-lettered with the reason.
+//! orders it. Only the kinds outsiders may submit are forwarded ([`admission`]);
+//! everything else is dead-lettered with the reason.
 
 use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform, event_headers};
-use chorus_schemas::{AnyEvent, HEADER_TYPE, HEADER_VERSION, Topic};
+use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSION};
+
+/// Whether an outsider may submit `event` through intake: the allow-list, keyed on the
+/// event's kind (not its type string). The match is exhaustive on purpose: a new kind
+/// does not compile until someone decides here who may write it.
+pub fn admission(event: &AnyEvent) -> Result<(), &'static str> {
+    match event.kind() {
+        EventKind::ChatMessage => match event {
+            AnyEvent::ChatMessage(message) if message.data.author_kind == AuthorKind::Agent => {
+                Err("agent replies are written by the orchestrator from inference results; intake takes messages by people only")
+            }
+            _ => Ok(()),
+        },
+        EventKind::ConversationUpdated
+        | EventKind::Feedback
+        | EventKind::AgentRegistered
+        | EventKind::ProviderRegistered
+        | EventKind::ProviderHeartbeat => Ok(()),
+        EventKind::AgentCall | EventKind::InferenceJob => {
+            Err("agent calls and inference jobs are decided by the orchestrator")
+        }
+        EventKind::InferenceResult => Err("inference results are written by the inference workers"),
+        EventKind::ChainLog | EventKind::ChainLogRetracted => {
+            Err("chain events are written by the indexer from the chain itself")
+        }
+        EventKind::PoiScore | EventKind::PoiCheckpoint => {
+            Err("PoI scores and checkpoints are written by the scorer")
+        }
+        EventKind::DeadLetter => Err("dead letters are written by Chorus's own stages"),
+    }
+}
 
 /// The routing transform.
 #[derive(Debug, Clone)]
@@ -44,16 +75,13 @@ impl IntakeRouter {
                 ));
             }
         }
-        let topic = event.topic();
-        if matches!(
-            topic,
-            Topic::Intake | Topic::DeadLetters | Topic::IndexerCursor
-        ) {
-            return Err(format!(
-                "events of type {} are produced by Chorus itself and cannot be submitted",
+        admission(&event).map_err(|why| {
+            format!(
+                "events of type {} cannot be submitted through intake: {why}",
                 event.type_name()
-            ));
-        }
+            )
+        })?;
+        let topic = event.topic();
         Ok(OutputRecord {
             topic: topic.name(&self.topic_prefix),
             key: Some(event.key().as_bytes().to_vec()),
@@ -85,19 +113,43 @@ mod tests {
     use chorus_schemas::samples;
 
     #[test]
-    fn routes_every_submittable_type_to_its_topic() {
+    fn routes_every_submittable_kind_and_refuses_the_rest() {
         let router = IntakeRouter::new("p.");
+        let mut forwarded = Vec::new();
         for event in samples::all() {
             let bytes = event.to_json().unwrap();
             let result = router.route(Some(event.type_name()), Some("1"), Some(&bytes));
-            if event.type_name() == "dead.letter" {
-                assert!(result.is_err());
+            if admission(&event).is_err() {
+                let err = result.unwrap_err();
+                assert!(err.contains("cannot be submitted through intake"), "{err}");
                 continue;
             }
+            forwarded.push(event.kind());
             let output = result.unwrap();
             assert_eq!(output.topic, event.topic().name("p."));
             assert_eq!(output.key.as_deref(), Some(event.key().as_bytes()));
             assert_eq!(output.payload, bytes, "original bytes are kept");
+        }
+        for kind in [EventKind::ConversationUpdated, EventKind::Feedback, EventKind::AgentRegistered] {
+            assert!(forwarded.contains(&kind), "{kind:?} is submittable");
+        }
+    }
+
+    #[test]
+    fn only_chorus_writes_results_chain_events_scores_and_checkpoints() {
+        for event in samples::all() {
+            let refused = matches!(
+                event.kind(),
+                EventKind::AgentCall
+                    | EventKind::InferenceJob
+                    | EventKind::InferenceResult
+                    | EventKind::ChainLog
+                    | EventKind::ChainLogRetracted
+                    | EventKind::PoiScore
+                    | EventKind::PoiCheckpoint
+                    | EventKind::DeadLetter
+            ) || matches!(&event, AnyEvent::ChatMessage(m) if m.data.author_kind == AuthorKind::Agent);
+            assert_eq!(admission(&event).is_err(), refused, "{:?}", event.kind());
         }
     }
 

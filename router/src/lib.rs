@@ -11,7 +11,7 @@ use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, PipelineError, run_pipeli
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::Topic;
 
-pub use intake::IntakeRouter;
+pub use intake::{IntakeRouter, admission};
 
 /// How a router instance runs.
 #[derive(Debug, Clone)]

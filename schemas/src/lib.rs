@@ -16,5 +16,5 @@ mod topics;
 
 pub use envelope::{DecodeError, Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION};
 pub use events::*;
-pub use registry::{AnyEvent, EVENT_TYPES, EventTypeInfo, event_type};
+pub use registry::{AnyEvent, EVENT_TYPES, EventKind, EventTypeInfo, event_type};
 pub use topics::{CleanupPolicy, Topic, TopicSpec};

@@ -28,6 +28,15 @@ macro_rules! event_types {
             $($variant(Envelope<$variant>),)+
         }
 
+        /// What an event is, independent of how its type is spelled on the wire: code
+        /// that decides by event (who may submit it, where it goes) matches on this, so
+        /// a renamed type string changes nothing and a new kind is a compile error until
+        /// every such decision names it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($variant,)+
+        }
+
         /// Every event type, in declaration order.
         pub const EVENT_TYPES: &[EventTypeInfo] = &[
             $(EventTypeInfo {
@@ -53,6 +62,11 @@ macro_rules! event_types {
                     $(<$variant as EventData>::TYPE => Ok(AnyEvent::$variant(Envelope::<$variant>::from_json(bytes)?)),)+
                     _ => Err(DecodeError::UnknownType(type_name)),
                 }
+            }
+
+            /// The kind of event.
+            pub fn kind(&self) -> EventKind {
+                match self { $(AnyEvent::$variant(_) => EventKind::$variant,)+ }
             }
 
             /// The event type name.
