@@ -361,13 +361,18 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Runs one query and renders its result.
+/// Runs one query and renders its result. Only queries: DDL, DML (`COPY ... TO`) and
+/// other statements are refused ([`chorus_scoring::engine::read_only_sql`]).
 pub async fn run_query(
     ctx: &SessionContext,
     sql: &str,
     format: OutputFormat,
 ) -> Result<String, EmbeddedError> {
-    let batches = ctx.sql(sql).await?.collect().await?;
+    let batches = ctx
+        .sql_with_options(sql, chorus_scoring::engine::read_only_sql())
+        .await?
+        .collect()
+        .await?;
     render(&batches, format)
 }
 

@@ -487,14 +487,29 @@ pub async fn run_plan(
     contributions(&ctx.sql(&plan.total).await?.collect().await?)
 }
 
-/// Runs `sql` over the whole archive and returns the contributions.
+/// What a query typed by a person may do: read. DDL (`CREATE EXTERNAL TABLE`, which
+/// reads any local file), DML (`COPY ... TO`, `INSERT`, which write them) and other
+/// statements (`SET`) are refused before planning.
+pub fn read_only_sql() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Runs `sql` (a query: see [`read_only_sql`]) over the whole archive and returns the
+/// contributions.
 pub async fn run_query(
     archive: &Path,
     sql: &str,
     engine: EngineConfig,
 ) -> Result<Vec<Contribution>, EngineError> {
     let ctx = session(archive, engine).await?;
-    let batches = ctx.sql(sql).await?.collect().await?;
+    let batches = ctx
+        .sql_with_options(sql, read_only_sql())
+        .await?
+        .collect()
+        .await?;
     contributions(&batches)
 }
 
