@@ -60,22 +60,23 @@ pub fn load_signer(
             {
                 use std::os::unix::fs::PermissionsExt;
                 let meta = std::fs::metadata(path)
-                    .map_err(|e| ChainError::Key(format!("{}: {e}", path.display())))?;
-                if meta.permissions().mode() & 0o077 != 0 {
+                    .map_err(|e| ChainError::Key(format!("key file {}: {e}", path.display())))?;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
                     return Err(ChainError::Key(format!(
-                        "{} is readable by group or others; chmod 600 it",
+                        "key file {} has mode {mode:03o}, readable by group or others; chmod 600 it",
                         path.display()
                     )));
                 }
             }
             std::fs::read_to_string(path)
-                .map_err(|e| ChainError::Key(format!("{}: {e}", path.display())))?
+                .map_err(|e| ChainError::Key(format!("key file {}: {e}", path.display())))?
                 .trim()
                 .to_string()
         }
         _ => {
             return Err(ChainError::Key(
-                "no key: set the environment variable or pass a key file".into(),
+                "no key: set CHORUS_CHAIN_KEY or pass --key-file (a file of mode 600); on a local anvil node, --dev-key".into(),
             ));
         }
     };
@@ -330,15 +331,26 @@ pub fn id_from_name(name: &str) -> B256 {
 pub const ANVIL_DEV_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
-/// The anvil dev signer, if `url` is a loopback endpoint.
-pub fn local_dev_signer(url: &str) -> Option<PrivateKeySigner> {
-    let parsed: alloy::transports::http::reqwest::Url = url.parse().ok()?;
-    let local = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    if local {
-        ANVIL_DEV_KEY.parse().ok()
-    } else {
-        None
+/// anvil's public dev key, only for a node that says it is anvil (`web3_clientVersion`):
+/// asked for explicitly (`--dev-key`), never a fallback, whatever the URL looks like.
+pub async fn anvil_dev_signer(url: &str) -> Result<PrivateKeySigner, ChainError> {
+    let provider = read_only_provider(url)?;
+    let label = url
+        .parse::<alloy::transports::http::reqwest::Url>()
+        .map(|u| crate::rpc::endpoint_label(&u))
+        .unwrap_or_else(|_| "the RPC endpoint".into());
+    let version = provider
+        .get_client_version()
+        .await
+        .map_err(|e| ChainError::Key(format!("the dev key needs an anvil node, but {label} did not say what it is (web3_clientVersion): {e}")))?;
+    if !version.to_ascii_lowercase().starts_with("anvil") {
+        return Err(ChainError::Key(format!(
+            "the dev key is public and only for a local anvil node; {label} is {version:?}: configure CHORUS_CHAIN_KEY or --key-file"
+        )));
     }
+    ANVIL_DEV_KEY
+        .parse()
+        .map_err(|_| ChainError::Key("the built-in anvil key does not parse".into()))
 }
 
 /// A provider for reads only (no key).

@@ -6,7 +6,7 @@ use alloy::primitives::{Address, U256};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use chorus_chain::{ChainClient, DeployPlan, deploy_all, load_signer};
+use chorus_chain::{ChainClient, DeployPlan, anvil_dev_signer, deploy_all, load_signer};
 
 /// How to reach the chain and sign on it.
 #[derive(Debug, Clone, Args)]
@@ -39,28 +39,28 @@ pub struct KeyArgs {
     /// CHORUS_CHAIN_KEY takes precedence; the key is never logged.
     #[arg(long, env = "CHORUS_CHAIN_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// Sign with anvil's public dev key. Refused unless the node says it is anvil
+    /// (web3_clientVersion); never used as a fallback for a missing key.
+    #[arg(long, conflicts_with = "key_file")]
+    pub dev_key: bool,
 }
 
 impl KeyArgs {
-    /// A signing client for the first RPC endpoint. On a loopback endpoint with no key
-    /// configured, anvil's public dev key is used (local demo and benchmarks only).
-    pub fn client(&self, chain: &ChainArgs) -> anyhow::Result<ChainClient> {
-        let env_key = std::env::var("CHORUS_CHAIN_KEY").ok();
+    /// A signing client for the first RPC endpoint. Fails closed: no key (or an unreadable
+    /// key file, or one readable by others) is an error, and the dev key only signs for
+    /// anvil.
+    pub async fn client(&self, chain: &ChainArgs) -> anyhow::Result<ChainClient> {
         let url = chain
             .rpc_urls
             .first()
             .context("at least one --rpc-url is needed")?;
-        let signer = match load_signer(env_key.as_deref(), self.key_file.as_deref()) {
-            Ok(signer) => signer,
-            Err(e) => match chorus_chain::local_dev_signer(url) {
-                Some(dev) => {
-                    tracing::warn!(
-                        "no chain key configured; using anvil's public dev key on the loopback endpoint"
-                    );
-                    dev
-                }
-                None => return Err(e.into()),
-            },
+        let signer = if self.dev_key {
+            let signer = anvil_dev_signer(url).await?;
+            tracing::warn!("signing with anvil's public dev key (--dev-key)");
+            signer
+        } else {
+            let env_key = std::env::var("CHORUS_CHAIN_KEY").ok();
+            load_signer(env_key.as_deref(), self.key_file.as_deref())?
         };
         Ok(ChainClient::new(url, signer, chain.chain_id)?)
     }
@@ -98,7 +98,7 @@ pub struct DeployArgs {
 pub async fn run(args: ChainCommandArgs) -> anyhow::Result<()> {
     match args.command {
         ChainCommand::Deploy(args) => {
-            let client = args.key.client(&args.chain)?;
+            let client = args.key.client(&args.chain).await?;
             let plan = DeployPlan {
                 chain_id: args.chain.chain_id,
                 checkpointer: args.checkpointer.unwrap_or(client.address()),
