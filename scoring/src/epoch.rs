@@ -48,6 +48,28 @@ pub enum PoiError {
         on_chain: B256,
         computed: B256,
     },
+    #[error(
+        "epoch {epoch}: the recorded checkpoint has root {recorded}, but recomputing the epoch from the log gives {computed}; nothing was sent"
+    )]
+    RootMismatch {
+        epoch: u64,
+        recorded: String,
+        computed: String,
+    },
+    #[error(
+        "epoch {epoch}: the recorded scores give root {from_scores}, but the recorded checkpoint says {recorded}; nothing was sent"
+    )]
+    ScoresMismatch {
+        epoch: u64,
+        recorded: String,
+        from_scores: String,
+    },
+    #[error(
+        "epoch {epoch}: the recorded checkpoint's manifest {problem}, so it was not computed from this log and config; nothing was sent"
+    )]
+    ManifestMismatch { epoch: u64, problem: String },
+    #[error("epoch {epoch} has checkpoints with different roots recorded ({roots}); nothing was sent")]
+    ConflictingCheckpoints { epoch: u64, roots: String },
     #[error("account {0} has no claim in this epoch")]
     NoClaim(Address),
     #[error("{0}")]
@@ -167,6 +189,8 @@ pub struct Recorded {
     /// The first checkpoint record per epoch (it carries the manifest) and the tx hash
     /// if a later record added one.
     pub checkpoints: BTreeMap<u64, (PoiCheckpoint, Option<String>)>,
+    /// Every root recorded per epoch (one, unless someone wrote a second checkpoint).
+    pub roots: BTreeMap<u64, std::collections::BTreeSet<String>>,
     /// (epoch, account, role) → amount.
     pub scores: BTreeMap<(u64, String, String), U256>,
 }
@@ -183,6 +207,11 @@ impl Recorded {
             if let Ok(AnyEvent::PoiCheckpoint(e)) =
                 AnyEvent::decode(record.event_type.as_deref(), &record.payload)
             {
+                recorded
+                    .roots
+                    .entry(e.data.epoch)
+                    .or_default()
+                    .insert(e.data.merkle_root.to_ascii_lowercase());
                 let entry = recorded
                     .checkpoints
                     .entry(e.data.epoch)
@@ -224,6 +253,40 @@ impl Recorded {
         total
     }
 
+    /// Checks what an epoch's payout builds on, for every checkpointed epoch up to
+    /// `through`: one root per epoch, and the recorded scores rebuild that root (so no
+    /// score was added, changed or dropped after the checkpoint). Scores of epochs with
+    /// no checkpoint count for nothing and are not checked.
+    pub fn check_consistent(&self, through: u64) -> Result<(), PoiError> {
+        for (&epoch, (checkpoint, _)) in self.checkpoints.range(..=through) {
+            if let Some(roots) = self.roots.get(&epoch).filter(|r| r.len() > 1) {
+                return Err(PoiError::ConflictingCheckpoints {
+                    epoch,
+                    roots: roots.iter().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+            let claims: Vec<Claim> = self
+                .cumulative_before(epoch + 1)
+                .into_iter()
+                .map(|(account, cumulative_amount)| Claim {
+                    account,
+                    cumulative_amount,
+                })
+                .collect();
+            let from_scores = ClaimTree::build(&claims)
+                .map(|tree| format!("{:#x}", tree.root()))
+                .unwrap_or_else(|e| format!("none ({e})"));
+            if !from_scores.eq_ignore_ascii_case(&checkpoint.merkle_root) {
+                return Err(PoiError::ScoresMismatch {
+                    epoch,
+                    recorded: checkpoint.merkle_root.clone(),
+                    from_scores,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The manifest recorded for `epoch`.
     pub fn manifest(&self, epoch: u64) -> Option<Manifest> {
         self.checkpoints
@@ -249,7 +312,8 @@ pub struct ScoreOptions {
 /// What `chorus score` did.
 #[derive(Debug, Clone)]
 pub struct ScoreOutcome {
-    pub result: Option<EpochResult>,
+    /// This run's computation (a recorded epoch is recomputed too).
+    pub result: EpochResult,
     pub root: B256,
     pub manifest_hash: B256,
     pub already_recorded: bool,
@@ -265,8 +329,51 @@ fn output<T: chorus_schemas::EventData>(
         .map_err(|e| PoiError::Kafka(format!("encoding: {e}")))
 }
 
-/// Scores an epoch and records it (scores + checkpoint event, one Kafka transaction),
-/// unless it is recorded already; then checkpoints it on chain when a client is given.
+/// Counts epochs `chorus score` refused to checkpoint because what was recorded
+/// disagrees with its own computation (a forged or corrupted checkpoint or score).
+pub static CHECKPOINT_REFUSALS: std::sync::LazyLock<prometheus::IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        chorus_runtime::metrics::counter(
+            "chorus_poi_checkpoint_refusals_total",
+            "Epochs not checkpointed because the recorded checkpoint or scores disagree with the recomputation",
+            &["reason"],
+        )
+    });
+
+/// Creates the scorer's metric series at zero, so a scrape sees them before the first
+/// refusal.
+pub fn register_metrics() {
+    for reason in REFUSAL_REASONS {
+        CHECKPOINT_REFUSALS.with_label_values(&[reason]);
+    }
+}
+
+const REFUSAL_REASONS: [&str; 4] = [
+    "root_mismatch",
+    "scores_mismatch",
+    "manifest_mismatch",
+    "conflicting_checkpoints",
+];
+
+fn refuse(error: PoiError) -> PoiError {
+    let reason = match &error {
+        PoiError::RootMismatch { .. } => REFUSAL_REASONS[0],
+        PoiError::ScoresMismatch { .. } => REFUSAL_REASONS[1],
+        PoiError::ManifestMismatch { .. } => REFUSAL_REASONS[2],
+        PoiError::ConflictingCheckpoints { .. } => REFUSAL_REASONS[3],
+        _ => "other",
+    };
+    CHECKPOINT_REFUSALS.with_label_values(&[reason]).inc();
+    tracing::error!(error = %error, "refusing to checkpoint");
+    error
+}
+
+/// Scores an epoch and, unless it is recorded already, records it (scores + checkpoint
+/// event, one Kafka transaction); then checkpoints it on chain when a client is given.
+///
+/// The scorer signs only what it computed: the epoch is always recomputed from the log,
+/// and a recorded checkpoint (or recorded scores) that disagree with the recomputation
+/// stop it with an error naming the epoch and both roots; nothing is sent.
 pub async fn score_epoch(
     kafka: &KafkaArgs,
     config: &ScoringConfig,
@@ -274,54 +381,111 @@ pub async fn score_epoch(
     chain: Option<&ChainClient>,
 ) -> Result<ScoreOutcome, PoiError> {
     let recorded = chorus_runtime::kafka::blocking(|| Recorded::load(kafka))?;
+    let epoch = options.epoch;
+    recorded.check_consistent(epoch).map_err(refuse)?;
     let writer = chorus_runtime::kafka::blocking(|| {
-        TransactionalWriter::new(kafka, &format!("chorus-scorer-{}", options.scorer_name))
+        TransactionalWriter::new(
+            kafka,
+            &format!(
+                "{}-{}",
+                chorus_runtime::kafka::Principal::Scorer.id_prefix(&kafka.topic_prefix),
+                options.scorer_name
+            ),
+        )
     })
     .map_err(|e| PoiError::Kafka(e.to_string()))?;
-    let epoch = options.epoch;
-    let (checkpoint, result, already_recorded) = match recorded.checkpoints.get(&epoch) {
-        Some((checkpoint, _)) => {
-            tracing::info!(epoch, root = %checkpoint.merkle_root, "epoch already scored and recorded; not scoring again");
-            (checkpoint.clone(), None, true)
+    let (start, end) = config.window(epoch);
+    let recorded_checkpoint = recorded.checkpoints.get(&epoch).map(|(c, _)| c.clone());
+    let recorded_manifest = recorded.manifest(epoch);
+    if recorded_checkpoint.is_some() && recorded_manifest.is_none() {
+        return Err(refuse(PoiError::ManifestMismatch {
+            epoch,
+            problem: "is missing or unreadable".into(),
+        }));
+    }
+    // The window: the config's, up to now for an open epoch; a recorded epoch keeps the
+    // end it was scored with, which must lie inside the config's window.
+    let window_end = match &recorded_manifest {
+        Some(m) => {
+            if m.window_start_ms != start || m.window_end_ms > end || m.window_end_ms < start {
+                return Err(refuse(PoiError::ManifestMismatch {
+                    epoch,
+                    problem: format!(
+                        "covers {}..{} ms, outside the epoch's window {start}..{end} ms",
+                        m.window_start_ms, m.window_end_ms
+                    ),
+                }));
+            }
+            m.window_end_ms
         }
         None => {
-            let (start, end) = config.window(epoch);
             let now = chrono::Utc::now().timestamp_millis();
             if end > now && !options.allow_open {
                 return Err(PoiError::EpochOpen { epoch, end_ms: end });
             }
-            let end = end.min(now);
-            let plan_kafka = kafka.clone();
-            let lookback =
-                i64::try_from(config.epoch.length_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let sources = tokio::task::spawn_blocking(move || {
-                plan_sources(&plan_kafka, start, end, lookback)
-            })
+            end.min(now)
+        }
+    };
+    let plan_kafka = kafka.clone();
+    let lookback =
+        i64::try_from(config.epoch.length_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let sources =
+        tokio::task::spawn_blocking(move || plan_sources(&plan_kafka, start, window_end, lookback))
             .await
             .map_err(|e| PoiError::Kafka(e.to_string()))?
             .map_err(|e| PoiError::Kafka(format!("planning offsets: {e}")))?;
-            let manifest = Manifest {
-                manifest_version: 1,
-                epoch,
-                window_start_ms: start,
-                window_end_ms: end,
-                config_version: config.version.clone(),
-                config_hash: format!("{:#x}", config.hash()),
-                sources,
-            };
-            let previous = recorded.cumulative_before(epoch);
-            let result = compute(
-                kafka,
-                config,
-                manifest,
-                &previous,
-                &options.work_dir,
-                options.engine,
-            )
-            .await?;
+    let manifest = Manifest {
+        manifest_version: 1,
+        epoch,
+        window_start_ms: start,
+        window_end_ms: window_end,
+        config_version: config.version.clone(),
+        config_hash: format!("{:#x}", config.hash()),
+        sources,
+    };
+    if let Some(m) = &recorded_manifest
+        && *m != manifest
+    {
+        return Err(refuse(PoiError::ManifestMismatch {
+            epoch,
+            problem: format!(
+                "(hash {:#x}) differs from the one planned here (hash {:#x}: config {}, {} offset ranges)",
+                m.hash(),
+                manifest.hash(),
+                manifest.config_hash,
+                manifest.sources.len()
+            ),
+        }));
+    }
+    let previous = recorded.cumulative_before(epoch);
+    let result = compute(
+        kafka,
+        config,
+        manifest,
+        &previous,
+        &options.work_dir,
+        options.engine,
+    )
+    .await?;
+    let computed_root = format!("{:#x}", result.root());
+    let (checkpoint, already_recorded) = match recorded_checkpoint {
+        Some(checkpoint) => {
+            if !checkpoint.merkle_root.eq_ignore_ascii_case(&computed_root)
+                || checkpoint.manifest_hash != format!("{:#x}", result.manifest.hash())
+            {
+                return Err(refuse(PoiError::RootMismatch {
+                    epoch,
+                    recorded: checkpoint.merkle_root.clone(),
+                    computed: computed_root,
+                }));
+            }
+            tracing::info!(epoch, root = %checkpoint.merkle_root, "epoch already recorded; the recomputation agrees");
+            (checkpoint, true)
+        }
+        None => {
             let checkpoint = PoiCheckpoint {
                 epoch,
-                merkle_root: format!("{:#x}", result.root()),
+                merkle_root: computed_root,
                 manifest_hash: format!("{:#x}", result.manifest.hash()),
                 config_hash: result.manifest.config_hash.clone(),
                 total_amount_wei: result.cumulative_total().to_string(),
@@ -357,11 +521,12 @@ pub async fn score_epoch(
                 .await
                 .map_err(|e| PoiError::Kafka(e.to_string()))?;
             write_claims_file(&options.work_dir, epoch, &result);
-            (checkpoint, Some(result), false)
+            (checkpoint, false)
         }
     };
-    let root: B256 = checkpoint.merkle_root.parse().unwrap_or_default();
-    let manifest_hash: B256 = checkpoint.manifest_hash.parse().unwrap_or_default();
+    // What goes on chain is this run's computation, never a recorded value.
+    let total = result.cumulative_total();
+    let (root, manifest_hash) = (result.root(), result.manifest.hash());
     let mut outcome = ScoreOutcome {
         result,
         root,
@@ -376,7 +541,6 @@ pub async fn score_epoch(
     let (Some(chain), Some(distributor)) = (chain, options.distributor) else {
         return Ok(outcome);
     };
-    let total = U256::from_str_radix(&checkpoint.total_amount_wei, 10).unwrap_or_default();
     let (tx_hash, already) =
         submit_root(chain, distributor, epoch, root, manifest_hash, total).await?;
     outcome.already_on_chain = already;

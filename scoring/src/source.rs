@@ -63,7 +63,7 @@ impl Manifest {
 fn consumer(kafka: &KafkaArgs) -> Result<BaseConsumer, KafkaError> {
     kafka
         .client_config("chorus-scoring")
-        .set("group.id", "chorus-scoring")
+        .set("group.id", kafka.assign_only_group("scoring"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")

@@ -63,7 +63,12 @@ pub struct ScoreArgs {
     /// Do not checkpoint on chain (record in Kafka only).
     #[arg(long)]
     no_chain: bool,
-    /// Scorer name: its Kafka transactional id is chorus-scorer-<name>.
+    /// After the run, successful or not, write this process's metrics (Prometheus text
+    /// format, e.g. chorus_poi_checkpoint_refusals_total) to this file: a batch job has
+    /// no endpoint to scrape, so point node_exporter's textfile collector here.
+    #[arg(long, env = "CHORUS_SCORE_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Scorer name: its Kafka transactional id is <topic prefix>chorus-scorer-<name>.
     #[arg(long, env = "CHORUS_SCORER_NAME", default_value = "main")]
     name: String,
     #[command(flatten)]
@@ -75,6 +80,19 @@ pub struct ScoreArgs {
 }
 
 pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
+    chorus_scoring::epoch::register_metrics();
+    let metrics_file = args.metrics_file.clone();
+    let outcome = score_and_report(kafka, args).await;
+    if let Some(path) = metrics_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, chorus_runtime::metrics::render())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing the metrics file {}", path.display()))?;
+    }
+    outcome
+}
+
+async fn score_and_report(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
     let config = args.poi.config()?;
     let epoch = match (args.epoch, args.current) {
         (Some(epoch), _) => epoch,
@@ -87,7 +105,7 @@ pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
     } else {
         let deployment = Deployment::load(&args.chain.deployment)?;
         (
-            Some(args.key.client(&args.chain)?),
+            Some(args.key.client(&args.chain).await?),
             Some(deployment.poi_distributor),
         )
     };
@@ -101,32 +119,32 @@ pub async fn score(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<()> {
         distributor,
     };
     let outcome = score_epoch(kafka, &config, &options, client.as_ref()).await?;
-    if let Some(result) = &outcome.result {
+    let result = &outcome.result;
+    println!(
+        "epoch {epoch}: {} events read from {} offset ranges in {:.2} s, scored in {:.2} s",
+        result.events_read,
+        result.manifest.sources.len(),
+        result.seconds_reading,
+        result.seconds_query
+    );
+    for payout in &result.payouts {
         println!(
-            "epoch {epoch}: {} events read from {} offset ranges in {:.2} s, scored in {:.2} s",
-            result.events_read,
-            result.manifest.sources.len(),
-            result.seconds_reading,
-            result.seconds_query
+            "  {:<16} {:#x}  points {:>12}  items {:>8}  {} wei",
+            format!("{:?}", payout.role),
+            payout.account,
+            payout.points,
+            payout.items,
+            payout.amount
         );
-        for payout in &result.payouts {
-            println!(
-                "  {:<16} {:#x}  points {:>12}  items {:>8}  {} wei",
-                format!("{:?}", payout.role),
-                payout.account,
-                payout.points,
-                payout.items,
-                payout.amount
-            );
-        }
-        if !result.excluded.is_empty() {
-            println!(
-                "  {} contributors without a payable address were left out",
-                result.excluded.len()
-            );
-        }
-    } else {
-        println!("epoch {epoch}: already scored; using the recorded checkpoint");
+    }
+    if !result.excluded.is_empty() {
+        println!(
+            "  {} contributors without a payable address were left out",
+            result.excluded.len()
+        );
+    }
+    if outcome.already_recorded {
+        println!("epoch {epoch}: already recorded; the recomputation gives the recorded root");
     }
     println!(
         "root {:#x}  manifest {:#x}",
