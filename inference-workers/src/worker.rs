@@ -89,6 +89,9 @@ pub struct WorkerSettings {
     pub default_deadline: Duration,
     /// First retry delay; doubles per attempt, with ±50% jitter.
     pub backoff_base: Duration,
+    /// Largest provider answer (content bytes) written as a result; a longer one sends
+    /// the job to the dead-letter topic.
+    pub max_output_bytes: usize,
     /// The `source` of result envelopes.
     pub source: String,
     pub topic_prefix: String,
@@ -384,6 +387,18 @@ impl Transform for InferenceWorker {
             return Ok(Vec::new());
         }
         let result = self.serve(&job.data).await;
+        let answer_bytes = result.content.as_ref().map_or(0, String::len);
+        if answer_bytes > self.settings.max_output_bytes {
+            RESULTS
+                .with_label_values(&["dead_lettered", "output_too_large"])
+                .inc();
+            return Err(ProcessError::Reject(format!(
+                "provider {} answered job {} with {answer_bytes} bytes, over the output cap of {} bytes (--max-output-bytes); the answer is dropped",
+                result.provider_id.as_deref().unwrap_or("?"),
+                job.data.job_id,
+                self.settings.max_output_bytes
+            )));
+        }
         let event = Envelope::new(self.settings.source.clone(), result);
         let output = OutputRecord::event(&self.settings.topic_prefix, &event)
             .map_err(|e| ProcessError::Retry(format!("encoding the result: {e}")))?;

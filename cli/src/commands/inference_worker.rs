@@ -15,12 +15,10 @@ pub struct InferenceWorkerArgs {
     service: ServiceArgs,
     /// Consumer group of the workers (all workers share it; partitions of the jobs
     /// topic bound how many can work at once).
-    #[arg(
-        long,
-        env = "CHORUS_WORKER_GROUP",
-        default_value = "chorus-inference-workers"
-    )]
-    group: String,
+    /// Default: <topic prefix>chorus-inference-workers. It must start with <topic prefix>chorus-inference-worker
+    /// (the broker grants the role only that prefix).
+    #[arg(long, env = "CHORUS_WORKER_GROUP")]
+    group: Option<String>,
     /// Jobs in flight at once in this worker.
     #[arg(long, env = "CHORUS_WORKER_CONCURRENCY", default_value_t = 8)]
     concurrency: usize,
@@ -56,6 +54,15 @@ pub struct InferenceWorkerArgs {
     /// First retry delay in milliseconds (doubles per attempt, jittered).
     #[arg(long, env = "CHORUS_WORKER_BACKOFF_MS", default_value_t = 200)]
     backoff_ms: u64,
+    /// Largest provider answer accepted, in bytes. A longer one is not written as a
+    /// result: the job goes to the dead-letter topic with the reason. Keep it well under
+    /// the broker's max.message.bytes (1 MiB by default).
+    #[arg(
+        long,
+        env = "CHORUS_WORKER_MAX_OUTPUT_BYTES",
+        default_value_t = 256 * 1024
+    )]
+    max_output_bytes: usize,
     /// Consecutive failures that open a provider's circuit.
     #[arg(long, env = "CHORUS_WORKER_BREAKER_THRESHOLD", default_value_t = 5)]
     breaker_threshold: u32,
@@ -84,7 +91,12 @@ pub async fn run(kafka: &KafkaArgs, args: InferenceWorkerArgs) -> anyhow::Result
         .context("--provider")?;
     let (shutdown, readiness) = args.service.start().await?;
     let config = WorkerConfig {
-        group: args.group,
+        group: crate::role_group(
+            kafka,
+            chorus_runtime::kafka::Principal::InferenceWorker,
+            args.group,
+            "chorus-inference-workers",
+        )?,
         concurrency: args.concurrency,
         batch_max: args.batch_max,
         session_timeout: Duration::from_millis(args.session_timeout_ms),
@@ -98,6 +110,7 @@ pub async fn run(kafka: &KafkaArgs, args: InferenceWorkerArgs) -> anyhow::Result
             max_attempts: args.max_attempts,
             default_deadline: Duration::from_millis(args.default_deadline_ms),
             backoff_base: Duration::from_millis(args.backoff_ms),
+            max_output_bytes: args.max_output_bytes,
             source: format!("inference-worker/{}", args.service.instance_id),
             topic_prefix: kafka.topic_prefix.clone(),
         },

@@ -8,9 +8,12 @@
 //!
 //! Input that cannot be processed ([`ProcessError::Reject`]) becomes a `dead.letter`
 //! event (original bytes, reason, source topic/partition/offset) in the same
-//! transaction: it never blocks the partition and is never lost. Transient failures
-//! ([`ProcessError::Retry`]) abort the batch, rewind to the committed offsets and retry
-//! after a backoff.
+//! transaction: it never blocks the partition and is never lost. So does input whose
+//! output is too large to produce ([`PipelineConfig::max_record_bytes`]): a record the
+//! broker would refuse is a poison pill that would otherwise abort every retry of its
+//! batch. Transient failures ([`ProcessError::Retry`], a failed produce or commit) abort
+//! the batch, rewind to the committed offsets and retry after a backoff that doubles
+//! with each abort in a row (100 ms up to 30 s).
 //!
 //! The transactional id must be stable per instance (`<stage>-<instance id>`): a
 //! restarted instance then fences its predecessor and aborts the transaction it left
@@ -142,6 +145,23 @@ pub struct PipelineConfig {
     pub transaction_timeout: Duration,
     /// Where to start without a committed offset: `earliest` or `latest`.
     pub auto_offset_reset: String,
+    /// Largest output record (key + value + headers) produced; the input of a larger
+    /// one is dead-lettered instead. Below librdkafka's `message.max.bytes` (1,000,000)
+    /// and the broker's (1 MiB), so that a produce never fails for size.
+    pub max_record_bytes: usize,
+}
+
+/// The default [`PipelineConfig::max_record_bytes`]: 900 KiB.
+pub const MAX_RECORD_BYTES: usize = 900 * 1024;
+
+/// Longest wait between retries of a failing batch.
+const MAX_ABORT_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The wait after the `aborts_in_a_row`-th abort in a row: 100 ms, doubling, at most 30 s.
+fn abort_backoff(aborts_in_a_row: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(1u32 << aborts_in_a_row.saturating_sub(1).min(16))
+        .min(MAX_ABORT_BACKOFF)
 }
 
 impl PipelineConfig {
@@ -160,6 +180,7 @@ impl PipelineConfig {
             session_timeout: Duration::from_secs(10),
             transaction_timeout: Duration::from_secs(60),
             auto_offset_reset: "earliest".into(),
+            max_record_bytes: MAX_RECORD_BYTES,
         }
     }
 }
@@ -393,6 +414,7 @@ async fn run_once<T: Transform>(
     let dead_letter_topic = Topic::DeadLetters.name(&kafka.topic_prefix);
     let processing_seconds = metrics::PROCESSING_SECONDS.with_label_values(&[stage]);
     let concurrency = config.concurrency.max(1);
+    let mut aborts_in_a_row = 0u32;
     loop {
         let first = tokio::select! {
             biased;
@@ -449,6 +471,7 @@ async fn run_once<T: Transform>(
         let outcome = produce_batch(
             stage,
             &dead_letter_topic,
+            config.max_record_bytes,
             &producer,
             &messages,
             results,
@@ -464,6 +487,7 @@ async fn run_once<T: Transform>(
         };
         match outcome {
             Ok(()) => {
+                aborts_in_a_row = 0;
                 metrics::TRANSACTIONS
                     .with_label_values(&[stage, "committed"])
                     .inc();
@@ -493,11 +517,10 @@ async fn run_once<T: Transform>(
                         .map_err(|e| classify("abort_transaction", e))?;
                 }
                 rewind(&consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
-                if batch.retry_after_abort {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.triggered() => {}
-                    }
+                aborts_in_a_row = aborts_in_a_row.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(abort_backoff(aborts_in_a_row)) => {}
+                    _ = shutdown.triggered() => {}
                 }
             }
         }
@@ -528,13 +551,13 @@ struct Batch {
     in_per_topic: BTreeMap<String, u64>,
     out_per_topic: BTreeMap<String, u64>,
     dead_per_topic: BTreeMap<String, u64>,
-    retry_after_abort: bool,
 }
 
 /// Opens the transaction and queues every output (dead letters for rejected input).
 async fn produce_batch(
     stage: &str,
     dead_letter_topic: &str,
+    max_record_bytes: usize,
     producer: &FutureProducer,
     messages: &[OwnedMessage],
     results: Vec<Result<Vec<OutputRecord>, ProcessError>>,
@@ -544,32 +567,35 @@ async fn produce_batch(
         .iter()
         .find(|r| matches!(r, Err(ProcessError::Retry(_))))
     {
-        batch.retry_after_abort = true;
         return Err(format!("transform asked to retry: {reason}"));
     }
     blocking(|| producer.begin_transaction()).map_err(|e| format!("begin_transaction: {e}"))?;
     batch.began = true;
     for (message, result) in messages.iter().zip(results) {
         let record = InputRecord::from_message(message);
-        let outputs = match result {
+        let rejected = match result {
+            Ok(outputs) => match oversized(&outputs, max_record_bytes) {
+                None => Ok(outputs),
+                Some(reason) => Err(reason),
+            },
+            Err(ProcessError::Reject(reason)) => Err(reason),
+            Err(ProcessError::Retry(reason)) => return Err(reason),
+        };
+        let outputs = match rejected {
             Ok(outputs) => outputs,
-            Err(ProcessError::Reject(reason)) => {
-                let dead = dead_letter(stage, &record, reason);
-                let payload = dead
-                    .to_json()
-                    .map_err(|e| format!("encoding dead letter: {e}"))?;
+            Err(reason) => {
                 *batch
                     .dead_per_topic
                     .entry(record.topic.to_owned())
                     .or_default() += 1;
-                vec![OutputRecord {
-                    topic: dead_letter_topic.to_owned(),
-                    key: Some(dead.key.clone().into_bytes()),
-                    payload,
-                    headers: Some(envelope_headers(&dead)),
-                }]
+                vec![dead_letter_output(
+                    stage,
+                    dead_letter_topic,
+                    &record,
+                    reason,
+                    max_record_bytes,
+                )?]
             }
-            Err(ProcessError::Retry(reason)) => return Err(reason),
         };
         for output in &outputs {
             send_in_transaction(producer, output).await?;
@@ -585,6 +611,66 @@ async fn produce_batch(
         );
     }
     Ok(())
+}
+
+/// The bytes a record puts on the wire, near enough: key, value and headers.
+fn record_bytes(output: &OutputRecord) -> usize {
+    let headers = output.headers.as_ref().map_or(0, |headers| {
+        headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum()
+    });
+    output.key.as_ref().map_or(0, Vec::len) + output.payload.len() + headers
+}
+
+/// Why `outputs` cannot be produced, if one is larger than `max` bytes.
+fn oversized(outputs: &[OutputRecord], max: usize) -> Option<String> {
+    outputs.iter().find_map(|output| {
+        let bytes = record_bytes(output);
+        (bytes > max).then(|| {
+            format!(
+                "its output to {} would be a record of {bytes} bytes, over the limit of {max} bytes",
+                output.topic
+            )
+        })
+    })
+}
+
+/// The dead letter of `record`, as an output record. When the original would make it
+/// too large itself, the copy is left out and the reason says where the original is.
+fn dead_letter_output(
+    stage: &str,
+    dead_letter_topic: &str,
+    record: &InputRecord<'_>,
+    reason: String,
+    max_record_bytes: usize,
+) -> Result<OutputRecord, String> {
+    let encode = |dead: &Envelope<DeadLetter>| -> Result<OutputRecord, String> {
+        Ok(OutputRecord {
+            topic: dead_letter_topic.to_owned(),
+            key: Some(dead.key.clone().into_bytes()),
+            payload: dead
+                .to_json()
+                .map_err(|e| format!("encoding dead letter: {e}"))?,
+            headers: Some(envelope_headers(dead)),
+        })
+    };
+    let mut dead = dead_letter(stage, record, reason);
+    let output = encode(&dead)?;
+    if record_bytes(&output) <= max_record_bytes {
+        return Ok(output);
+    }
+    dead.data.payload_base64 = String::new();
+    dead.data.reason = format!(
+        "{} (the original, {} bytes, is too large to copy here: read it at {}/{}@{})",
+        dead.data.reason,
+        record.payload.map_or(0, <[u8]>::len),
+        record.topic,
+        record.partition,
+        record.offset
+    );
+    encode(&dead)
 }
 
 fn dead_letter(stage: &str, record: &InputRecord<'_>, reason: String) -> Envelope<DeadLetter> {
