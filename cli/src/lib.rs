@@ -36,6 +36,25 @@ impl ServiceArgs {
     }
 }
 
+/// The consumer group of a role: `given` if set, else `<topic prefix><default_name>`.
+/// Either way it must start with the role's id prefix (`<topic prefix>chorus-<role>`),
+/// the only groups and transactional ids the broker grants the role.
+pub fn role_group(
+    kafka: &chorus_runtime::kafka::KafkaArgs,
+    role: chorus_runtime::kafka::Principal,
+    given: Option<String>,
+    default_name: &str,
+) -> anyhow::Result<String> {
+    let group = given.unwrap_or_else(|| format!("{}{default_name}", kafka.topic_prefix));
+    let prefix = role.id_prefix(&kafka.topic_prefix);
+    anyhow::ensure!(
+        group.starts_with(&prefix),
+        "consumer group {group:?} does not start with {prefix:?}: the broker grants the {} principal only groups and transactional ids under that prefix",
+        role.user()
+    );
+    Ok(group)
+}
+
 fn default_instance_id() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()

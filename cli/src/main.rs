@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use chorus_runtime::kafka::KafkaArgs;
+use chorus_runtime::kafka::{KafkaArgs, Principal};
 use chorus_runtime::telemetry::LogArgs;
 
 const CONFIG_HELP: &str = "\
@@ -86,24 +86,40 @@ fn main() -> std::process::ExitCode {
     };
     chorus_runtime::telemetry::init_with_default(&cli.log, default_log);
     chorus_cli::run_to_exit(async move {
+        // Each role authenticates to Kafka as its own principal (docs/security.md).
+        let principal = match &cli.command {
+            Command::Router(_) => Some(Principal::Router),
+            Command::Ingest(_) => Some(Principal::Ingest),
+            Command::Orchestrator(_) => Some(Principal::Orchestrator),
+            Command::InferenceWorker(_) => Some(Principal::InferenceWorker),
+            Command::Indexer(_) => Some(Principal::Indexer),
+            Command::Score(_) => Some(Principal::Scorer),
+            Command::Sink(_) => Some(Principal::Sink),
+            Command::Verify(_) | Command::Proof(_) | Command::Sql(_) => Some(Principal::Reader),
+            // The demo starts every part itself and gives each its own principal.
+            Command::Topics(_) | Command::Demo(_) => Some(Principal::Admin),
+            Command::Chain(_) | Command::Schemas(_) | Command::Migrate(_) => None,
+        };
+        let kafka = match principal {
+            Some(principal) => cli.kafka.authenticate_as(principal)?,
+            None => cli.kafka.clone(),
+        };
         match cli.command {
-            Command::Topics(args) => commands::topics::run(&cli.kafka, args).await,
-            Command::Router(args) => commands::router::run(&cli.kafka, args).await,
-            Command::Ingest(args) => commands::ingest::run(&cli.kafka, args).await,
-            Command::Orchestrator(args) => commands::orchestrator::run(&cli.kafka, args).await,
-            Command::InferenceWorker(args) => {
-                commands::inference_worker::run(&cli.kafka, args).await
-            }
-            Command::Demo(args) => commands::demo::run(&cli.kafka, args).await,
+            Command::Topics(args) => commands::topics::run(&kafka, args).await,
+            Command::Router(args) => commands::router::run(&kafka, args).await,
+            Command::Ingest(args) => commands::ingest::run(&kafka, args).await,
+            Command::Orchestrator(args) => commands::orchestrator::run(&kafka, args).await,
+            Command::InferenceWorker(args) => commands::inference_worker::run(&kafka, args).await,
+            Command::Demo(args) => commands::demo::run(&kafka, args).await,
             Command::Chain(args) => commands::chain::run(args).await,
-            Command::Indexer(args) => commands::indexer::run(&cli.kafka, args).await,
-            Command::Score(args) => commands::poi::score(&cli.kafka, args).await,
-            Command::Verify(args) => commands::poi::verify(&cli.kafka, args).await,
-            Command::Proof(args) => commands::poi::proof(&cli.kafka, args).await,
+            Command::Indexer(args) => commands::indexer::run(&kafka, args).await,
+            Command::Score(args) => commands::poi::score(&kafka, args).await,
+            Command::Verify(args) => commands::poi::verify(&kafka, args).await,
+            Command::Proof(args) => commands::poi::proof(&kafka, args).await,
             Command::Schemas(args) => commands::schemas::run(args),
             Command::Migrate(args) => commands::analytics::run_migrate(args).await,
-            Command::Sink(args) => commands::analytics::run_sink_command(&cli.kafka, args).await,
-            Command::Sql(args) => commands::analytics::run_sql(&cli.kafka, args).await,
+            Command::Sink(args) => commands::analytics::run_sink_command(&kafka, args).await,
+            Command::Sql(args) => commands::analytics::run_sql(&kafka, args).await,
         }
     })
 }

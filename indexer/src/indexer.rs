@@ -266,7 +266,11 @@ pub async fn run_indexer(
             actual,
         });
     }
-    let transactional_id = format!("chorus-indexer-{}", settings.name);
+    let transactional_id = format!(
+        "{}-{}",
+        chorus_runtime::kafka::Principal::Indexer.id_prefix(&kafka.topic_prefix),
+        settings.name
+    );
     let writer =
         chorus_runtime::kafka::blocking(|| TransactionalWriter::new(kafka, &transactional_id))?;
     let cursor = match chorus_runtime::kafka::blocking(|| load_cursor(kafka, settings))? {

@@ -7,12 +7,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 install_kafka() {
   local dir="$CHORUS_HOME/kafka-$KAFKA_VERSION"
   if [[ -f "$dir/.complete" ]]; then log "kafka $KAFKA_VERSION already installed"; return; fi
-  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  # A JDK, not only a JRE: infra/scripts/kafka-auth.sh compiles its ACL tool with javac.
+  command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
   command -v mvn >/dev/null || apt_install maven
   log "assembling Apache Kafka $KAFKA_VERSION from Maven Central"
   mkdir -p "$dir/libs"
   mvn -q -B -f "$CHORUS_REPO/infra/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
+  bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" tool
   touch "$dir/.complete"
 }
 

@@ -17,16 +17,23 @@ start_kafka() {
   bash "$CHORUS_REPO/infra/scripts/install.sh" kafka
   local home="$CHORUS_HOME/kafka-$KAFKA_VERSION" data="$CHORUS_HOME/kafka-data"
   mkdir -p "$data"
-  sed -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-    -e "s#@LOG_DIR@#$data/logs#g" -e "s#@INTERNAL_PARTITIONS@#8#g" \
-    "$CHORUS_REPO/infra/kafka/server.properties.template" >"$data/server.properties"
+  # SASL/SCRAM users and the StandardAuthorizer (infra/scripts/kafka-auth.sh). Storage
+  # formatted before auth existed has no users: say so rather than start a broker
+  # nobody can log in to.
+  if [[ -f "$data/logs/meta.properties" && ! -f "$data/.scram-users" ]]; then
+    log "kafka data in $data predates SASL users; clear it with infra/scripts/stop.sh --wipe kafka"
+    return 1
+  fi
+  bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" config "$data/server.properties" \
+    "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$data/logs" 8
   local cp="$home/libs/*"
   local jvm=(java -Xms512m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" -cp "$cp")
   if [[ ! -f "$data/logs/meta.properties" ]]; then
-    log "formatting KRaft storage in $data/logs"
-    "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "chorus-local-cluster-0001" \
-      -c "$data/server.properties" >"$CHORUS_RUN/kafka-format.log" 2>&1 \
+    log "formatting KRaft storage in $data/logs (with the SCRAM users of infra/kafka/principals)"
+    bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" format "$data/server.properties" \
+      "chorus-local-cluster-0001" >"$CHORUS_RUN/kafka-format.log" 2>&1 \
       || { cat "$CHORUS_RUN/kafka-format.log" >&2; return 1; }
+    touch "$data/.scram-users"
   fi
   local partitions; partitions=$(find "$data/logs" -mindepth 1 -maxdepth 1 -type d | wc -l)
   if (( partitions > 5000 )); then
@@ -39,6 +46,8 @@ start_kafka() {
   # broker is alive, and fail at once if it died.
   wait_until "kafka on 127.0.0.1:$KAFKA_PORT" 600 kafka_up_or_dead \
     || { tail -50 "$CHORUS_RUN/kafka.log" >&2; return 1; }
+  # The deployment without a topic prefix (what `chorus` uses by default) gets its ACLs.
+  bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" acls "127.0.0.1:$KAFKA_PORT" "" >&2
 }
 
 start_clickhouse() {

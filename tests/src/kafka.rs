@@ -42,15 +42,32 @@ impl PrivateKafka {
         std::fs::create_dir_all(&dir)?;
         let port = free_port();
         let controller = free_port();
-        // The same settings as the local broker (infra/scripts/start.sh), on free ports.
-        let template =
-            std::fs::read_to_string(repo_root().join("infra/kafka/server.properties.template"))?;
-        let properties = template
-            .replace("@CONTROLLER_PORT@", &controller.to_string())
-            .replace("@PORT@", &port.to_string())
-            .replace("@LOG_DIR@", &dir.join("logs").display().to_string())
-            .replace("@INTERNAL_PARTITIONS@", "4");
-        std::fs::write(dir.join("server.properties"), properties)?;
+        // The same settings and users as the local broker (infra/scripts/start.sh), on
+        // free ports: SASL/SCRAM, the StandardAuthorizer, deny by default.
+        let auth = |args: &[&str]| -> anyhow::Result<()> {
+            let output = Command::new("bash")
+                .arg(repo_root().join("infra/scripts/kafka-auth.sh"))
+                .args(args)
+                .output()?;
+            anyhow::ensure!(
+                output.status.success(),
+                "kafka-auth.sh {} failed: {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Ok(())
+        };
+        let properties = dir.join("server.properties").display().to_string();
+        let logs = dir.join("logs").display().to_string();
+        auth(&[
+            "config",
+            &properties,
+            &port.to_string(),
+            &controller.to_string(),
+            &logs,
+            "4",
+        ])?;
+        auth(&["format", &properties, "chorus-test-cluster-0001"])?;
         let classpath = format!("{}/*", kafka_libs()?.display());
         let mut broker = PrivateKafka {
             port,
@@ -58,18 +75,6 @@ impl PrivateKafka {
             classpath,
             child: None,
         };
-        let format = broker
-            .java()
-            .args(["kafka.tools.StorageTool", "format", "--standalone", "-t"])
-            .arg("chorus-test-cluster-0001")
-            .arg("-c")
-            .arg(broker.dir.join("server.properties"))
-            .output()?;
-        anyhow::ensure!(
-            format.status.success(),
-            "formatting the private broker's storage failed: {}",
-            String::from_utf8_lossy(&format.stderr)
-        );
         broker.start_again()?;
         Ok(broker)
     }

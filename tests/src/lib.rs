@@ -17,19 +17,53 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chorus_runtime::kafka::{KafkaArgs, apply_topics, inspect, load_topic_specs};
+use chorus_runtime::kafka::{KafkaArgs, Principal, apply_topics, inspect, load_topic_specs};
 
 /// The command line of a role process (`chorus <role> [flags]`), for [`spawn_role`].
 pub use chorus_cli::spawn::RoleCommand;
 
-/// Kafka settings for one test, under a fresh topic prefix.
+/// Kafka settings for one test, under a fresh topic prefix, as the admin principal
+/// (a super user: the tests' own setup and checks). Roles the test starts authenticate
+/// as their own principals; [`as_principal`] gives the test any other.
 pub fn test_kafka(name: &str) -> KafkaArgs {
     let id = uuid::Uuid::now_v7().simple().to_string();
     KafkaArgs {
         brokers: std::env::var("CHORUS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
         topic_prefix: format!("test-{name}-{}.", &id[id.len() - 10..]),
-        properties: Vec::new(),
+        secrets_dir: Some(kafka_secrets_dir()),
+        ..KafkaArgs::default()
     }
+    .authenticate_as(Principal::Admin)
+    .expect("the admin's Kafka password (infra/scripts/kafka-auth.sh secrets)")
+}
+
+/// The same deployment as another principal.
+pub fn as_principal(kafka: &KafkaArgs, principal: Principal) -> KafkaArgs {
+    kafka
+        .as_principal(principal)
+        .unwrap_or_else(|e| panic!("the {} principal's password: {e}", principal.user()))
+}
+
+/// Where `infra/scripts/kafka-auth.sh` keeps the Kafka users' passwords.
+pub fn kafka_secrets_dir() -> PathBuf {
+    chorus_home().join("kafka-secrets")
+}
+
+/// Grants the ACL matrix (`infra/kafka/acls`) under the test's topic prefix on its
+/// broker: one Admin API call through `infra/scripts/kafka-auth.sh acls`.
+pub async fn grant_acls(kafka: &KafkaArgs) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new("bash")
+        .arg(repo_root().join("infra/scripts/kafka-auth.sh"))
+        .args(["acls", &kafka.brokers, &kafka.topic_prefix])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "granting ACLs under {}: {}",
+        kafka.topic_prefix,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 /// Where `infra/scripts/install.sh` installs the services (`CHORUS_HOME`, else `~/.chorus`).
@@ -46,11 +80,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Creates every Chorus topic under the test's prefix.
+/// Creates every Chorus topic under the test's prefix and grants the roles' ACLs on them.
 pub async fn create_topics(kafka: &KafkaArgs) -> anyhow::Result<()> {
     let specs = load_topic_specs(&repo_root().join("infra/topics/topics.toml"))?;
     apply_topics(kafka, &specs, 1).await?;
-    Ok(())
+    grant_acls(kafka).await
 }
 
 /// The `chorus` binary under test, named explicitly: `CHORUS_BIN` if set, else the path
@@ -217,6 +251,7 @@ pub fn spawn_chorus_with_env(
     std::fs::create_dir_all(&log_dir)?;
     let log = std::fs::File::create(log_dir.join(format!("{}{log_name}.log", kafka.topic_prefix)))?;
     let mut command = Command::new(bin);
+    with_role_credentials(&mut command, kafka);
     command
         .args([
             "--brokers",
@@ -232,6 +267,17 @@ pub fn spawn_chorus_with_env(
         command.env(key, value);
     }
     Ok(command.spawn()?)
+}
+
+/// Lets a spawned `chorus <role>` authenticate as its role's own principal: the secrets
+/// directory, and no user inherited from the test's environment.
+pub fn with_role_credentials(command: &mut Command, kafka: &KafkaArgs) {
+    command
+        .env_remove("CHORUS_KAFKA_USER")
+        .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+    if let Some(dir) = &kafka.secrets_dir {
+        command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
+    }
 }
 
 /// One HTTP/1.0 request with headers; returns (status, body).

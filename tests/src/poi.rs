@@ -13,7 +13,7 @@ pub async fn create_topics_with(kafka: &KafkaArgs, partitions: i32) -> anyhow::R
         spec.partitions = partitions;
     }
     apply_topics(kafka, &specs, 1).await?;
-    Ok(())
+    crate::grant_acls(kafka).await
 }
 
 /// Produces events to their topics (keyed as usual).
@@ -65,7 +65,9 @@ pub fn poi_flags(kafka: &KafkaArgs, rpc_url: &str, deployment: &std::path::Path)
 /// Runs `chorus <args>` to completion with the test's Kafka settings and anvil's dev key
 /// as the chain key; returns (success, stdout + stderr).
 pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(crate::chorus_bin())
+    let mut command = std::process::Command::new(crate::chorus_bin());
+    crate::with_role_credentials(&mut command, kafka);
+    let output = command
         .args([
             "--log",
             "warn",

@@ -108,6 +108,7 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
         }
     }
     apply_topics(&kafka, &specs, 1).await?;
+    crate::grant_acls(&kafka).await?;
     let plain = ClickHouseArgs {
         clickhouse_database: format!("bench_{suffix}_plain"),
         ..args.clickhouse.clone()

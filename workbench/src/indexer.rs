@@ -33,7 +33,7 @@ pub async fn run(
     key: &KeyArgs,
     bench: IndexerBench,
 ) -> anyhow::Result<()> {
-    let client = key.client(chain)?;
+    let client = key.client(chain).await?;
     let deployment = deploy_all(
         &client,
         &DeployPlan {
@@ -108,6 +108,7 @@ pub async fn run(
     kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
     let specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
     apply_topics(&kafka, &specs, 1).await?;
+    crate::grant_acls(&kafka).await?;
     let rpc = RpcPool::new(&chain.rpc_urls, RpcPoolConfig::default())?;
     let settings = IndexerSettings {
         name: format!("{}bench", kafka.topic_prefix),

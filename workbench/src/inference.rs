@@ -33,6 +33,7 @@ pub async fn run(
         kafka.topic_prefix = format!("bench-inf-{}.", &id[id.len() - 8..]);
         let specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
         apply_topics(&kafka, &specs, 1).await?;
+        crate::grant_acls(&kafka).await?;
 
         // The backlog first, then the workers.
         let producer = EventProducer::new(&kafka, "bench", 100_000)?;
@@ -64,7 +65,7 @@ pub async fn run(
         }
         await_all(pending).await?;
 
-        let group = format!("{}workers", kafka.topic_prefix);
+        let group = format!("{}chorus-inference-workers", kafka.topic_prefix);
         let mut children = Vec::new();
         for n in 0..workers {
             let role = RoleCommand::new(&["inference-worker"])
@@ -75,7 +76,9 @@ pub async fn run(
                     "--provider",
                     &format!("id=sim,endpoint=http://{provider}/v1,models=sim,price=1"),
                 );
-            let child = tokio::process::Command::new(exe)
+            let mut command = tokio::process::Command::new(exe);
+            crate::role_credentials(&mut command, &kafka);
+            let child = command
                 .args([
                     "--log",
                     "warn",

@@ -138,7 +138,7 @@ pub async fn run(
     // 3. The transactional intake router (read_committed in, transactions out) over
     //    those records. Timed from its first committed transaction (after the group
     //    join) until it has caught up.
-    let group = format!("{}router", kafka.topic_prefix);
+    let group = format!("{}chorus-router", kafka.topic_prefix);
     let shutdown = Shutdown::new();
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
     config.batch_max = batch_max;

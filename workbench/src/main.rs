@@ -116,7 +116,28 @@ fn main() -> std::process::ExitCode {
     chorus_cli::run_to_exit(run(cli.kafka, cli.command))
 }
 
+/// Grants the roles' ACLs under a benchmark's topic prefix, when the broker is the local
+/// one with the users of `infra/scripts/kafka-auth.sh`.
+async fn grant_acls(kafka: &KafkaArgs) -> anyhow::Result<()> {
+    if kafka.secrets_dir.is_some() {
+        chorus_cli::commands::grant_local_acls(&kafka.brokers, &kafka.topic_prefix).await?;
+    }
+    Ok(())
+}
+
+/// Lets a role the benchmark starts authenticate as its own principal.
+fn role_credentials(command: &mut tokio::process::Command, kafka: &KafkaArgs) {
+    command
+        .env_remove("CHORUS_KAFKA_USER")
+        .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+    if let Some(dir) = &kafka.secrets_dir {
+        command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
+    }
+}
+
 async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
+    // The benchmarks set up as the admin; the roles they start run as their own principals.
+    let kafka = kafka.authenticate_as(chorus_runtime::kafka::Principal::Admin)?;
     match command {
         Command::Kafka {
             events,

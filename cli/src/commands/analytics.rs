@@ -70,12 +70,10 @@ pub struct ClickHouseSinkArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
     /// Consumer group of the sink (instances share it; scale by running more).
-    #[arg(
-        long,
-        env = "CHORUS_SINK_GROUP",
-        default_value = "chorus-sink-clickhouse"
-    )]
-    group: String,
+    /// Default: <topic prefix>chorus-sink-clickhouse. It must start with <topic prefix>chorus-sink
+    /// (the broker grants the role only that prefix).
+    #[arg(long, env = "CHORUS_SINK_GROUP")]
+    group: Option<String>,
     /// A batch is inserted at this many rows ...
     #[arg(long, env = "CHORUS_SINK_BATCH_ROWS", default_value_t = 50_000)]
     batch_rows: usize,
@@ -90,7 +88,13 @@ pub struct ClickHouseSinkArgs {
 pub async fn run_sink_command(kafka: &KafkaArgs, args: SinkArgs) -> anyhow::Result<()> {
     let SinkTarget::Clickhouse(args) = args.target;
     let (shutdown, readiness) = args.service.start().await?;
-    let mut config = SinkConfig::new(kafka, &args.group);
+    let group = crate::role_group(
+        kafka,
+        chorus_runtime::kafka::Principal::Sink,
+        args.group,
+        "chorus-sink-clickhouse",
+    )?;
+    let mut config = SinkConfig::new(kafka, &group);
     config.batch_rows = args.batch_rows.max(1);
     config.batch_interval = Duration::from_millis(args.batch_interval_ms.max(1));
     config.max_backoff = Duration::from_millis(args.max_backoff_ms.max(1));

@@ -22,6 +22,32 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
     }
 }
 
+/// Where `infra/scripts/install.sh` keeps the local services (`CHORUS_HOME`, else
+/// `~/.chorus`).
+pub fn chorus_home() -> Option<std::path::PathBuf> {
+    std::env::var_os("CHORUS_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".chorus")))
+}
+
+/// Grants the ACL matrix (`infra/kafka/acls`) under `topic_prefix` on the broker the
+/// local scripts manage, with `infra/scripts/kafka-auth.sh acls` (one Admin API call).
+pub async fn grant_local_acls(brokers: &str, topic_prefix: &str) -> anyhow::Result<()> {
+    let script = repo_path("infra/scripts/kafka-auth.sh");
+    let output = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args(["acls", brokers, topic_prefix])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "granting the ACLs under {topic_prefix:?} with {} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
 /// How to run this binary again from the current directory, for the commands the demo
 /// prints (someone who ran `cargo run -- demo` has no `chorus` on their PATH).
 pub fn this_binary() -> String {

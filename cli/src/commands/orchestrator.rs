@@ -12,12 +12,10 @@ pub struct OrchestratorArgs {
     #[command(flatten)]
     service: ServiceArgs,
     /// Consumer group of the orchestrators.
-    #[arg(
-        long,
-        env = "CHORUS_ORCHESTRATOR_GROUP",
-        default_value = "chorus-orchestrator"
-    )]
-    group: String,
+    /// Default: <topic prefix>chorus-orchestrator. It must start with <topic prefix>chorus-orchestrator
+    /// (the broker grants the role only that prefix).
+    #[arg(long, env = "CHORUS_ORCHESTRATOR_GROUP")]
+    group: Option<String>,
     /// Agent messages with this hop or more trigger no further agent.
     #[arg(long, env = "CHORUS_ORCHESTRATOR_MAX_HOPS", default_value_t = 3)]
     max_hops: u32,
@@ -49,7 +47,12 @@ pub struct OrchestratorArgs {
 pub async fn run(kafka: &KafkaArgs, args: OrchestratorArgs) -> anyhow::Result<()> {
     let (shutdown, readiness) = args.service.start().await?;
     let config = OrchestratorConfig {
-        group: args.group,
+        group: crate::role_group(
+            kafka,
+            chorus_runtime::kafka::Principal::Orchestrator,
+            args.group,
+            "chorus-orchestrator",
+        )?,
         context: args.context,
         session_timeout: Duration::from_millis(args.session_timeout_ms),
         settings: OrchestratorSettings {

@@ -12,8 +12,10 @@ pub struct RouterArgs {
     #[command(flatten)]
     service: ServiceArgs,
     /// Consumer group of the routers (all router instances share it).
-    #[arg(long, env = "CHORUS_ROUTER_GROUP", default_value = "chorus-router")]
-    group: String,
+    /// Default: <topic prefix>chorus-router. It must start with <topic prefix>chorus-router
+    /// (the broker grants the role only that prefix).
+    #[arg(long, env = "CHORUS_ROUTER_GROUP")]
+    group: Option<String>,
     /// Most records per transaction.
     #[arg(long, env = "CHORUS_ROUTER_BATCH_MAX", default_value_t = 10_000)]
     batch_max: usize,
@@ -40,7 +42,12 @@ pub struct RouterArgs {
 pub async fn run(kafka: &KafkaArgs, args: RouterArgs) -> anyhow::Result<()> {
     let (shutdown, readiness) = args.service.start().await?;
     let config = RouterConfig {
-        group: args.group,
+        group: crate::role_group(
+            kafka,
+            chorus_runtime::kafka::Principal::Router,
+            args.group,
+            "chorus-router",
+        )?,
         instance_id: args.service.instance_id,
         batch_max: args.batch_max,
         batch_linger: Duration::from_millis(args.batch_linger_ms),

@@ -455,7 +455,10 @@ async fn the_example_queries_agree_between_clickhouse_and_chorus_sql() {
             args.push("--refresh");
         }
         args.push(query);
-        let output = std::process::Command::new(chorus_bin())
+        let mut command = std::process::Command::new(chorus_bin());
+        // `chorus sql --refresh` reads as the read-only principal.
+        chorus_integration_tests::with_role_credentials(&mut command, &kafka);
+        let output = command
             .args([
                 "--brokers",
                 &kafka.brokers,

@@ -28,7 +28,7 @@ const MALFORMED: usize = 40;
 const SLICES: usize = 20;
 
 fn spawn_router(kafka: &KafkaArgs, name: &str, restart: usize) -> std::process::Child {
-    let group = format!("{}router", kafka.topic_prefix);
+    let group = format!("{}chorus-router", kafka.topic_prefix);
     // The same instance id after a restart: its transactional id fences the killed one.
     let instance = format!("{}{name}", kafka.topic_prefix);
     spawn_role(
@@ -101,7 +101,7 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
         })
     };
 
-    let group = format!("{}router", kafka.topic_prefix);
+    let group = format!("{}chorus-router", kafka.topic_prefix);
     let mut routers = [
         spawn_router(&kafka, "router-a", 0),
         spawn_router(&kafka, "router-b", 0),

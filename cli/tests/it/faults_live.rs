@@ -42,7 +42,7 @@ const AGENT: &str = "echo";
 const CONVERSATION: &str = "faults";
 
 fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
-    let group = format!("{}orchestrator", kafka.topic_prefix);
+    let group = format!("{}chorus-orchestrator", kafka.topic_prefix);
     KillOnDrop(
         spawn_role(
             kafka,
@@ -60,7 +60,7 @@ fn spawn_orchestrator(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
 }
 
 fn spawn_worker(kafka: &KafkaArgs, restart: usize) -> KillOnDrop {
-    let group = format!("{}workers", kafka.topic_prefix);
+    let group = format!("{}chorus-inference-workers", kafka.topic_prefix);
     KillOnDrop(
         spawn_role(
             kafka,

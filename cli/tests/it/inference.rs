@@ -82,7 +82,7 @@ fn spawn_worker(
     providers: &[String],
     extra: &[&str],
 ) -> Child {
-    let group = format!("{}workers", kafka.topic_prefix);
+    let group = format!("{}chorus-inference-workers", kafka.topic_prefix);
     let instance = format!("{}{instance}", kafka.topic_prefix);
     let metrics = format!("127.0.0.1:{port}");
     let mut role = RoleCommand::new(&["inference-worker"])
@@ -284,7 +284,7 @@ async fn three_workers_sigkilled_repeatedly_give_every_job_exactly_one_result() 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let group = format!("{}workers", kafka.topic_prefix);
+    let group = format!("{}chorus-inference-workers", kafka.topic_prefix);
     let jobs_topic = kafka.topic(Topic::InferenceJobs);
     wait_for("every job served", Duration::from_secs(240), || {
         committed_total(&kafka, &group, &jobs_topic) >= expected.len() as i64
@@ -310,4 +310,79 @@ async fn three_workers_sigkilled_repeatedly_give_every_job_exactly_one_result() 
     assert_eq!(duplicated, 0);
     assert_eq!(lost, 0);
     assert_eq!(all.len(), expected.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_dead_lettered_and_the_partition_keeps_flowing() {
+    let kafka = test_kafka("oversized");
+    create_topics(&kafka).await.unwrap();
+    let llama = service_port("LLAMA_PORT", 8080);
+    let providers =
+        vec![format!("id=llama,endpoint=http://127.0.0.1:{llama}/v1,models={CHAT_MODEL},price=20")];
+    // A cap of 12 bytes: a one-token answer fits, a 40-token one cannot.
+    let mut worker = spawn_worker(
+        &kafka,
+        "worker",
+        "worker",
+        free_port(),
+        &providers,
+        &["--max-output-bytes", "12"],
+    );
+    let long = job(
+        JobKind::Chat,
+        CHAT_MODEL,
+        &["Describe the sea in two sentences."],
+        false,
+        40,
+    );
+    let short = job(JobKind::Chat, CHAT_MODEL, &["Say yes."], false, 1);
+    // Both on one partition, the oversized one first: the second must still be served.
+    let producer = EventProducer::new(&kafka, "test", 100).unwrap();
+    let topic = kafka.topic(Topic::InferenceJobs);
+    for event in [&long, &short] {
+        let delivery = producer
+            .enqueue_raw_to(
+                &topic,
+                0,
+                Some(event.key.as_bytes()),
+                &event.to_json().unwrap(),
+                Some(chorus_runtime::kafka::envelope_headers(event)),
+            )
+            .await
+            .unwrap();
+        await_delivery(delivery).await.unwrap();
+    }
+    let dead_topic = kafka.topic(Topic::DeadLetters);
+    wait_for(
+        "the short job's result after the oversized job's dead letter",
+        Duration::from_secs(240),
+        || {
+            results(&kafka).iter().any(|r| r.job_id == short.data.job_id)
+                && !read_all(&kafka, &dead_topic).unwrap().is_empty()
+        },
+    )
+    .unwrap();
+    terminate(&mut worker, Duration::from_secs(30)).unwrap();
+    let dead: Vec<DeadLetter> = read_all(&kafka, &dead_topic)
+        .unwrap()
+        .iter()
+        .map(|r| Envelope::<DeadLetter>::from_json(&r.payload).unwrap().data)
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].reason.contains("over the output cap of 12 bytes")
+            && dead[0].reason.contains(&long.data.job_id.to_string()),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0].source_offset, 0);
+    let results = results(&kafka);
+    assert!(
+        results.iter().all(|r| r.job_id != long.data.job_id),
+        "the oversized answer was written: {results:?}"
+    );
+    let served = results
+        .iter()
+        .find(|r| r.job_id == short.data.job_id)
+        .unwrap();
+    assert_eq!(served.status, JobStatus::Succeeded, "{served:?}");
 }

@@ -42,7 +42,7 @@ async fn router_killed_mid_stream_outputs_every_input_exactly_once() {
     let output = kafka.topic(Topic::ChatMessages);
     // Group and transactional ids are unique per run: two suites sharing a broker must
     // never join each other's group or fence each other's producer.
-    let group_name = format!("{}router", kafka.topic_prefix);
+    let group_name = format!("{}chorus-router", kafka.topic_prefix);
     let group = group_name.as_str();
 
     let events: Vec<AnyEvent> = (0..EVENTS).map(|n| chat(n % 500, n)).collect();
@@ -145,7 +145,7 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
 
     let port = free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let group = format!("{}router", kafka.topic_prefix);
+    let group = format!("{}chorus-router", kafka.topic_prefix);
     let mut router = spawn_role(
         &kafka,
         "router",

@@ -77,7 +77,7 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
 
     // Registrations are in Kafka: start the orchestrator and a worker.
     let orchestrator_metrics = format!("127.0.0.1:{}", free_port());
-    let group = format!("{}orchestrator", kafka.topic_prefix);
+    let group = format!("{}chorus-orchestrator", kafka.topic_prefix);
     let mut orchestrator = spawn_role(
         &kafka,
         "orchestrator",
@@ -89,7 +89,7 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     )
     .unwrap();
     let worker_metrics = format!("127.0.0.1:{}", free_port());
-    let workers = format!("{}workers", kafka.topic_prefix);
+    let workers = format!("{}chorus-inference-workers", kafka.topic_prefix);
     let mut worker = spawn_role(
         &kafka,
         "worker",

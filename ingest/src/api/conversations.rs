@@ -220,7 +220,7 @@ pub(super) async fn follow_conversation(
     let consumer: StreamConsumer = state
         .kafka
         .client_config("ingest-follow")
-        .set("group.id", "ingest-follow-assign-only")
+        .set("group.id", state.kafka.assign_only_group("follow"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()

@@ -22,7 +22,7 @@ fn app() -> axum::Router {
     let kafka = KafkaArgs {
         brokers: "127.0.0.1:1".into(),
         topic_prefix: "openapi-test.".into(),
-        properties: Vec::new(),
+        ..KafkaArgs::default()
     };
     let producer = EventProducer::new(&kafka, "openapi-test", 10).unwrap();
     let rate = RateLimit {

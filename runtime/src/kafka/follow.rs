@@ -30,7 +30,9 @@ pub async fn follow_topic(
 ) -> Result<usize, KafkaError> {
     let consumer: StreamConsumer = kafka
         .client_config(client)
-        .set("group.id", format!("{client}-assign-only"))
+        // Assigned partitions; the group is only librdkafka's requirement, under the
+        // principal's own prefix, and never commits.
+        .set("group.id", kafka.assign_only_group(&format!("{client}-assign-only")))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")

@@ -25,8 +25,12 @@ pub struct StoredRecord {
 
 fn consumer(kafka: &KafkaArgs, group: Option<&str>) -> Result<BaseConsumer, KafkaError> {
     let mut config = kafka.client_config("chorus-inspect");
+    // librdkafka wants a group even to assign partitions; without one given, a group
+    // under the principal's own prefix (which its ACLs cover). Naming another group only
+    // fetches that group's committed offsets (DESCRIBE on it, nothing more).
+    let group = group.map_or_else(|| kafka.assign_only_group("inspect"), str::to_owned);
     config
-        .set("group.id", group.unwrap_or("chorus-inspect"))
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");

@@ -8,6 +8,8 @@ mod pipeline;
 mod producer;
 mod transactional;
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -47,6 +49,129 @@ pub struct KafkaArgs {
         global = true
     )]
     pub properties: Vec<String>,
+    /// SASL/SCRAM-SHA-512 user to authenticate as. Default: the role's own principal
+    /// (router, orchestrator, inference-worker, indexer, scorer, sink, ingest, reader,
+    /// admin), once a password source is configured; without one the connection is
+    /// unauthenticated.
+    #[arg(long = "kafka-user", env = "CHORUS_KAFKA_USER", global = true)]
+    pub user: Option<String>,
+    /// File holding the user's password (mode 600). Read once at start; never logged.
+    #[arg(long = "kafka-password-file", env = "CHORUS_KAFKA_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Directory of `<user>.password` files (what `infra/scripts/kafka-auth.sh secrets`
+    /// writes): the password of the user when no --kafka-password-file is given.
+    #[arg(long = "kafka-secrets-dir", env = "CHORUS_KAFKA_SECRETS_DIR", global = true)]
+    pub secrets_dir: Option<PathBuf>,
+    /// The password, once [`KafkaArgs::authenticate_as`] has read it.
+    #[arg(skip)]
+    pub password: Option<Password>,
+}
+
+/// A Kafka password: never printed, not even by `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// The Kafka principals of a deployment, one per role (`infra/kafka/principals`; the
+/// broker's ACLs in `infra/kafka/acls` say what each may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Topic administration; a super user.
+    Admin,
+    /// The HTTP ingest API.
+    Ingest,
+    /// Outside batch importers: the intake topic only.
+    Importer,
+    Router,
+    Orchestrator,
+    InferenceWorker,
+    Indexer,
+    Scorer,
+    Sink,
+    /// Analysts and outside teams: reads only.
+    Reader,
+}
+
+impl Principal {
+    pub const ALL: [Principal; 10] = [
+        Principal::Admin,
+        Principal::Ingest,
+        Principal::Importer,
+        Principal::Router,
+        Principal::Orchestrator,
+        Principal::InferenceWorker,
+        Principal::Indexer,
+        Principal::Scorer,
+        Principal::Sink,
+        Principal::Reader,
+    ];
+
+    /// The SCRAM user name.
+    pub const fn user(self) -> &'static str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Ingest => "ingest",
+            Principal::Importer => "importer",
+            Principal::Router => "router",
+            Principal::Orchestrator => "orchestrator",
+            Principal::InferenceWorker => "inference-worker",
+            Principal::Indexer => "indexer",
+            Principal::Scorer => "scorer",
+            Principal::Sink => "sink",
+            Principal::Reader => "reader",
+        }
+    }
+
+    /// What the role's consumer groups and transactional ids start with, after the topic
+    /// prefix (the ACLs grant these as PREFIXED patterns).
+    pub fn id_prefix(self, topic_prefix: &str) -> String {
+        format!("{topic_prefix}chorus-{}", self.user())
+    }
+}
+
+/// Why Kafka credentials could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("Kafka password file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "Kafka password file {path} has mode {mode:03o}, readable by group or others; chmod 600 it"
+    )]
+    Mode { path: PathBuf, mode: u32 },
+    #[error("Kafka password file {0} is empty")]
+    Empty(PathBuf),
+}
+
+fn read_password(path: &Path) -> Result<Password, CredentialError> {
+    let read = |source| CredentialError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CredentialError::Mode {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(CredentialError::Empty(path.to_path_buf()));
+    }
+    Ok(Password(text.to_owned()))
 }
 
 impl Default for KafkaArgs {
@@ -55,17 +180,58 @@ impl Default for KafkaArgs {
             brokers: "127.0.0.1:9092".into(),
             topic_prefix: String::new(),
             properties: Vec::new(),
+            user: None,
+            password_file: None,
+            secrets_dir: None,
+            password: None,
         }
     }
 }
 
 impl KafkaArgs {
-    /// Base client settings: bootstrap servers, client id and the extra properties.
+    /// These settings, authenticating as `role` unless `--kafka-user` names another user,
+    /// with the password read (from `--kafka-password-file`, else `<secrets dir>/<user>.password`).
+    /// Without any password source, unchanged: the connection is unauthenticated.
+    pub fn authenticate_as(&self, role: Principal) -> Result<KafkaArgs, CredentialError> {
+        let mut args = self.clone();
+        let user = args.user.clone().unwrap_or_else(|| role.user().to_owned());
+        let file = match (&args.password_file, &args.secrets_dir) {
+            (Some(file), _) => file.clone(),
+            (None, Some(dir)) => dir.join(format!("{user}.password")),
+            (None, None) => return Ok(args),
+        };
+        args.password = Some(read_password(&file)?);
+        args.user = Some(user);
+        Ok(args)
+    }
+
+    /// These settings as another principal of the same deployment (its password from the
+    /// secrets directory): how one process (the demo) runs several roles, each with its own
+    /// rights.
+    pub fn as_principal(&self, role: Principal) -> Result<KafkaArgs, CredentialError> {
+        KafkaArgs {
+            user: None,
+            password_file: None,
+            password: None,
+            ..self.clone()
+        }
+        .authenticate_as(role)
+    }
+
+    /// Base client settings: bootstrap servers, client id, the SASL credentials and the
+    /// extra properties (which may override the security protocol, e.g. SASL_SSL).
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id);
+        if let (Some(user), Some(Password(password))) = (&self.user, &self.password) {
+            config
+                .set("security.protocol", "SASL_PLAINTEXT")
+                .set("sasl.mechanism", "SCRAM-SHA-512")
+                .set("sasl.username", user)
+                .set("sasl.password", password);
+        }
         for property in &self.properties {
             if let Some((key, value)) = property.split_once('=') {
                 config.set(key.trim(), value.trim());
@@ -74,6 +240,16 @@ impl KafkaArgs {
             }
         }
         config
+    }
+
+    /// A consumer group id for a consumer that only assigns partitions and never commits
+    /// (librdkafka needs one): `<topic prefix>chorus-<user>-<purpose>`, under the
+    /// principal's own prefix, which its ACLs cover.
+    pub fn assign_only_group(&self, purpose: &str) -> String {
+        match &self.user {
+            Some(user) => format!("{}chorus-{user}-{purpose}", self.topic_prefix),
+            None => format!("{}chorus-{purpose}", self.topic_prefix),
+        }
     }
 
     /// The full name of a topic under this deployment's prefix.

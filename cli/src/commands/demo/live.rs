@@ -118,7 +118,9 @@ pub async fn run(
         }
     }
 
-    let producer = EventProducer::new(kafka, "demo", 10_000)?;
+    // The demo's people and developers write what the ingest API would, with its rights.
+    let ingest = kafka.as_principal(chorus_runtime::kafka::Principal::Ingest)?;
+    let producer = EventProducer::new(&ingest, "demo", 10_000)?;
     let developer = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
     for (agent_id, prompt) in AGENTS {
         producer
@@ -169,13 +171,21 @@ pub async fn run(
         ("orchestrator", "--max-tokens", reply_tokens.to_string()),
         ("inference-worker", "--concurrency", "2".to_owned()),
     ] {
-        let instance = format!("{}{name}", kafka.topic_prefix);
+        let instance = format!("{}chorus-{name}", kafka.topic_prefix);
         let role = RoleCommand::new(&[name])
             .member(&instance, &instance)
             .metrics_addr("127.0.0.1:0")
             .session_timeout_ms(6000)
             .flag(flag, &value);
-        let child = tokio::process::Command::new(&exe)
+        let mut command = tokio::process::Command::new(&exe);
+        // Each child authenticates as its own role's principal (`chorus <role>` picks it).
+        if let Some(dir) = &kafka.secrets_dir {
+            command
+                .env("CHORUS_KAFKA_SECRETS_DIR", dir)
+                .env_remove("CHORUS_KAFKA_USER")
+                .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+        }
+        let child = command
             .args([
                 "--log",
                 "warn",
@@ -452,10 +462,7 @@ fn median(mut values: Vec<u64>) -> u64 {
 
 /// Which llama-server backend the local install chose and why (`~/.chorus/llama.env`).
 fn llama_backend() -> String {
-    let home = std::env::var_os("CHORUS_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".chorus")));
-    let Some(text) = home.and_then(|h| std::fs::read_to_string(h.join("llama.env")).ok()) else {
+    let Some(text) = crate::commands::chorus_home().and_then(|h| std::fs::read_to_string(h.join("llama.env")).ok()) else {
         return "provider not started by this project".into();
     };
     // LLAMA_KIND is a bare word (wheel-cpu, source, wheel-vulkan); only LLAMA_WHY is quoted.

@@ -12,7 +12,9 @@ use base64::Engine;
 use clap::Args;
 
 use chorus_runtime::Shutdown;
-use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, apply_topics, inspect, load_topic_specs};
+use chorus_runtime::kafka::{
+    KafkaArgs, PipelineConfig, Principal, apply_topics, inspect, load_topic_specs,
+};
 use chorus_schemas::{DeadLetter, Envelope, Topic};
 
 use chorus_workload::{GenerateArgs, write_workload};
@@ -99,41 +101,62 @@ fn kafka_answers(kafka: &KafkaArgs) -> bool {
     inspect::partitions(kafka, "__chorus_probe").is_ok()
 }
 
+/// The broker, as the admin principal: the configured one, else the local broker with
+/// the users `infra/scripts/kafka-auth.sh` made (started when it does not answer).
+async fn connect(given: &KafkaArgs, no_start: bool) -> anyhow::Result<KafkaArgs> {
+    let mut base = given.clone();
+    let configured =
+        base.password.is_some() || base.password_file.is_some() || base.secrets_dir.is_some();
+    if !configured {
+        base.secrets_dir = crate::commands::chorus_home().map(|h| h.join("kafka-secrets"));
+    }
+    if let Ok(admin) = base.as_principal(Principal::Admin)
+        && kafka_answers(&admin)
+    {
+        return Ok(admin);
+    }
+    if no_start {
+        bail!(
+            "no Kafka answers at {} (or it refused the admin's credentials); start it with infra/scripts/start.sh kafka",
+            base.brokers
+        );
+    }
+    let script = crate::commands::repo_path("infra/scripts/start.sh");
+    say!(
+        "-- no Kafka at {}; starting the local broker with {}",
+        base.brokers,
+        script.display()
+    );
+    let status = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg("kafka")
+        .status()
+        .await?;
+    let admin = base
+        .as_principal(Principal::Admin)
+        .context("the local broker's admin credentials")?;
+    if !status.success() || !kafka_answers(&admin) {
+        bail!("could not start Kafka with {}", script.display());
+    }
+    Ok(admin)
+}
+
 pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     JSON.store(args.json, std::sync::atomic::Ordering::Relaxed);
     let mut summary = Summary::default();
-    let mut kafka = kafka.clone();
-    if kafka.topic_prefix.is_empty() {
-        kafka.topic_prefix = "demo.".to_owned();
+    let mut given = kafka.clone();
+    if given.topic_prefix.is_empty() {
+        given.topic_prefix = "demo.".to_owned();
     }
     let started = Instant::now();
     say!(
         "== Chorus demo (topic prefix {:?}, brokers {})",
-        kafka.topic_prefix,
-        kafka.brokers
+        given.topic_prefix,
+        given.brokers
     );
-
-    if !kafka_answers(&kafka) {
-        if args.no_start {
-            bail!(
-                "no Kafka answers at {}; start it with infra/scripts/start.sh kafka",
-                kafka.brokers
-            );
-        }
-        let script = crate::commands::repo_path("infra/scripts/start.sh");
-        say!(
-            "-- no Kafka at {}; starting the local broker with {}",
-            kafka.brokers,
-            script.display()
-        );
-        let status = tokio::process::Command::new("bash")
-            .arg(&script)
-            .arg("kafka")
-            .status()
-            .await?;
-        if !status.success() || !kafka_answers(&kafka) {
-            bail!("could not start Kafka with {}", script.display());
-        }
+    let kafka = connect(&given, args.no_start).await?;
+    if kafka.secrets_dir.is_some() {
+        crate::commands::grant_local_acls(&kafka.brokers, &kafka.topic_prefix).await?;
     }
 
     let specs = load_topic_specs(&crate::commands::repo_path("infra/topics/topics.toml"))?;
@@ -166,7 +189,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         malformed_every: args.malformed_every,
         seed: 7,
     };
-    let written = write_workload(&kafka, &generate).await?;
+    let written = write_workload(&kafka.as_principal(Principal::Importer)?, &generate).await?;
     say!(
         "-- wrote {} events + {} malformed records to {} in {:.2}s ({:.0} events/s, idempotent producer, acks=all)",
         written.valid,
@@ -176,12 +199,16 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         (written.valid + written.malformed) as f64 / written.seconds.max(1e-9)
     );
 
-    let group = format!("{}router", kafka.topic_prefix);
+    let group = format!("{}-demo", Principal::Router.id_prefix(&kafka.topic_prefix));
     let shutdown = Shutdown::new();
     let mut config =
         PipelineConfig::new("router", &group, vec![kafka.topic(Topic::Intake)], "demo");
     config.session_timeout = Duration::from_secs(6);
-    let router = crate::commands::spawn_router(&kafka, config, shutdown.clone());
+    let router = crate::commands::spawn_router(
+        &kafka.as_principal(Principal::Router)?,
+        config,
+        shutdown.clone(),
+    );
     let routing_started = Instant::now();
     let intake = kafka.topic(Topic::Intake);
     loop {
@@ -248,6 +275,9 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let run_name = format!("run-{}", run_started.format("%Y%m%d-%H%M%S"));
     let mut live = kafka.clone();
     live.topic_prefix = format!("{}{run_name}.", kafka.topic_prefix);
+    if live.secrets_dir.is_some() {
+        crate::commands::grant_local_acls(&live.brokers, &live.topic_prefix).await?;
+    }
     let run_dir = std::env::current_dir()?
         .join("target/chorus/demo")
         .join(&run_name);
@@ -279,10 +309,15 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     say!(
-        "  {chorus} --topic-prefix {prefix} sql --refresh \"SELECT * FROM provider_stats\"   # every event of this run in SQL\n\
+        "  {chorus}{secrets} --topic-prefix {prefix} sql --refresh \"SELECT * FROM provider_stats\"   # every event of this run in SQL (as the read-only principal)\n\
          \ndone in {:.1}s",
         started.elapsed().as_secs_f64(),
         chorus = crate::commands::this_binary(),
+        secrets = live
+            .secrets_dir
+            .as_ref()
+            .map(|d| format!(" --kafka-secrets-dir {}", d.display()))
+            .unwrap_or_default(),
         prefix = live.topic_prefix
     );
     if args.json {

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use chorus_chain::contracts::{AgentRegistry, ChorusToken, PoiDistributor, ProviderRegistry};
 use chorus_chain::{ChainClient, DeployPlan, RpcPool, RpcPoolConfig, deploy_all, id_from_name};
 use chorus_indexer::{EmitMode, IndexerSettings, run_indexer};
-use chorus_runtime::kafka::KafkaArgs;
+use chorus_runtime::kafka::{KafkaArgs, Principal};
 use chorus_schemas::ContributorRole;
 use chorus_scoring::{
     EngineConfig, ScoreOptions, ScoringConfig, claim_proof, score_epoch, verify_epoch,
@@ -85,7 +85,9 @@ pub async fn run(
             bail!("could not start anvil");
         }
     }
-    let deployer_key = chorus_chain::local_dev_signer(RPC).context("dev key")?;
+    let deployer_key = chorus_chain::anvil_dev_signer(RPC)
+        .await
+        .context("the demo signs with anvil's dev key on the anvil it started")?;
     let owner = ChainClient::new(RPC, deployer_key, 56)?;
     let deployment = deploy_all(
         &owner,
@@ -194,7 +196,7 @@ pub async fn run(
         progress: true,
     };
     let report = run_indexer(
-        kafka,
+        &kafka.as_principal(Principal::Indexer)?,
         &rpc,
         &settings,
         chorus_runtime::Shutdown::new(),
@@ -229,8 +231,14 @@ pub async fn run(
         chain_id: 56,
         distributor: Some(deployment.poi_distributor),
     };
-    let outcome = score_epoch(kafka, &config, &options, Some(&owner)).await?;
-    let result = outcome.result.as_ref().context("a fresh epoch is scored")?;
+    let outcome = score_epoch(
+        &kafka.as_principal(Principal::Scorer)?,
+        &config,
+        &options,
+        Some(&owner),
+    )
+    .await?;
+    let result = &outcome.result;
     say!(
         "-- epoch 0 closed: {} events from {} exact offset ranges, scored with DataFusion in {:.2} s",
         result.events_read,
@@ -291,8 +299,9 @@ pub async fn run(
     );
 
     let reader = chorus_chain::read_only_provider(RPC)?;
+    // Anyone can verify: the read-only principal replays the log.
     let verification = verify_epoch(
-        kafka,
+        &kafka.as_principal(Principal::Reader)?,
         &config,
         0,
         &work_dir,
@@ -313,7 +322,7 @@ pub async fn run(
     }
 
     let human: Address = people.humans.first().context("a human")?.parse()?;
-    let kafka_for_proof = kafka.clone();
+    let kafka_for_proof = kafka.as_principal(Principal::Reader)?;
     let proof =
         tokio::task::spawn_blocking(move || claim_proof(&kafka_for_proof, 0, human)).await??;
     let amount = U256::from_str_radix(&proof.cumulative_amount, 10)?;
@@ -352,12 +361,17 @@ pub async fn run(
     let prefix = &kafka.topic_prefix;
     let chorus = crate::commands::this_binary();
     say!("\nlook further:");
+    let secrets = kafka
+        .secrets_dir
+        .as_ref()
+        .map(|d| format!(" --kafka-secrets-dir {}", d.display()))
+        .unwrap_or_default();
     say!(
-        "  {chorus} --topic-prefix {prefix} verify --epoch 0 --scoring-config {} --deployment {}",
+        "  {chorus}{secrets} --topic-prefix {prefix} verify --epoch 0 --scoring-config {} --deployment {}",
         config_file.display(),
         deployment_file.display()
     );
-    say!("  {chorus} --topic-prefix {prefix} proof --epoch 0 --account <address>");
+    say!("  {chorus}{secrets} --topic-prefix {prefix} proof --epoch 0 --account <address>");
     say!("  cat {}", work_dir.join("epoch-0/claims.json").display());
     say!(
         "  cargo run -q -p chorus-workbench -- poi sql --archive {} \"SELECT author_id, count(*) AS messages FROM chat_messages GROUP BY author_id ORDER BY messages DESC\"",
@@ -367,7 +381,15 @@ pub async fn run(
         "  the epoch archive (Parquet, a directory per table, a file per bucket): {}",
         work_dir.join("epoch-0/archive").display()
     );
-    say!("  kcat -C -b 127.0.0.1:9092 -t {prefix}chorus.poi.scores -e -q   # the recorded scores");
+    let kcat_config = kafka
+        .secrets_dir
+        .as_ref()
+        .map(|d| format!(" -F {}", d.join("reader.kcat").display()))
+        .unwrap_or_default();
+    say!(
+        "  kcat{kcat_config} -C -b {} -t {prefix}chorus.poi.scores -e -q   # the recorded scores, as the read-only principal",
+        kafka.brokers
+    );
     Ok(())
 }
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Kafka authentication and authorisation for the local broker and the tests' brokers:
+# one SCRAM-SHA-512 user per role (infra/kafka/principals), ACLs from infra/kafka/acls.
+#   kafka-auth.sh secrets                      make the users' passwords (once; mode 600)
+#   kafka-auth.sh config OUT PORT CONTROLLER_PORT LOG_DIR INTERNAL_PARTITIONS
+#                                               render infra/kafka/server.properties.template
+#   kafka-auth.sh format CONFIG CLUSTER_ID      format KRaft storage with every user
+#   kafka-auth.sh acls BOOTSTRAP PREFIX         grant the ACL matrix under a topic prefix
+# Passwords live in $CHORUS_HOME/kafka-secrets/<user>.password; clients find them with
+# CHORUS_KAFKA_SECRETS_DIR (or one --kafka-password-file each). Never printed.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SECRETS="$CHORUS_HOME/kafka-secrets"
+KAFKA_LIBS="$CHORUS_HOME/kafka-$KAFKA_VERSION/libs"
+ACL_TOOL_DIR="$CHORUS_HOME/kafka-$KAFKA_VERSION/chorus-acls"
+
+principals() { sed -e 's/#.*//' "$CHORUS_REPO/infra/kafka/principals" | awk 'NF { print $1 }'; }
+password() { cat "$SECRETS/$1.password"; }
+
+make_secrets() {
+  mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
+  local user
+  for user in $(principals); do
+    [[ -s "$SECRETS/$user.password" ]] && continue
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRETS/$user.password")
+  done
+  # Client settings for Kafka's own tools and the ACL tool, as the admin.
+  (umask 077; cat >"$SECRETS/admin.properties" <<PROPS
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
+PROPS
+  )
+  # The read-only principal for kcat (-F): analysts and outside teams.
+  (umask 077; cat >"$SECRETS/reader.kcat" <<PROPS
+security.protocol=SASL_PLAINTEXT
+sasl.mechanisms=SCRAM-SHA-512
+sasl.username=reader
+sasl.password=$(password reader)
+PROPS
+  )
+}
+
+render_config() {
+  local out="$1" port="$2" controller="$3" logs="$4" partitions="$5"
+  make_secrets
+  (umask 077; sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller#g" \
+    -e "s#@LOG_DIR@#$logs#g" -e "s#@INTERNAL_PARTITIONS@#$partitions#g" \
+    -e "s#@ADMIN_PASSWORD@#$(password admin)#g" -e "s#@CONTROLLER_PASSWORD@#$(password controller)#g" \
+    "$CHORUS_REPO/infra/kafka/server.properties.template" >"$out")
+}
+
+format_storage() {
+  local config="$1" cluster="$2" user scram=()
+  make_secrets
+  for user in $(principals); do
+    [[ "$user" == controller ]] && continue   # PLAIN on the controller listener, not SCRAM
+    scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(password "$user")]")
+  done
+  java -Xms128m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" -cp "$KAFKA_LIBS/*" \
+    kafka.tools.StorageTool format --standalone -t "$cluster" -c "$config" "${scram[@]}"
+}
+
+acl_tool() {
+  local source="$CHORUS_REPO/infra/kafka/ChorusAcls.java"
+  if [[ ! -f "$ACL_TOOL_DIR/ChorusAcls.class" || "$source" -nt "$ACL_TOOL_DIR/ChorusAcls.class" ]]; then
+    mkdir -p "$ACL_TOOL_DIR"
+    javac -nowarn -d "$ACL_TOOL_DIR" -cp "$KAFKA_LIBS/*" "$source"
+  fi
+}
+
+grant() {
+  local bootstrap="$1" prefix="$2"
+  make_secrets; acl_tool
+  java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+    -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" \
+    -cp "$KAFKA_LIBS/*:$ACL_TOOL_DIR" ChorusAcls "$bootstrap" "$SECRETS/admin.properties" \
+    "$CHORUS_REPO/infra/kafka/acls" "$prefix"
+}
+
+case "${1:-}" in
+  secrets) make_secrets ;;
+  config) shift; render_config "$@" ;;
+  format) shift; format_storage "$@" ;;
+  acls) shift; grant "$@" ;;
+  tool) acl_tool ;;
+  *) sed -n '2,10p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+esac
