@@ -22,13 +22,21 @@ while (( $# )); do
 done
 
 command -v wrk >/dev/null || apt_install wrk
-bash infra/scripts/start.sh kafka
+# The local broker (SASL + ACLs) unless CHORUS_KAFKA_BROKERS names another one
+# (infra/bench/auth_cost.sh points it at a broker without authentication).
+if [[ -z "${CHORUS_KAFKA_BROKERS:-}" ]]; then
+  bash infra/scripts/start.sh kafka
+  export CHORUS_KAFKA_SECRETS_DIR="${CHORUS_KAFKA_SECRETS_DIR:-$CHORUS_HOME/kafka-secrets}"
+fi
 work=$(mktemp -d /tmp/chorus-ingest-load.XXXXXX)
 prefix="bench.ingest.$(date +%s)."
 port=$(( 20000 + RANDOM % 20000 ))
 key_secret="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 "$chorus" --log warn --topic-prefix "$prefix" topics apply >/dev/null
+if [[ -n "${CHORUS_KAFKA_SECRETS_DIR:-}" ]]; then
+  bash infra/scripts/kafka-auth.sh acls "${CHORUS_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}" "$prefix" >/dev/null
+fi
 echo "signing $requests requests ..." >&2
 "$bench" --log warn ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
 

@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, PipelineConfig, await_all, event_headers, inspect,
+    EventProducer, KafkaArgs, PipelineConfig, Principal, await_all, event_headers, inspect,
 };
 use chorus_schemas::Topic;
 
@@ -50,6 +50,14 @@ pub async fn run(
             bail!("creating {topic}: {code}");
         }
     }
+    // With auth on, the producer writes as the importer and the router runs as the
+    // router, so every request passes the ACL check a deployment's would (the admin is
+    // a super user, which the authorizer lets through unchecked). kcat, the baseline,
+    // authenticates the same way (SCRAM) as the admin.
+    crate::grant_acls(&kafka).await?;
+    let importer = kafka.as_principal(Principal::Importer)?;
+    let router_kafka = kafka.as_principal(Principal::Router)?;
+    let kcat_config = KcatConfig::write(&kafka, &run_id)?;
 
     // The same payloads for every measurement: envelopes of a generated chat workload.
     let mut rng = Rng::new(42);
@@ -67,9 +75,14 @@ pub async fn run(
         .collect::<Result<_, serde_json::Error>>()?;
     let bytes: usize = records.iter().map(|r| r.1.len()).sum();
     println!(
-        "== chorus-bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}",
+        "== chorus-bench kafka: {events} events, {} bytes average payload, {partitions} partitions, brokers {}, {}",
         bytes / records.len().max(1),
-        kafka.brokers
+        kafka.brokers,
+        if kafka.password.is_some() {
+            "SASL/SCRAM-SHA-512 + ACLs"
+        } else {
+            "no authentication"
+        }
     );
 
     // 1. kcat (librdkafka's CLI producer) with the same producer settings.
@@ -85,7 +98,11 @@ pub async fn run(
         out.flush()?;
     }
     let started = Instant::now();
-    let status = tokio::process::Command::new(kcat)
+    let mut command = tokio::process::Command::new(kcat);
+    if let Some(config) = &kcat_config {
+        command.arg("-F").arg(&config.0);
+    }
+    let status = command
         .args([
             "-P",
             "-b",
@@ -121,7 +138,7 @@ pub async fn run(
     }
 
     // 2. The Chorus idempotent producer (acks=all, backpressure on a full queue).
-    let producer = EventProducer::new(&kafka, "bench", 100_000)?;
+    let producer = EventProducer::new(&importer, "bench", 100_000)?;
     let started = Instant::now();
     let mut pending = Vec::with_capacity(records.len());
     for (key, payload, event_type, version, id) in &records {
@@ -143,7 +160,7 @@ pub async fn run(
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
     config.batch_max = batch_max;
     config.batch_linger = batch_linger;
-    let router = chorus_cli::commands::spawn_router(&kafka, config, shutdown.clone());
+    let router = chorus_cli::commands::spawn_router(&router_kafka, config, shutdown.clone());
     let mut first: Option<(Instant, i64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let pipeline_seconds;
@@ -210,4 +227,35 @@ pub async fn run(
         let _ = admin.delete_topics(&names, &options).await;
     }
     Ok(())
+}
+
+/// kcat's SASL settings, in a file of mode 600 (a password on its command line would show
+/// in `ps`); removed when dropped.
+struct KcatConfig(std::path::PathBuf);
+
+impl KcatConfig {
+    fn write(kafka: &KafkaArgs, run_id: &str) -> anyhow::Result<Option<Self>> {
+        let (Some(user), Some(password)) = (&kafka.user, &kafka.password) else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir().join(format!("chorus-bench-{run_id}.kcat"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(
+            file,
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-512\nsasl.username={user}\nsasl.password={}",
+            password.expose()
+        )?;
+        Ok(Some(KcatConfig(path)))
+    }
+}
+
+impl Drop for KcatConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -461,6 +461,18 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         .filter(|r| r.data.status == JobStatus::Succeeded)
         .map(|r| r.data.job_id)
         .collect();
+    // Agent developers are paid only for calls served: with no successful result (a model
+    // too slow for the jobs' deadlines, or down) the score below cannot pay one. Say so.
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for kind in results.iter().filter_map(|r| r.data.failure_kind) {
+        *failures.entry(format!("{kind:?}")).or_default() += 1;
+    }
+    assert!(
+        !succeeded.is_empty(),
+        "no inference job succeeded, so no agent developer can be paid: the model was too slow \
+         or down for the jobs' deadlines (failed results by kind: {failures:?}; llama.log says \
+         its tokens/s)"
+    );
     let reply_records = count_by(
         chat.iter()
             .filter(|m| m.data.author_kind == AuthorKind::Agent)

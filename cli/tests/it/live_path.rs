@@ -390,13 +390,15 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     for role in ["Provider", "AgentDeveloper", "User"] {
         assert!(out.contains(role), "every role is paid: {out}");
     }
-    // Scoring again neither re-scores nor sends a second transaction.
+    // Scoring again recomputes the epoch, agrees with the record, and sends no second
+    // transaction.
     let (ok, again) = run_chorus(
         kafka,
         &[&["score", "--epoch", "0", "--allow-open"][..], &common[..]].concat(),
     );
     assert!(
-        ok && again.contains("already scored") && again.contains("already on chain"),
+        ok && again.contains("already recorded; the recomputation gives the recorded root")
+            && again.contains("already on chain"),
         "{again}"
     );
     let (ok, out) = run_chorus(

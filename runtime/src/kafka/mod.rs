@@ -71,6 +71,13 @@ pub struct KafkaArgs {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
+impl Password {
+    /// The secret itself, for a client that needs it in its own configuration.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(***)")

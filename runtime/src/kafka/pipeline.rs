@@ -756,3 +756,68 @@ pub fn rewind(consumer: &StreamConsumer<StageContext>) -> Result<(), KafkaError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn message(payload: Vec<u8>) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(payload),
+            Some(b"key".to_vec()),
+            "p.chorus.inference.jobs".into(),
+            rdkafka::Timestamp::NotAvailable,
+            3,
+            42,
+            None,
+        )
+    }
+
+    fn output(bytes: usize) -> OutputRecord {
+        OutputRecord {
+            topic: "p.chorus.inference.results".into(),
+            key: Some(b"k".to_vec()),
+            payload: vec![b'x'; bytes],
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn aborts_back_off_exponentially_to_a_ceiling() {
+        let waits: Vec<u128> = (1..=12).map(|n| abort_backoff(n).as_millis()).collect();
+        assert_eq!(&waits[..5], &[100, 200, 400, 800, 1600]);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(abort_backoff(u32::MAX), MAX_ABORT_BACKOFF);
+    }
+
+    #[test]
+    fn an_output_over_the_limit_is_named_with_its_size() {
+        assert_eq!(oversized(&[output(100)], 200), None);
+        let reason = oversized(&[output(100), output(300)], 200).unwrap();
+        assert!(reason.contains("301 bytes") && reason.contains("limit of 200"), "{reason}");
+    }
+
+    #[test]
+    fn a_dead_letter_too_large_to_copy_its_original_says_where_it_is() {
+        let small = message(vec![b'a'; 10]);
+        let record = InputRecord::from_message(&small);
+        let dead = dead_letter_output("worker", "p.dl", &record, "why".into(), 10_000).unwrap();
+        assert!(record_bytes(&dead) <= 10_000);
+        let letter = Envelope::<DeadLetter>::from_json(&dead.payload).unwrap();
+        assert!(!letter.data.payload_base64.is_empty());
+
+        let large = message(vec![b'a'; 9_000]);
+        let record = InputRecord::from_message(&large);
+        let dead = dead_letter_output("worker", "p.dl", &record, "why".into(), 10_000).unwrap();
+        assert!(record_bytes(&dead) <= 10_000);
+        let letter = Envelope::<DeadLetter>::from_json(&dead.payload).unwrap();
+        assert!(letter.data.payload_base64.is_empty());
+        assert!(
+            letter.data.reason.starts_with("why")
+                && letter.data.reason.contains("p.chorus.inference.jobs/3@42"),
+            "{}",
+            letter.data.reason
+        );
+    }
+}
