@@ -4,18 +4,19 @@
 # (SASL/SCRAM-SHA-512, StandardAuthorizer, the ACL matrix; producer and router as their
 # own principals) and against a private broker with the same settings minus auth, in the
 # same run. Prints both and the ratio; asserts nothing.
-#   infra/bench/auth_cost.sh [--chorus target/bench-dev/chorus] [--bench target/bench-dev/chorus-bench] [--events 200000] [--seconds 15]
+#   infra/bench/auth_cost.sh [--chorus target/bench-dev/chorus] [--bench target/bench-dev/chorus-bench] [--events 200000] [--seconds 15] [--requests 60000]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$CHORUS_REPO"
 
-chorus=target/bench-dev/chorus bench=target/bench-dev/chorus-bench events=200000 seconds=15
+chorus=target/bench-dev/chorus bench=target/bench-dev/chorus-bench events=200000 seconds=15 requests=60000
 while (( $# )); do
   case "$1" in
     --chorus) chorus="$2"; shift 2 ;;
     --bench) bench="$2"; shift 2 ;;
     --events) events="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
+    --requests) requests="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +46,7 @@ run_mode() {  # run_mode MODE: the benchmarks against one broker, raw output in 
     export CHORUS_KAFKA_BROKERS="127.0.0.1:$port"; unset CHORUS_KAFKA_SECRETS_DIR
   fi
   "$bench" --log warn kafka --events "$events" | tee "$dir/$mode.kafka"
-  bash infra/bench/ingest_load.sh --chorus "$chorus" --bench "$bench" --seconds "$seconds" | tee "$dir/$mode.ingest"
+  bash infra/bench/ingest_load.sh --chorus "$chorus" --bench "$bench" --seconds "$seconds" --requests "$requests" | tee "$dir/$mode.ingest"
 }
 run_mode noauth
 run_mode auth

@@ -159,6 +159,20 @@ pub enum SignatureError {
         claimed: Address,
         recovered: Address,
     },
+    #[error(
+        "the signature has a high s value (malleable, EIP-2): sign again, or normalise s to n - s and flip v"
+    )]
+    HighS,
+}
+
+/// A verified signature: who signed, and what (the EIP-191 digest of the signed text).
+/// Every spelling of one signature (v as 0/1 or 27/28, upper- or lower-case hex, with or
+/// without `0x`) verifies to the same pair, and the pair, never the signature's text, is
+/// the request's identity for replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    pub signer: Address,
+    pub digest: B256,
 }
 
 /// The text an account signs (EIP-191 personal message) for `action` with `body`.
@@ -171,14 +185,15 @@ pub fn signing_message(action: &str, body: &Value) -> String {
     format!("chorus:{action}\n{unsigned}")
 }
 
-/// Checks that `body` was signed by `claimed` for `action` within `window_seconds`.
+/// Checks that `body` was signed by `claimed` for `action` within `window_seconds`, with
+/// a low-s signature; returns the signer and the digest it signed.
 pub fn verify_signed(
     action: &str,
     body: &Value,
     claimed: Address,
     now: i64,
     window_seconds: i64,
-) -> Result<(), SignatureError> {
+) -> Result<Signed, SignatureError> {
     let signature = body
         .get("signature")
         .and_then(Value::as_str)
@@ -197,13 +212,22 @@ pub fn verify_signed(
             now,
         });
     }
+    // Both (r, s) and (r, n - s) recover the same signer: accept only the low one, so a
+    // signature has one form (EIP-2, as Ethereum transactions do).
+    if signature.normalize_s().is_some() {
+        return Err(SignatureError::HighS);
+    }
+    let digest = alloy::primitives::eip191_hash_message(signing_message(action, body));
     let recovered = signature
-        .recover_address_from_msg(signing_message(action, body).as_bytes())
+        .recover_address_from_prehash(&digest)
         .map_err(|_| SignatureError::Malformed)?;
     if recovered != claimed {
         return Err(SignatureError::WrongSigner { claimed, recovered });
     }
-    Ok(())
+    Ok(Signed {
+        signer: recovered,
+        digest,
+    })
 }
 
 #[cfg(test)]
@@ -229,10 +253,8 @@ mod tests {
             "chat.message",
             json!({"content": "hi", "timestamp": 1000, "author": signer.address().to_string()}),
         );
-        assert_eq!(
-            verify_signed("chat.message", &body, signer.address(), 1000, 300),
-            Ok(())
-        );
+        let verified = verify_signed("chat.message", &body, signer.address(), 1000, 300).unwrap();
+        assert_eq!(verified.signer, signer.address());
         assert!(matches!(
             verify_signed("feedback", &body, signer.address(), 1000, 300),
             Err(SignatureError::WrongSigner { .. })
@@ -262,6 +284,51 @@ mod tests {
         assert_eq!(
             verify_signed("chat.message", &unsigned, signer.address(), 1000, 300),
             Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_a_signature_is_one_request_and_high_s_is_refused() {
+        let signer = PrivateKeySigner::random();
+        let body = signed(
+            &signer,
+            "chat.message",
+            json!({"content": "hi", "timestamp": 1000, "author": signer.address().to_string()}),
+        );
+        let text = body["signature"].as_str().unwrap().to_owned();
+        let first = verify_signed("chat.message", &body, signer.address(), 1000, 300).unwrap();
+        let bytes = alloy::hex::decode(&text).unwrap();
+        let v = bytes[64];
+        let mut spellings = vec![
+            text.to_uppercase().replace("0X", "0x"),
+            text.trim_start_matches("0x").to_owned(),
+        ];
+        // v as 0/1 instead of 27/28.
+        let mut low_v = bytes.clone();
+        low_v[64] = v - 27;
+        spellings.push(alloy::hex::encode_prefixed(&low_v));
+        for spelling in spellings {
+            let mut respelled = body.clone();
+            respelled["signature"] = json!(spelling);
+            assert_eq!(
+                verify_signed("chat.message", &respelled, signer.address(), 1000, 300),
+                Ok(first),
+                "{spelling}"
+            );
+        }
+        // (r, n - s) with v flipped recovers the same signer: refused.
+        let signature = Signature::from_str(&text).unwrap();
+        let order = alloy::primitives::U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        let high = Signature::new(signature.r(), order - signature.s(), !signature.v());
+        let mut malleated = body.clone();
+        malleated["signature"] = json!(high.to_string());
+        assert_eq!(
+            verify_signed("chat.message", &malleated, signer.address(), 1000, 300),
+            Err(SignatureError::HighS)
         );
     }
 

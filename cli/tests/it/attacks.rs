@@ -545,3 +545,107 @@ fn test_clients_are_the_admin() {
     assert_eq!(kafka.user.as_deref(), Some("admin"));
     assert!(kafka.password.is_some());
 }
+
+/// POSTs a signed chat message with an `Idempotency-Key`; (status, answer).
+fn post_message(port: u16, path: &str, body: &serde_json::Value, idempotency_key: &str) -> (u16, serde_json::Value) {
+    let (status, text) = http_request(
+        port,
+        "POST",
+        path,
+        &[
+            ("Authorization", "Bearer replay-key"),
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", idempotency_key),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_message_in_any_spelling_to_any_replica_is_one_message() {
+    use alloy::signers::local::PrivateKeySigner;
+    use chorus_integration_tests::ingest::{sign, start_ingest, start_ingest_on};
+    use serde_json::json;
+
+    let kafka = test_kafka("replay");
+    create_topics(&kafka).await.unwrap();
+    let keys = "app:replay-key:chat:write";
+    let (mut first, first_port) = start_ingest(&kafka, "ingest-a", keys, &[], &[]);
+    let (mut second, second_port) = start_ingest(&kafka, "ingest-b", keys, &[], &[]);
+    let person = PrivateKeySigner::random();
+    let conversation = "replayed";
+    let path = format!("/v1/conversations/{conversation}/messages");
+    let mut body = sign(
+        &person,
+        "chat.message",
+        json!({"author": person.address().to_string(), "content": "one message", "conversation_id": conversation}),
+    );
+    body.as_object_mut().unwrap().remove("conversation_id");
+    let (status, answer) = post_message(first_port, &path, &body, "k-1");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"].clone();
+
+    // The same signature respelled: upper-case hex, no 0x, v as 0/1 instead of 27/28.
+    let text = body["signature"].as_str().unwrap().to_owned();
+    let mut bytes = alloy::hex::decode(&text).unwrap();
+    let mut spellings = vec![
+        format!("0x{}", text.trim_start_matches("0x").to_uppercase()),
+        text.trim_start_matches("0x").to_owned(),
+    ];
+    bytes[64] -= 27;
+    spellings.push(alloy::hex::encode_prefixed(&bytes));
+    for (n, spelling) in spellings.iter().enumerate() {
+        let mut replay = body.clone();
+        replay["signature"] = json!(spelling);
+        // To the other replica, each with a fresh Idempotency-Key.
+        let (status, answer) = post_message(second_port, &path, &replay, &format!("k-other-{n}"));
+        assert_eq!(status, 202, "{spelling}: {answer}");
+        assert_eq!(answer["event_id"], id, "{spelling} became another message");
+    }
+    // Byte-identical, to the first replica after it restarted (its cache is gone).
+    terminate(&mut first, Duration::from_secs(30)).unwrap();
+    let mut first = start_ingest_on(&kafka, "ingest-a2", keys, first_port, &[], &[]);
+    let (status, answer) = post_message(first_port, &path, &body, "k-2");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["event_id"], id);
+
+    // Malleated (high s, v flipped): the same signer, refused.
+    let signature: alloy::primitives::Signature = text.parse().unwrap();
+    let order = alloy::primitives::U256::from_str_radix(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+        16,
+    )
+    .unwrap();
+    let high = alloy::primitives::Signature::new(signature.r(), order - signature.s(), !signature.v());
+    let mut malleated = body.clone();
+    malleated["signature"] = json!(high.to_string());
+    let (status, answer) = post_message(second_port, &path, &malleated, "k-3");
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "bad_signature");
+
+    // An Idempotency-Key names one request: reused for another body, 422.
+    let mut other = sign(
+        &person,
+        "chat.message",
+        json!({"author": person.address().to_string(), "content": "another message", "conversation_id": conversation}),
+    );
+    other.as_object_mut().unwrap().remove("conversation_id");
+    let (status, answer) = post_message(first_port, &path, &other, "k-2");
+    assert_eq!(status, 422, "{answer}");
+    let (status, answer) = post_message(first_port, &path, &other, "k-4");
+    assert_eq!(status, 202, "{answer}");
+    assert_ne!(answer["event_id"], id);
+
+    terminate(&mut first, Duration::from_secs(30)).unwrap();
+    terminate(&mut second, Duration::from_secs(30)).unwrap();
+    // The log holds two messages: whatever was produced twice carries one id.
+    let ids: BTreeSet<String> = read_all(&kafka, &kafka.topic(Topic::ChatMessages))
+        .unwrap()
+        .iter()
+        .map(|r| Envelope::<ChatMessage>::from_json(&r.payload).unwrap().id.to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(id.as_str().unwrap()));
+}

@@ -71,8 +71,8 @@ pub(super) async fn create_conversation(
     if request.members.len() > 256 {
         return Err(ApiError::invalid("at most 256 members at creation"));
     }
-    let actor = state.verify("conversation.create", &raw, &request.actor)?;
-    let actor = actor.to_string().to_lowercase();
+    let signed = state.verify("conversation.create", &raw, &request.actor)?;
+    let actor = signed.signer.to_string().to_lowercase();
     for member in &request.members {
         match member.kind {
             AuthorKind::Human => {
@@ -81,7 +81,13 @@ pub(super) async fn create_conversation(
             AuthorKind::Agent => identifier("members[].id", &member.id)?,
         }
     }
-    let reservation = state.reserve(&key.name, &headers, &raw, 1 + request.members.len());
+    let reservation = state.reserve(
+        &key.name,
+        &headers,
+        &signed,
+        &raw,
+        1 + request.members.len(),
+    )?;
     let ids = reservation.ids.clone();
     let mut events = vec![state.envelope(
         ids[0],
@@ -165,11 +171,13 @@ pub(super) async fn post_message(
     }
     // The conversation is part of what is signed.
     raw["conversation_id"] = json!(conversation_id);
-    let author = state.verify("chat.message", &raw, &request.author)?;
+    let signed = state.verify("chat.message", &raw, &request.author)?;
+    let author = signed.signer;
     state
         .accept_one(
             &key.name,
             &headers,
+            &signed,
             &raw,
             ChatMessage {
                 conversation_id,

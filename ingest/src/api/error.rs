@@ -80,7 +80,7 @@ impl From<SignatureError> for ApiError {
             SignatureError::Missing | SignatureError::Stale { .. } => {
                 Self::new(StatusCode::UNAUTHORIZED, "unsigned", e.to_string())
             }
-            SignatureError::Malformed => {
+            SignatureError::Malformed | SignatureError::HighS => {
                 Self::new(StatusCode::BAD_REQUEST, "bad_signature", e.to_string())
             }
             SignatureError::WrongSigner { .. } => {

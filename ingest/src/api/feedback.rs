@@ -60,11 +60,13 @@ pub(super) async fn post_feedback(
     {
         return Err(ApiError::invalid("comment is longer than 1000 characters"));
     }
-    let account = state.verify("feedback", &raw, &request.account)?;
+    let signed = state.verify("feedback", &raw, &request.account)?;
+    let account = signed.signer;
     state
         .accept_one(
             &key.name,
             &headers,
+            &signed,
             &raw,
             Feedback {
                 conversation_id: request.conversation_id,

@@ -17,6 +17,9 @@ pub(super) struct IdempotencyCache {
     /// Event ids per request key, and whether Kafka acknowledged them.
     ids: HashMap<String, (Vec<Uuid>, bool)>,
     order: VecDeque<String>,
+    /// The request identity each scoped `Idempotency-Key` names.
+    keys: HashMap<String, String>,
+    key_order: VecDeque<String>,
 }
 
 const IDEMPOTENCY_CAPACITY: usize = 100_000;
@@ -52,6 +55,25 @@ impl IdempotencyCache {
             self.ids.remove(&old);
         }
         (ids, false)
+    }
+
+    /// Binds an `Idempotency-Key` (already scoped to API key and signer) to a request
+    /// identity; returns the identity it was bound to before if that is another one.
+    pub(super) fn bind_key(&mut self, scoped_key: &str, identity: &str) -> Option<String> {
+        match self.keys.get(scoped_key) {
+            Some(first) if first != identity => Some(first.clone()),
+            Some(_) => None,
+            None => {
+                self.keys.insert(scoped_key.to_owned(), identity.to_owned());
+                self.key_order.push_back(scoped_key.to_owned());
+                if self.key_order.len() > IDEMPOTENCY_CAPACITY
+                    && let Some(old) = self.key_order.pop_front()
+                {
+                    self.keys.remove(&old);
+                }
+                None
+            }
+        }
     }
 
     pub(super) fn mark_delivered(&mut self, key: &str) {

@@ -56,11 +56,13 @@ pub(super) async fn register_agent(
             "system_prompt is limited to 8000 characters and name to 200",
         ));
     }
-    let owner = state.verify("agent.register", &raw, &request.owner)?;
+    let signed = state.verify("agent.register", &raw, &request.owner)?;
+    let owner = signed.signer;
     state
         .accept_one(
             &key.name,
             &headers,
+            &signed,
             &raw,
             AgentRegistered {
                 agent_id: request.agent_id,
@@ -120,11 +122,13 @@ pub(super) async fn register_provider(
     for model in &request.models {
         identifier("models[]", model)?;
     }
-    let owner = state.verify("provider.register", &raw, &request.owner)?;
+    let signed = state.verify("provider.register", &raw, &request.owner)?;
+    let owner = signed.signer;
     state
         .accept_one(
             &key.name,
             &headers,
+            &signed,
             &raw,
             ProviderRegistered {
                 provider_id: request.provider_id,

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use alloy::primitives::{Address, keccak256};
+
 use axum::http::HeaderMap;
 use serde_json::Value;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use chorus_schemas::{Envelope, EventData};
 use super::error::ApiError;
 use super::extract::{ApiResult, accepted, address, now};
 use super::idempotency::{IdempotencyCache, Reservation};
-use crate::auth::{ApiKeys, verify_signed};
+use crate::auth::{ApiKeys, Signed, verify_signed};
 use crate::limits::{RateLimit, RateLimiter};
 
 /// Limits and timeouts of the API.
@@ -83,14 +83,15 @@ impl ApiState {
         }
     }
 
+    /// Checks the request's signature by `account` for `action` and the account's rate.
     pub(super) fn verify(
         &self,
         action: &str,
         body: &Value,
         account: &str,
-    ) -> Result<Address, ApiError> {
+    ) -> Result<Signed, ApiError> {
         let claimed = address("the signing account", account)?;
-        verify_signed(
+        let signed = verify_signed(
             action,
             body,
             claimed,
@@ -101,57 +102,45 @@ impl ApiState {
         self.account_limits
             .check(&account)
             .map_err(|wait| ApiError::rate_limited(format!("account {account}"), wait))?;
-        Ok(claimed)
+        Ok(signed)
     }
 
-    /// Event ids for this request, per idempotency key (the `Idempotency-Key` header,
-    /// else the signature): a retry gets the same ids, and is not produced again once
-    /// Kafka acknowledged it.
+    /// Event ids for this request. Its identity is the signer and the digest it signed
+    /// (never the signature's spelling, nor a header), so a replay, respelled or not, sent
+    /// here or to any other replica, gets the same ids and is not produced again once
+    /// Kafka acknowledged it. An `Idempotency-Key` is scoped to the API key and signer and
+    /// names one request: reused for a different body it is 422.
     pub(super) fn reserve(
         &self,
         key_name: &str,
         headers: &HeaderMap,
+        signed: &Signed,
         body: &Value,
         count: usize,
-    ) -> Reservation {
-        let dedup = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                body.get("signature")
-                    .and_then(Value::as_str)
-                    .map(|s| keccak256(s.as_bytes()).to_string())
-            });
-        match dedup {
-            Some(k) => {
-                let cache_key = format!("{key_name}/{k}");
-                // Signed bodies carry their time; a bare Idempotency-Key has none, so
-                // its ids take the time of the first attempt this instance saw.
-                let unix_ms = body
-                    .get("timestamp")
-                    .and_then(Value::as_u64)
-                    .map(|seconds| seconds.saturating_mul(1000))
-                    .unwrap_or_else(|| {
-                        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
-                    });
-                let (ids, delivered) = self
-                    .idempotency
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .ids_for(&cache_key, unix_ms, count);
-                Reservation {
-                    ids,
-                    cache_key: Some(cache_key),
-                    delivered,
-                }
+    ) -> Result<Reservation, ApiError> {
+        let identity = format!("{:#x}/{:#x}", signed.signer, signed.digest);
+        let mut cache = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(idempotency_key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+        {
+            let scoped = format!("{key_name}/{:#x}/{idempotency_key}", signed.signer);
+            if let Some(first) = cache.bind_key(&scoped, &identity) {
+                return Err(ApiError::invalid(format!(
+                    "Idempotency-Key {idempotency_key:?} was used for another request by this key and signer (digest {first}); use a new key for a new request"
+                )));
             }
-            None => Reservation {
-                ids: (0..count).map(|_| Uuid::now_v7()).collect(),
-                cache_key: None,
-                delivered: false,
-            },
         }
+        // The ids take the request's own (signed) time.
+        let unix_ms = body
+            .get("timestamp")
+            .and_then(Value::as_u64)
+            .map(|seconds| seconds.saturating_mul(1000))
+            .unwrap_or_else(|| u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0));
+        let (ids, delivered) = cache.ids_for(&identity, unix_ms, count);
+        Ok(Reservation {
+            ids,
+            cache_key: Some(identity),
+            delivered,
+        })
     }
 
     /// Produces a reserved request's events unless they were delivered already.
@@ -207,10 +196,11 @@ impl ApiState {
         &self,
         key_name: &str,
         headers: &HeaderMap,
+        signed: &Signed,
         body: &Value,
         data: T,
     ) -> ApiResult {
-        let reservation = self.reserve(key_name, headers, body, 1);
+        let reservation = self.reserve(key_name, headers, signed, body, 1)?;
         let event = self.envelope(reservation.ids[0], data);
         Ok(accepted(
             self.produce_once(&reservation, vec![event]).await?,
