@@ -16,9 +16,9 @@ use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSIO
 pub fn admission(event: &AnyEvent) -> Result<(), &'static str> {
     match event.kind() {
         EventKind::ChatMessage => match event {
-            AnyEvent::ChatMessage(message) if message.data.author_kind == AuthorKind::Agent => {
-                Err("agent replies are written by the orchestrator from inference results; intake takes messages by people only")
-            }
+            AnyEvent::ChatMessage(message) if message.data.author_kind == AuthorKind::Agent => Err(
+                "agent replies are written by the orchestrator from inference results; intake takes messages by people only",
+            ),
             _ => Ok(()),
         },
         EventKind::ConversationUpdated
@@ -130,7 +130,11 @@ mod tests {
             assert_eq!(output.key.as_deref(), Some(event.key().as_bytes()));
             assert_eq!(output.payload, bytes, "original bytes are kept");
         }
-        for kind in [EventKind::ConversationUpdated, EventKind::Feedback, EventKind::AgentRegistered] {
+        for kind in [
+            EventKind::ConversationUpdated,
+            EventKind::Feedback,
+            EventKind::AgentRegistered,
+        ] {
             assert!(forwarded.contains(&kind), "{kind:?} is submittable");
         }
     }

@@ -68,7 +68,9 @@ pub enum PoiError {
         "epoch {epoch}: the recorded checkpoint's manifest {problem}, so it was not computed from this log and config; nothing was sent"
     )]
     ManifestMismatch { epoch: u64, problem: String },
-    #[error("epoch {epoch} has checkpoints with different roots recorded ({roots}); nothing was sent")]
+    #[error(
+        "epoch {epoch} has checkpoints with different roots recorded ({roots}); nothing was sent"
+    )]
     ConflictingCheckpoints { epoch: u64, roots: String },
     #[error("account {0} has no claim in this epoch")]
     NoClaim(Address),

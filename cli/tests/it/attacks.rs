@@ -216,12 +216,16 @@ async fn forged_results_scores_checkpoints_and_chain_logs_through_intake_are_dea
     )
     .unwrap();
     let dead_topic = admin.topic(Topic::DeadLetters);
-    wait_for("the router to route intake", Duration::from_secs(90), || {
-        read_all(&admin, &dead_topic).unwrap().len() >= forged.len()
-            && !read_all(&admin, &admin.topic(Topic::ChatMessages))
-                .unwrap()
-                .is_empty()
-    })
+    wait_for(
+        "the router to route intake",
+        Duration::from_secs(90),
+        || {
+            read_all(&admin, &dead_topic).unwrap().len() >= forged.len()
+                && !read_all(&admin, &admin.topic(Topic::ChatMessages))
+                    .unwrap()
+                    .is_empty()
+        },
+    )
     .unwrap();
     terminate(&mut router, Duration::from_secs(30)).unwrap();
 
@@ -233,9 +237,7 @@ async fn forged_results_scores_checkpoints_and_chain_logs_through_intake_are_dea
     assert_eq!(dead.len(), forged.len(), "{dead:?}");
     for letter in &dead {
         assert!(
-            letter
-                .reason
-                .contains("cannot be submitted through intake"),
+            letter.reason.contains("cannot be submitted through intake"),
             "{letter:?}"
         );
     }
@@ -344,7 +346,11 @@ fn score_on_chain(kafka: &KafkaArgs, flags: &[String]) -> (bool, String, String)
         ]
         .concat(),
     );
-    (ok, out, std::fs::read_to_string(&metrics).unwrap_or_default())
+    (
+        ok,
+        out,
+        std::fs::read_to_string(&metrics).unwrap_or_default(),
+    )
 }
 
 fn refusals(prom: &str, reason: &str) -> bool {
@@ -367,16 +373,24 @@ async fn score_against_a_forged_checkpoint_with_its_own_window_sends_nothing() {
     .await;
     let (ok, out, prom) = score_on_chain(&kafka, &flags);
     assert!(!ok, "the scorer accepted a forged checkpoint: {out}");
-    assert!(out.contains("epoch 0") && out.contains("nothing was sent"), "{out}");
+    assert!(
+        out.contains("epoch 0") && out.contains("nothing was sent"),
+        "{out}"
+    );
     assert!(refusals(&prom, "manifest_mismatch"), "{prom}");
-    assert_eq!(root_on_chain(&anvil, &deployment).await, B256::ZERO, "a root was sent");
+    assert_eq!(
+        root_on_chain(&anvil, &deployment).await,
+        B256::ZERO,
+        "a root was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn score_against_a_forged_checkpoint_of_the_real_window_names_both_roots_and_sends_nothing() {
     let (kafka, anvil, deployment, flags) = scored_log("forged-root").await;
     // The forger plans the real window exactly as the scorer would, so only the root lies.
-    let (_, config) = chorus_integration_tests::poi::scoring_config_file(&kafka.topic_prefix).unwrap();
+    let (_, config) =
+        chorus_integration_tests::poi::scoring_config_file(&kafka.topic_prefix).unwrap();
     let (start, _) = config.window(0);
     let end = chrono::Utc::now().timestamp_millis();
     let lookback = i64::try_from(config.epoch.length_seconds * 1000).unwrap_or(i64::MAX);
@@ -398,9 +412,16 @@ async fn score_against_a_forged_checkpoint_of_the_real_window_names_both_roots_a
         out.contains(&root) && out.contains("recomputing the epoch from the log gives 0x"),
         "the error names both roots: {out}"
     );
-    assert!(out.contains("epoch 0") && out.contains("nothing was sent"), "{out}");
+    assert!(
+        out.contains("epoch 0") && out.contains("nothing was sent"),
+        "{out}"
+    );
     assert!(refusals(&prom, "root_mismatch"), "{prom}");
-    assert_eq!(root_on_chain(&anvil, &deployment).await, B256::ZERO, "a root was sent");
+    assert_eq!(
+        root_on_chain(&anvil, &deployment).await,
+        B256::ZERO,
+        "a root was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +431,11 @@ async fn a_score_added_after_the_checkpoint_stops_the_scorer() {
     // An honest epoch 0, recorded but not yet on chain.
     let (ok, out) = run_chorus(
         &kafka,
-        &[&["score", "--epoch", "0", "--allow-open", "--no-chain"][..], &plain].concat(),
+        &[
+            &["score", "--epoch", "0", "--allow-open", "--no-chain"][..],
+            &plain,
+        ]
+        .concat(),
     );
     assert!(ok, "{out}");
     // Then a score slipped in for the attacker (later epochs pay cumulative amounts).
@@ -424,13 +449,20 @@ async fn a_score_added_after_the_checkpoint_stops_the_scorer() {
     assert!(!ok, "{out}");
     assert!(out.contains("the recorded scores give root"), "{out}");
     assert!(refusals(&prom, "scores_mismatch"), "{prom}");
-    assert_eq!(root_on_chain(&anvil, &deployment).await, B256::ZERO, "a root was sent");
+    assert_eq!(
+        root_on_chain(&anvil, &deployment).await,
+        B256::ZERO,
+        "a root was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dev_key_is_refused_off_anvil_and_a_missing_key_is_an_error() {
     let kafka = test_kafka("dev-key");
-    let deployment = repo_root().join(format!("target/test-logs/{}deployment.json", kafka.topic_prefix));
+    let deployment = repo_root().join(format!(
+        "target/test-logs/{}deployment.json",
+        kafka.topic_prefix
+    ));
     let deployment = deployment.display().to_string();
     // Not anvil: a port where nothing answers, and a real service that is no chain node
     // (the Kafka broker).
@@ -438,19 +470,37 @@ async fn the_dev_key_is_refused_off_anvil_and_a_missing_key_is_an_error() {
     let broker = format!("http://{}", kafka.brokers);
     for url in [&closed, &broker] {
         let output = std::process::Command::new(chorus_bin())
-            .args(["--log", "warn", "chain", "deploy", "--dev-key", "--rpc-url", url])
+            .args([
+                "--log",
+                "warn",
+                "chain",
+                "deploy",
+                "--dev-key",
+                "--rpc-url",
+                url,
+            ])
             .args(["--deployment", &deployment])
             .env_remove("CHORUS_CHAIN_KEY")
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "deployed with the dev key at {url}: {text}");
+        assert!(
+            !output.status.success(),
+            "deployed with the dev key at {url}: {text}"
+        );
         assert!(text.contains("anvil"), "{text}");
     }
     // No key at all on a real anvil: an error, not the dev key.
     let anvil = Anvil::start().unwrap();
     let output = std::process::Command::new(chorus_bin())
-        .args(["--log", "warn", "chain", "deploy", "--rpc-url", &anvil.url()])
+        .args([
+            "--log",
+            "warn",
+            "chain",
+            "deploy",
+            "--rpc-url",
+            &anvil.url(),
+        ])
         .args(["--deployment", &deployment])
         .env_remove("CHORUS_CHAIN_KEY")
         .env_remove("CHORUS_CHAIN_KEY_FILE")
@@ -465,7 +515,14 @@ async fn the_dev_key_is_refused_off_anvil_and_a_missing_key_is_an_error() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let output = std::process::Command::new(chorus_bin())
-        .args(["--log", "warn", "chain", "deploy", "--rpc-url", &anvil.url()])
+        .args([
+            "--log",
+            "warn",
+            "chain",
+            "deploy",
+            "--rpc-url",
+            &anvil.url(),
+        ])
         .args(["--deployment", &deployment, "--key-file"])
         .arg(&key_file)
         .env_remove("CHORUS_CHAIN_KEY")
@@ -479,7 +536,15 @@ async fn the_dev_key_is_refused_off_anvil_and_a_missing_key_is_an_error() {
     );
     // The control: on anvil, asked for, the dev key deploys.
     let output = std::process::Command::new(chorus_bin())
-        .args(["--log", "warn", "chain", "deploy", "--dev-key", "--rpc-url", &anvil.url()])
+        .args([
+            "--log",
+            "warn",
+            "chain",
+            "deploy",
+            "--dev-key",
+            "--rpc-url",
+            &anvil.url(),
+        ])
         .args(["--deployment", &deployment])
         .output()
         .unwrap();
@@ -524,7 +589,10 @@ async fn chorus_sql_refuses_copy_create_and_set() {
     let (ok, err) = sql("SELECT count(*) FROM chat_messages", true);
     assert!(ok, "{err}");
     let (ok, err) = sql(
-        &format!("COPY (SELECT 1 AS x) TO '{}' STORED AS CSV", stolen.display()),
+        &format!(
+            "COPY (SELECT 1 AS x) TO '{}' STORED AS CSV",
+            stolen.display()
+        ),
         false,
     );
     assert!(!ok && err.to_lowercase().contains("not supported"), "{err}");
@@ -547,7 +615,12 @@ fn test_clients_are_the_admin() {
 }
 
 /// POSTs a signed chat message with an `Idempotency-Key`; (status, answer).
-fn post_message(port: u16, path: &str, body: &serde_json::Value, idempotency_key: &str) -> (u16, serde_json::Value) {
+fn post_message(
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+    idempotency_key: &str,
+) -> (u16, serde_json::Value) {
     let (status, text) = http_request(
         port,
         "POST",
@@ -560,7 +633,10 @@ fn post_message(port: u16, path: &str, body: &serde_json::Value, idempotency_key
         body.to_string().as_bytes(),
     )
     .unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,7 +694,8 @@ async fn a_replayed_message_in_any_spelling_to_any_replica_is_one_message() {
         16,
     )
     .unwrap();
-    let high = alloy::primitives::Signature::new(signature.r(), order - signature.s(), !signature.v());
+    let high =
+        alloy::primitives::Signature::new(signature.r(), order - signature.s(), !signature.v());
     let mut malleated = body.clone();
     malleated["signature"] = json!(high.to_string());
     let (status, answer) = post_message(second_port, &path, &malleated, "k-3");
@@ -644,7 +721,12 @@ async fn a_replayed_message_in_any_spelling_to_any_replica_is_one_message() {
     let ids: BTreeSet<String> = read_all(&kafka, &kafka.topic(Topic::ChatMessages))
         .unwrap()
         .iter()
-        .map(|r| Envelope::<ChatMessage>::from_json(&r.payload).unwrap().id.to_string())
+        .map(|r| {
+            Envelope::<ChatMessage>::from_json(&r.payload)
+                .unwrap()
+                .id
+                .to_string()
+        })
         .collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.contains(id.as_str().unwrap()));

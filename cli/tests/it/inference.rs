@@ -317,8 +317,9 @@ async fn an_oversized_answer_is_dead_lettered_and_the_partition_keeps_flowing() 
     let kafka = test_kafka("oversized");
     create_topics(&kafka).await.unwrap();
     let llama = service_port("LLAMA_PORT", 8080);
-    let providers =
-        vec![format!("id=llama,endpoint=http://127.0.0.1:{llama}/v1,models={CHAT_MODEL},price=20")];
+    let providers = vec![format!(
+        "id=llama,endpoint=http://127.0.0.1:{llama}/v1,models={CHAT_MODEL},price=20"
+    )];
     // A cap of 12 bytes: a one-token answer fits, a 40-token one cannot.
     let mut worker = spawn_worker(
         &kafka,
@@ -357,7 +358,9 @@ async fn an_oversized_answer_is_dead_lettered_and_the_partition_keeps_flowing() 
         "the short job's result after the oversized job's dead letter",
         Duration::from_secs(240),
         || {
-            results(&kafka).iter().any(|r| r.job_id == short.data.job_id)
+            results(&kafka)
+                .iter()
+                .any(|r| r.job_id == short.data.job_id)
                 && !read_all(&kafka, &dead_topic).unwrap().is_empty()
         },
     )

@@ -4,7 +4,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-
 use axum::http::HeaderMap;
 use serde_json::Value;
 use uuid::Uuid;

@@ -32,7 +32,10 @@ pub async fn follow_topic(
         .client_config(client)
         // Assigned partitions; the group is only librdkafka's requirement, under the
         // principal's own prefix, and never commits.
-        .set("group.id", kafka.assign_only_group(&format!("{client}-assign-only")))
+        .set(
+            "group.id",
+            kafka.assign_only_group(&format!("{client}-assign-only")),
+        )
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")

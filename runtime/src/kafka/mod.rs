@@ -56,11 +56,19 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-user", env = "CHORUS_KAFKA_USER", global = true)]
     pub user: Option<String>,
     /// File holding the user's password (mode 600). Read once at start; never logged.
-    #[arg(long = "kafka-password-file", env = "CHORUS_KAFKA_PASSWORD_FILE", global = true)]
+    #[arg(
+        long = "kafka-password-file",
+        env = "CHORUS_KAFKA_PASSWORD_FILE",
+        global = true
+    )]
     pub password_file: Option<PathBuf>,
     /// Directory of `<user>.password` files (what `infra/scripts/kafka-auth.sh secrets`
     /// writes): the password of the user when no --kafka-password-file is given.
-    #[arg(long = "kafka-secrets-dir", env = "CHORUS_KAFKA_SECRETS_DIR", global = true)]
+    #[arg(
+        long = "kafka-secrets-dir",
+        env = "CHORUS_KAFKA_SECRETS_DIR",
+        global = true
+    )]
     pub secrets_dir: Option<PathBuf>,
     /// The password, once [`KafkaArgs::authenticate_as`] has read it.
     #[arg(skip)]

@@ -795,7 +795,10 @@ mod tests {
     fn an_output_over_the_limit_is_named_with_its_size() {
         assert_eq!(oversized(&[output(100)], 200), None);
         let reason = oversized(&[output(100), output(300)], 200).unwrap();
-        assert!(reason.contains("301 bytes") && reason.contains("limit of 200"), "{reason}");
+        assert!(
+            reason.contains("301 bytes") && reason.contains("limit of 200"),
+            "{reason}"
+        );
     }
 
     #[test]

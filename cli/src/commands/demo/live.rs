@@ -462,7 +462,9 @@ fn median(mut values: Vec<u64>) -> u64 {
 
 /// Which llama-server backend the local install chose and why (`~/.chorus/llama.env`).
 fn llama_backend() -> String {
-    let Some(text) = crate::commands::chorus_home().and_then(|h| std::fs::read_to_string(h.join("llama.env")).ok()) else {
+    let Some(text) = crate::commands::chorus_home()
+        .and_then(|h| std::fs::read_to_string(h.join("llama.env")).ok())
+    else {
         return "provider not started by this project".into();
     };
     // LLAMA_KIND is a bare word (wheel-cpu, source, wheel-vulkan); only LLAMA_WHY is quoted.
