@@ -274,7 +274,8 @@ pub fn spawn_chorus_with_env(
 pub fn with_role_credentials(command: &mut Command, kafka: &KafkaArgs) {
     command
         .env_remove("CHORUS_KAFKA_USER")
-        .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+        .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
+        .env_remove("CHORUS_KAFKA_PASSWORD");
     if let Some(dir) = &kafka.secrets_dir {
         command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
     }

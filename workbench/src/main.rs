@@ -129,7 +129,8 @@ async fn grant_acls(kafka: &KafkaArgs) -> anyhow::Result<()> {
 fn role_credentials(command: &mut tokio::process::Command, kafka: &KafkaArgs) {
     command
         .env_remove("CHORUS_KAFKA_USER")
-        .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+        .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
+        .env_remove("CHORUS_KAFKA_PASSWORD");
     if let Some(dir) = &kafka.secrets_dir {
         command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
     }

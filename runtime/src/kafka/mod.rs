@@ -205,24 +205,39 @@ impl Default for KafkaArgs {
 
 impl KafkaArgs {
     /// These settings, authenticating as `role` unless `--kafka-user` names another user,
-    /// with the password read (from `--kafka-password-file`, else `<secrets dir>/<user>.password`).
-    /// Without any password source, unchanged: the connection is unauthenticated.
+    /// with the password from `CHORUS_KAFKA_PASSWORD` (the environment only, never a flag:
+    /// how a Kubernetes Secret reaches a pod), else `--kafka-password-file`, else
+    /// `<secrets dir>/<user>.password`. Without any password source, unchanged: the
+    /// connection is unauthenticated.
     pub fn authenticate_as(&self, role: Principal) -> Result<KafkaArgs, CredentialError> {
+        let from_env = std::env::var("CHORUS_KAFKA_PASSWORD")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| Password(p.trim().to_owned()));
+        self.authenticate_with(role, from_env)
+    }
+
+    fn authenticate_with(
+        &self,
+        role: Principal,
+        from_env: Option<Password>,
+    ) -> Result<KafkaArgs, CredentialError> {
         let mut args = self.clone();
         let user = args.user.clone().unwrap_or_else(|| role.user().to_owned());
-        let file = match (&args.password_file, &args.secrets_dir) {
-            (Some(file), _) => file.clone(),
-            (None, Some(dir)) => dir.join(format!("{user}.password")),
-            (None, None) => return Ok(args),
+        let password = match (from_env, &args.password_file, &args.secrets_dir) {
+            (Some(password), _, _) => password,
+            (None, Some(file), _) => read_password(file)?,
+            (None, None, Some(dir)) => read_password(&dir.join(format!("{user}.password")))?,
+            (None, None, None) => return Ok(args),
         };
-        args.password = Some(read_password(&file)?);
+        args.password = Some(password);
         args.user = Some(user);
         Ok(args)
     }
 
     /// These settings as another principal of the same deployment (its password from the
-    /// secrets directory): how one process (the demo) runs several roles, each with its own
-    /// rights.
+    /// secrets directory, never this process's own): how one process (the demo) runs
+    /// several roles, each with its own rights.
     pub fn as_principal(&self, role: Principal) -> Result<KafkaArgs, CredentialError> {
         KafkaArgs {
             user: None,
@@ -230,7 +245,7 @@ impl KafkaArgs {
             password: None,
             ..self.clone()
         }
-        .authenticate_as(role)
+        .authenticate_with(role, None)
     }
 
     /// Base client settings: bootstrap servers, client id, the SASL credentials and the

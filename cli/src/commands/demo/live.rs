@@ -183,7 +183,8 @@ pub async fn run(
             command
                 .env("CHORUS_KAFKA_SECRETS_DIR", dir)
                 .env_remove("CHORUS_KAFKA_USER")
-                .env_remove("CHORUS_KAFKA_PASSWORD_FILE");
+                .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
+                .env_remove("CHORUS_KAFKA_PASSWORD");
         }
         let child = command
             .args([
