@@ -17,29 +17,34 @@ ACL_TOOL_DIR="$CHORUS_HOME/kafka-$KAFKA_VERSION/chorus-acls"
 principals() { sed -e 's/#.*//' "$CHORUS_REPO/infra/kafka/principals" | awk 'NF { print $1 }'; }
 password() { cat "$SECRETS/$1.password"; }
 
+# write_secret FILE: standard input to FILE (mode 600), replaced in one rename, so that a
+# test granting ACLs in parallel never reads a half-written file.
+write_secret() {
+  local tmp; tmp=$(umask 077; mktemp "$1.XXXXXX")
+  cat >"$tmp" && mv -f "$tmp" "$1"
+}
+
 make_secrets() {
   mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
   local user
   for user in $(principals); do
     [[ -s "$SECRETS/$user.password" ]] && continue
-    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRETS/$user.password")
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | write_secret "$SECRETS/$user.password"
   done
   # Client settings for Kafka's own tools and the ACL tool, as the admin.
-  (umask 077; cat >"$SECRETS/admin.properties" <<PROPS
+  write_secret "$SECRETS/admin.properties" <<PROPS
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password admin)";
 PROPS
-  )
   # The read-only principal for kcat (-F): analysts and outside teams. PLAIN: Debian's kcat
   # (librdkafka 2.0.2) fails this broker's SCRAM-SHA-512 exchange.
-  (umask 077; cat >"$SECRETS/reader.kcat" <<PROPS
+  write_secret "$SECRETS/reader.kcat" <<PROPS
 security.protocol=SASL_PLAINTEXT
 sasl.mechanisms=PLAIN
 sasl.username=reader
 sasl.password=$(password reader)
 PROPS
-  )
 }
 
 render_config() {
