@@ -57,6 +57,24 @@ impl RoleCommand {
     }
 }
 
+/// Lets a spawned `chorus <role>` authenticate as its own role's principal (it picks the
+/// user from its subcommand): it gets the deployment's secrets directory, and not the one
+/// user the parent may have been given (`CHORUS_KAFKA_USER`, `CHORUS_KAFKA_PASSWORD`,
+/// `CHORUS_KAFKA_PASSWORD_FILE`). Without a secrets directory the child inherits the
+/// parent's settings. For a tokio command, pass `command.as_std_mut()`.
+pub fn with_role_credentials(
+    command: &mut std::process::Command,
+    kafka: &chorus_runtime::kafka::KafkaArgs,
+) {
+    if let Some(dir) = &kafka.secrets_dir {
+        command
+            .env("CHORUS_KAFKA_SECRETS_DIR", dir)
+            .env_remove("CHORUS_KAFKA_USER")
+            .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
+            .env_remove("CHORUS_KAFKA_PASSWORD");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RoleCommand;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chorus_runtime::kafka::{KafkaArgs, Principal, apply_topics, inspect, load_topic_specs};
 
 /// The command line of a role process (`chorus <role> [flags]`), for [`spawn_role`].
-pub use chorus_cli::spawn::RoleCommand;
+pub use chorus_cli::spawn::{RoleCommand, with_role_credentials};
 
 /// Kafka settings for one test, under a fresh topic prefix, as the admin principal
 /// (a super user: the tests' own setup and checks). Roles the test starts authenticate
@@ -50,20 +50,9 @@ pub fn kafka_secrets_dir() -> PathBuf {
 }
 
 /// Grants the ACL matrix (`infra/kafka/acls`) under the test's topic prefix on its
-/// broker: one Admin API call through `infra/scripts/kafka-auth.sh acls`.
+/// broker (one Admin API call).
 pub async fn grant_acls(kafka: &KafkaArgs) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new("bash")
-        .arg(repo_root().join("infra/scripts/kafka-auth.sh"))
-        .args(["acls", &kafka.brokers, &kafka.topic_prefix])
-        .output()
-        .await?;
-    anyhow::ensure!(
-        output.status.success(),
-        "granting ACLs under {}: {}",
-        kafka.topic_prefix,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+    chorus_cli::commands::grant_local_acls(&kafka.brokers, &kafka.topic_prefix).await
 }
 
 /// Where `infra/scripts/install.sh` installs the services (`CHORUS_HOME`, else `~/.chorus`).
@@ -267,18 +256,6 @@ pub fn spawn_chorus_with_env(
         command.env(key, value);
     }
     Ok(command.spawn()?)
-}
-
-/// Lets a spawned `chorus <role>` authenticate as its role's own principal: the secrets
-/// directory, and no user inherited from the test's environment.
-pub fn with_role_credentials(command: &mut Command, kafka: &KafkaArgs) {
-    command
-        .env_remove("CHORUS_KAFKA_USER")
-        .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
-        .env_remove("CHORUS_KAFKA_PASSWORD");
-    if let Some(dir) = &kafka.secrets_dir {
-        command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
-    }
 }
 
 /// One HTTP/1.0 request with headers; returns (status, body).

@@ -77,7 +77,7 @@ pub async fn run(
                     &format!("id=sim,endpoint=http://{provider}/v1,models=sim,price=1"),
                 );
             let mut command = tokio::process::Command::new(exe);
-            crate::role_credentials(&mut command, &kafka);
+            chorus_cli::spawn::with_role_credentials(command.as_std_mut(), &kafka);
             let child = command
                 .args([
                     "--log",

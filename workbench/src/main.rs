@@ -125,17 +125,6 @@ async fn grant_acls(kafka: &KafkaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lets a role the benchmark starts authenticate as its own principal.
-fn role_credentials(command: &mut tokio::process::Command, kafka: &KafkaArgs) {
-    command
-        .env_remove("CHORUS_KAFKA_USER")
-        .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
-        .env_remove("CHORUS_KAFKA_PASSWORD");
-    if let Some(dir) = &kafka.secrets_dir {
-        command.env("CHORUS_KAFKA_SECRETS_DIR", dir);
-    }
-}
-
 async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
     // The benchmarks set up as the admin; the roles they start run as their own principals.
     let kafka = kafka.authenticate_as(chorus_runtime::kafka::Principal::Admin)?;

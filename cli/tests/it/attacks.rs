@@ -464,95 +464,48 @@ async fn the_dev_key_is_refused_off_anvil_and_a_missing_key_is_an_error() {
         kafka.topic_prefix
     ));
     let deployment = deployment.display().to_string();
+    // `chorus chain deploy` against `url` with `key_flags`, and no key in the
+    // environment: (success, stderr).
+    let deploy = |url: &str, key_flags: &[&str]| {
+        let output = std::process::Command::new(chorus_bin())
+            .args(["--log", "warn", "chain", "deploy", "--rpc-url", url])
+            .args(["--deployment", &deployment])
+            .args(key_flags)
+            .env_remove("CHORUS_CHAIN_KEY")
+            .env_remove("CHORUS_CHAIN_KEY_FILE")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
     // Not anvil: a port where nothing answers, and a real service that is no chain node
     // (the Kafka broker).
     let closed = format!("http://127.0.0.1:{}", free_port());
     let broker = format!("http://{}", kafka.brokers);
     for url in [&closed, &broker] {
-        let output = std::process::Command::new(chorus_bin())
-            .args([
-                "--log",
-                "warn",
-                "chain",
-                "deploy",
-                "--dev-key",
-                "--rpc-url",
-                url,
-            ])
-            .args(["--deployment", &deployment])
-            .env_remove("CHORUS_CHAIN_KEY")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success(),
-            "deployed with the dev key at {url}: {text}"
-        );
+        let (ok, text) = deploy(url, &["--dev-key"]);
+        assert!(!ok, "deployed with the dev key at {url}: {text}");
         assert!(text.contains("anvil"), "{text}");
     }
     // No key at all on a real anvil: an error, not the dev key.
     let anvil = Anvil::start().unwrap();
-    let output = std::process::Command::new(chorus_bin())
-        .args([
-            "--log",
-            "warn",
-            "chain",
-            "deploy",
-            "--rpc-url",
-            &anvil.url(),
-        ])
-        .args(["--deployment", &deployment])
-        .env_remove("CHORUS_CHAIN_KEY")
-        .env_remove("CHORUS_CHAIN_KEY_FILE")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{text}");
+    let (ok, text) = deploy(&anvil.url(), &[]);
+    assert!(!ok, "{text}");
     assert!(text.contains("no key"), "{text}");
     // A key file others can read: the error names the file and its mode.
     let key_file = repo_root().join(format!("target/test-logs/{}key", kafka.topic_prefix));
     std::fs::write(&key_file, chorus_integration_tests::chain::DEV_KEY_0).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let output = std::process::Command::new(chorus_bin())
-        .args([
-            "--log",
-            "warn",
-            "chain",
-            "deploy",
-            "--rpc-url",
-            &anvil.url(),
-        ])
-        .args(["--deployment", &deployment, "--key-file"])
-        .arg(&key_file)
-        .env_remove("CHORUS_CHAIN_KEY")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{text}");
-    assert!(
-        text.contains(&key_file.display().to_string()) && text.contains("644"),
-        "{text}"
-    );
+    let key_path = key_file.display().to_string();
+    let (ok, text) = deploy(&anvil.url(), &["--key-file", &key_path]);
+    assert!(!ok, "{text}");
+    assert!(text.contains(&key_path) && text.contains("644"), "{text}");
     // The control: on anvil, asked for, the dev key deploys.
-    let output = std::process::Command::new(chorus_bin())
-        .args([
-            "--log",
-            "warn",
-            "chain",
-            "deploy",
-            "--dev-key",
-            "--rpc-url",
-            &anvil.url(),
-        ])
-        .args(["--deployment", &deployment])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, text) = deploy(&anvil.url(), &["--dev-key"]);
+    assert!(ok, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,14 +178,7 @@ pub async fn run(
             .session_timeout_ms(6000)
             .flag(flag, &value);
         let mut command = tokio::process::Command::new(&exe);
-        // Each child authenticates as its own role's principal (`chorus <role>` picks it).
-        if let Some(dir) = &kafka.secrets_dir {
-            command
-                .env("CHORUS_KAFKA_SECRETS_DIR", dir)
-                .env_remove("CHORUS_KAFKA_USER")
-                .env_remove("CHORUS_KAFKA_PASSWORD_FILE")
-                .env_remove("CHORUS_KAFKA_PASSWORD");
-        }
+        crate::spawn::with_role_credentials(command.as_std_mut(), kafka);
         let child = command
             .args([
                 "--log",

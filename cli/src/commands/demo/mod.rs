@@ -101,6 +101,22 @@ fn kafka_answers(kafka: &KafkaArgs) -> bool {
     inspect::partitions(kafka, "__chorus_probe").is_ok()
 }
 
+/// How a person who ran the demo runs `chorus` on this run's topics, as printed under
+/// "look further": the binary, the secrets directory (each subcommand then picks its own
+/// principal) and the topic prefix.
+fn chorus_command(kafka: &KafkaArgs) -> String {
+    let secrets = kafka
+        .secrets_dir
+        .as_ref()
+        .map(|d| format!(" --kafka-secrets-dir {}", d.display()))
+        .unwrap_or_default();
+    format!(
+        "{}{secrets} --topic-prefix {}",
+        crate::commands::this_binary(),
+        kafka.topic_prefix
+    )
+}
+
 /// The broker, as the admin principal: the configured one, else the local broker with
 /// the users `infra/scripts/kafka-auth.sh` made (started when it does not answer).
 async fn connect(given: &KafkaArgs, no_start: bool) -> anyhow::Result<KafkaArgs> {
@@ -309,16 +325,10 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     say!(
-        "  {chorus}{secrets} --topic-prefix {prefix} sql --refresh \"SELECT * FROM provider_stats\"   # every event of this run in SQL (as the read-only principal)\n\
+        "  {chorus} sql --refresh \"SELECT * FROM provider_stats\"   # every event of this run in SQL (as the read-only principal)\n\
          \ndone in {:.1}s",
         started.elapsed().as_secs_f64(),
-        chorus = crate::commands::this_binary(),
-        secrets = live
-            .secrets_dir
-            .as_ref()
-            .map(|d| format!(" --kafka-secrets-dir {}", d.display()))
-            .unwrap_or_default(),
-        prefix = live.topic_prefix
+        chorus = chorus_command(&live),
     );
     if args.json {
         summary.seconds = started.elapsed().as_secs_f64();

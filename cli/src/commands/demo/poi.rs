@@ -359,19 +359,14 @@ pub async fn run(
     );
 
     let prefix = &kafka.topic_prefix;
-    let chorus = crate::commands::this_binary();
+    let chorus = super::chorus_command(kafka);
     say!("\nlook further:");
-    let secrets = kafka
-        .secrets_dir
-        .as_ref()
-        .map(|d| format!(" --kafka-secrets-dir {}", d.display()))
-        .unwrap_or_default();
     say!(
-        "  {chorus}{secrets} --topic-prefix {prefix} verify --epoch 0 --scoring-config {} --deployment {}",
+        "  {chorus} verify --epoch 0 --scoring-config {} --deployment {}",
         config_file.display(),
         deployment_file.display()
     );
-    say!("  {chorus}{secrets} --topic-prefix {prefix} proof --epoch 0 --account <address>");
+    say!("  {chorus} proof --epoch 0 --account <address>");
     say!("  cat {}", work_dir.join("epoch-0/claims.json").display());
     say!(
         "  cargo run -q -p chorus-workbench -- poi sql --archive {} \"SELECT author_id, count(*) AS messages FROM chat_messages GROUP BY author_id ORDER BY messages DESC\"",
