@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analyst_user",
         text: include_str!("../../infra/clickhouse/migrations/0003_analyst_user.sql"),
     },
+    Migration {
+        version: 4,
+        name: "session_tables",
+        text: include_str!("../../infra/clickhouse/migrations/0004_session_tables.sql"),
+    },
 ];
 
 impl Migration {

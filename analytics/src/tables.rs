@@ -131,6 +131,8 @@ fn table_name(event_type: &str) -> Option<&'static str> {
         "feedback" => "feedback",
         "agent.registered" => "agent_registrations",
         "provider.registered" => "provider_registrations",
+        "session.granted" => "session_grants",
+        "session.revoked" => "session_revocations",
         "provider.heartbeat" => "provider_heartbeats",
         "chain.log" => "chain_logs",
         "chain.log.retracted" => "chain_log_retractions",

@@ -1,7 +1,9 @@
 //! The providers a worker can route to: registered in the `chorus.registry` topic
 //! (followed live, rebuilt from the start of the compacted topic on every start) and/or
-//! given on the command line. API keys come from the environment only:
-//! `CHORUS_PROVIDER_API_KEY_<ID>` (id upper-cased, other characters as `_`).
+//! given on the command line. API keys come from the environment only, each bound to
+//! the endpoint its owner registered: `CHORUS_PROVIDER_API_KEY_<ID>` is sent only to
+//! the URL in `CHORUS_PROVIDER_ENDPOINT_<ID>` (id upper-cased, other characters as `_`),
+//! so a registration that points the id elsewhere never receives the key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -78,8 +80,36 @@ pub fn parse_static_provider(spec: &str) -> Result<ProviderRegistered, String> {
     })
 }
 
-fn api_key_for(provider_id: &str) -> Option<String> {
-    let suffix: String = provider_id
+/// The upstream key for `provider_id`, if one is configured for exactly `endpoint`.
+fn api_key_for(provider_id: &str, endpoint: &str) -> Option<String> {
+    let suffix = env_suffix(provider_id);
+    let key = std::env::var(format!("CHORUS_PROVIDER_API_KEY_{suffix}")).ok()?;
+    let bound = std::env::var(format!("CHORUS_PROVIDER_ENDPOINT_{suffix}")).ok();
+    key_for_endpoint(provider_id, key, bound.as_deref(), endpoint)
+}
+
+/// A key is sent only to the endpoint it is bound to.
+fn key_for_endpoint(
+    provider_id: &str,
+    key: String,
+    bound: Option<&str>,
+    endpoint: &str,
+) -> Option<String> {
+    match bound {
+        Some(bound) if bound.trim_end_matches('/') == endpoint.trim_end_matches('/') => Some(key),
+        Some(bound) => {
+            tracing::warn!(provider = %provider_id, %endpoint, %bound, "not sending the provider's API key: it is bound to another endpoint");
+            None
+        }
+        None => {
+            tracing::warn!(provider = %provider_id, "not sending the provider's API key: set CHORUS_PROVIDER_ENDPOINT_<ID> to the endpoint it belongs to");
+            None
+        }
+    }
+}
+
+fn env_suffix(provider_id: &str) -> String {
+    provider_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -88,8 +118,7 @@ fn api_key_for(provider_id: &str) -> Option<String> {
                 '_'
             }
         })
-        .collect();
-    std::env::var(format!("CHORUS_PROVIDER_API_KEY_{suffix}")).ok()
+        .collect()
 }
 
 impl ProviderDirectory {
@@ -100,8 +129,19 @@ impl ProviderDirectory {
         }
     }
 
-    /// Adds or replaces a provider (a new registration resets its breaker).
+    /// Adds a provider, or applies its owner's update (a new registration resets its
+    /// breaker). An update by another account is ignored: the router refuses those.
     pub fn upsert(&self, registered: &ProviderRegistered) {
+        if let Some(first) = self
+            .providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&registered.provider_id)
+            && !first.owner.eq_ignore_ascii_case(&registered.owner)
+        {
+            tracing::warn!(provider = %registered.provider_id, owner = %first.owner, claimed = %registered.owner, "ignoring a registration by another owner");
+            return;
+        }
         let provider = Provider {
             id: registered.provider_id.clone(),
             owner: registered.owner.clone(),
@@ -110,7 +150,7 @@ impl ProviderDirectory {
             price_per_1k_tokens_micros: registered.price_per_1k_tokens_micros,
             client: call::client(
                 &registered.endpoint,
-                api_key_for(&registered.provider_id).as_deref(),
+                api_key_for(&registered.provider_id, &registered.endpoint).as_deref(),
             ),
             breaker: CircuitBreaker::new(self.breaker.threshold, self.breaker.cool_down),
         };
@@ -193,6 +233,43 @@ impl ProviderDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_key_goes_only_to_the_endpoint_it_is_bound_to() {
+        let key = || "sk-secret".to_owned();
+        let bound = Some("https://gpu.example/v1/");
+        assert_eq!(
+            key_for_endpoint("p", key(), bound, "https://gpu.example/v1").as_deref(),
+            Some("sk-secret")
+        );
+        assert_eq!(
+            key_for_endpoint("p", key(), bound, "https://thief.example/v1"),
+            None
+        );
+        assert_eq!(
+            key_for_endpoint("p", key(), None, "https://gpu.example/v1"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_provider_id_cannot_be_taken_over_by_another_owner() {
+        let directory = ProviderDirectory::new(BreakerSettings {
+            threshold: 3,
+            cool_down: Duration::from_secs(1),
+        });
+        let mut registered =
+            parse_static_provider("id=p,endpoint=http://127.0.0.1:9/v1,models=m,owner=0xaa")
+                .unwrap();
+        directory.upsert(&registered);
+        registered.owner = "0xbb".into();
+        registered.endpoint = "http://thief.example/v1".into();
+        directory.upsert(&registered);
+        let job = job("m", &[]);
+        let candidates = directory.candidates(&job);
+        assert_eq!(candidates[0].endpoint, "http://127.0.0.1:9/v1");
+        assert_eq!(candidates[0].owner, "0xaa");
+    }
     use chorus_schemas::{ChatTurn, JobKind};
 
     fn job(model: &str, assigned: &[&str]) -> InferenceJob {

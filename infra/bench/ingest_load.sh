@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test of the ingest API from a second process (wrk), authentication on: every
-# request carries an API key and an EIP-191 signature of its own (pre-signed by
+# request carries an API key and an EIP-712 signature of its own (pre-signed by
 # `chorus-bench ingest-requests`), and is produced to Kafka. Beside it, in the same run,
 # wrk against GET /ping of the same server (a constant answer) as the ceiling.
 # Prints requests/s, p99 and the memory (peak RSS) of each role; asserts nothing.
@@ -38,7 +38,7 @@ if [[ -n "${CHORUS_KAFKA_SECRETS_DIR:-}" ]]; then
   bash infra/scripts/kafka-auth.sh acls "${CHORUS_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}" "$prefix" >/dev/null
 fi
 echo "signing $requests requests ..." >&2
-"$bench" --log warn ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
+"$bench" --log warn --topic-prefix "$prefix" ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
 
 CHORUS_API_KEYS="bench:$key_secret:chat:write" "$chorus" --log warn --topic-prefix "$prefix" ingest \
   --listen "127.0.0.1:$port" --metrics-addr "127.0.0.1:$(( port + 1 ))" \
@@ -57,7 +57,7 @@ run_wrk() {  # run_wrk NAME ARGS... -> prints "name req/s p99_ms non2xx"
   printf '%s|%s|%s|%s|%s\n' "$name" "$rps" "$p99" "${bad:-0}" "$total"
 }
 
-signed=$(run_wrk "POST messages (API key + EIP-191, to Kafka)" -s infra/bench/ingest_load.lua \
+signed=$(run_wrk "POST messages (API key + EIP-712, to Kafka)" -s infra/bench/ingest_load.lua \
   "http://127.0.0.1:$port" -- "$work/requests.tsv" "$key_secret" "$threads")
 ceiling=$(run_wrk "GET /ping (same server, constant)" "http://127.0.0.1:$port/ping")
 

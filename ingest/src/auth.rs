@@ -1,17 +1,20 @@
-//! Who may write: API keys with scopes, and EIP-191 signatures for actions taken as a
-//! wallet account.
+//! Who may write: API keys with scopes, and EIP-712 signatures for actions taken as a
+//! wallet account (or by a session key the wallet granted).
 //!
 //! API keys are configured from a file or the environment only, and kept as Keccak-256
 //! hashes; a request presents `Authorization: Bearer <key>`. A signed request carries
-//! `signature` (65-byte hex) over the EIP-191 personal message
-//! `chorus:<action>\n<canonical JSON of the body without "signature">` (canonical: keys
-//! sorted, no whitespace), and a `timestamp` (unix seconds) within the replay window.
+//! `signature` (65-byte hex) over the action's EIP-712 typed data
+//! ([`chorus_signing::typed`]) under the deployment's domain, and a `timestamp` (unix
+//! seconds) within the replay window. The legacy EIP-191 personal message
+//! `chorus:<action>\n<canonical JSON of the body without "signature">` is accepted only
+//! when configured.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
-use alloy::primitives::{Address, B256, Signature, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
+pub use chorus_signing::Domain;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -143,91 +146,119 @@ impl ApiKeys {
     }
 }
 
+/// How signed requests are checked: the EIP-712 domain (one chain, one deployment),
+/// whether the legacy EIP-191 text is still accepted, and the replay window.
+#[derive(Debug, Clone, Copy)]
+pub struct SignaturePolicy {
+    pub domain: Domain,
+    /// Accept `chorus:<action>\n<canonical JSON>` EIP-191 signatures too (existing
+    /// clients); the replay identity is then the EIP-191 digest.
+    pub accept_eip191: bool,
+    pub window_seconds: i64,
+}
+
 /// Why a signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SignatureError {
     #[error("the request is not signed (add \"signature\")")]
     Missing,
-    #[error("\"signature\" is not a 65-byte hex signature")]
-    Malformed,
+    #[error(transparent)]
+    Unusable(#[from] chorus_signing::SignatureError),
     #[error(
         "\"timestamp\" is missing or outside the {window}s window around the server time {now}"
     )]
     Stale { window: i64, now: i64 },
-    #[error("the signature was made by {recovered}, not by {claimed}")]
+    #[error(
+        "the signature was made by {recovered}, not by {claimed} nor a session key it granted (check the EIP-712 domain: name Chorus, version 1, this deployment's chainId and verifyingContract, and the action's type)"
+    )]
     WrongSigner {
         claimed: Address,
         recovered: Address,
     },
-    #[error(
-        "the signature has a high s value (malleable, EIP-2): sign again, or normalise s to n - s and flip v"
-    )]
-    HighS,
+    #[error("session key {key} of {wallet}: {reason}")]
+    Session {
+        wallet: Address,
+        key: Address,
+        reason: String,
+    },
 }
 
-/// A verified signature: who signed, and what (the EIP-191 digest of the signed text).
-/// Every spelling of one signature (v as 0/1 or 27/28, upper- or lower-case hex, with or
-/// without `0x`) verifies to the same pair, and the pair, never the signature's text, is
-/// the request's identity for replays.
+/// A verified signature: whose action it is (`author`), which key signed it (the author
+/// or a session key the author granted) and the digest signed. Every spelling of one
+/// signature (v as 0/1 or 27/28, upper- or lower-case hex, with or without `0x`)
+/// verifies to the same triple, and (signer, digest), never the signature's text, is the
+/// request's identity for replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signed {
+    pub author: Address,
     pub signer: Address,
     pub digest: B256,
 }
 
-/// The text an account signs (EIP-191 personal message) for `action` with `body`.
+/// What a session-key lookup says about `key` signing `action` for a wallet: `Ok` if
+/// granted and live, `Err(None)` if the key was never granted, `Err(Some(reason))` if it
+/// was, but is revoked, expired or not granted this action.
+pub type Delegation<'a> = &'a dyn Fn(Address) -> Result<(), Option<String>>;
+
+/// The legacy EIP-191 text an account signs for `action` with `body`.
 pub fn signing_message(action: &str, body: &Value) -> String {
-    let mut unsigned = body.clone();
-    if let Value::Object(map) = &mut unsigned {
-        map.remove("signature");
-    }
-    // serde_json's map keeps keys sorted, so this is canonical.
-    format!("chorus:{action}\n{unsigned}")
+    chorus_signing::eip191_message(action, body)
 }
 
-/// Checks that `body` was signed by `claimed` for `action` within `window_seconds`, with
-/// a low-s signature; returns the signer and the digest it signed.
+/// Checks that `body` (with `signature` and `timestamp`) was signed for `action`, whose
+/// EIP-712 digest is `typed_digest`, by `claimed` or by a session key `delegated`
+/// accepts, within the window, with a low-s signature.
 pub fn verify_signed(
+    policy: &SignaturePolicy,
     action: &str,
+    typed_digest: B256,
     body: &Value,
     claimed: Address,
     now: i64,
-    window_seconds: i64,
+    delegated: Option<Delegation<'_>>,
 ) -> Result<Signed, SignatureError> {
-    let signature = body
+    let text = body
         .get("signature")
         .and_then(Value::as_str)
         .ok_or(SignatureError::Missing)?;
-    let signature = Signature::from_str(signature).map_err(|_| SignatureError::Malformed)?;
+    let signature = chorus_signing::parse_signature(text)?;
+    let window = policy.window_seconds;
     let timestamp = body
         .get("timestamp")
         .and_then(Value::as_i64)
-        .ok_or(SignatureError::Stale {
-            window: window_seconds,
-            now,
-        })?;
-    if (now - timestamp).abs() > window_seconds {
-        return Err(SignatureError::Stale {
-            window: window_seconds,
-            now,
-        });
+        .ok_or(SignatureError::Stale { window, now })?;
+    if (now - timestamp).abs() > window {
+        return Err(SignatureError::Stale { window, now });
     }
-    // Both (r, s) and (r, n - s) recover the same signer: accept only the low one, so a
-    // signature has one form (EIP-2, as Ethereum transactions do).
-    if signature.normalize_s().is_some() {
-        return Err(SignatureError::HighS);
-    }
-    let digest = alloy::primitives::eip191_hash_message(signing_message(action, body));
-    let recovered = signature
-        .recover_address_from_prehash(&digest)
-        .map_err(|_| SignatureError::Malformed)?;
-    if recovered != claimed {
-        return Err(SignatureError::WrongSigner { claimed, recovered });
-    }
-    Ok(Signed {
-        signer: recovered,
+    let recovered = chorus_signing::recover(&signature, &typed_digest)?;
+    let signed = |signer, digest| Signed {
+        author: claimed,
+        signer,
         digest,
-    })
+    };
+    if recovered == claimed {
+        return Ok(signed(recovered, typed_digest));
+    }
+    if policy.accept_eip191 {
+        let digest = chorus_signing::eip191_digest(action, body);
+        if chorus_signing::recover(&signature, &digest)? == claimed {
+            return Ok(signed(claimed, digest));
+        }
+    }
+    if let Some(delegated) = delegated {
+        match delegated(recovered) {
+            Ok(()) => return Ok(signed(recovered, typed_digest)),
+            Err(Some(reason)) => {
+                return Err(SignatureError::Session {
+                    wallet: claimed,
+                    key: recovered,
+                    reason,
+                });
+            }
+            Err(None) => {}
+        }
+    }
+    Err(SignatureError::WrongSigner { claimed, recovered })
 }
 
 #[cfg(test)]
@@ -235,101 +266,179 @@ mod tests {
     use super::*;
     use alloy::signers::SignerSync;
     use alloy::signers::local::PrivateKeySigner;
+    use chorus_signing::typed;
     use serde_json::json;
 
-    fn signed(signer: &PrivateKeySigner, action: &str, mut body: Value) -> Value {
-        let signature = signer
-            .sign_message_sync(signing_message(action, &body).as_bytes())
-            .unwrap();
-        body["signature"] = json!(signature.to_string());
-        body
-    }
-
-    #[test]
-    fn signatures_bind_signer_action_body_and_time() {
-        let signer = PrivateKeySigner::random();
-        let body = signed(
-            &signer,
-            "chat.message",
-            json!({"content": "hi", "timestamp": 1000, "author": signer.address().to_string()}),
-        );
-        let verified = verify_signed("chat.message", &body, signer.address(), 1000, 300).unwrap();
-        assert_eq!(verified.signer, signer.address());
-        assert!(matches!(
-            verify_signed("feedback", &body, signer.address(), 1000, 300),
-            Err(SignatureError::WrongSigner { .. })
-        ));
-        let other = PrivateKeySigner::random();
-        assert!(matches!(
-            verify_signed("chat.message", &body, other.address(), 1000, 300),
-            Err(SignatureError::WrongSigner { .. })
-        ));
-        let mut tampered = body.clone();
-        tampered["content"] = json!("HI");
-        assert!(matches!(
-            verify_signed("chat.message", &tampered, signer.address(), 1000, 300),
-            Err(SignatureError::WrongSigner { .. })
-        ));
-        assert!(matches!(
-            verify_signed("chat.message", &body, signer.address(), 2000, 300),
-            Err(SignatureError::Stale { .. })
-        ));
-        let mut unsigned = body.clone();
-        unsigned.as_object_mut().unwrap().remove("signature");
-        assert_eq!(
-            verify_signed("chat.message", &unsigned, signer.address(), 1000, 300),
-            Err(SignatureError::Missing)
-        );
-        unsigned["signature"] = json!("0x1234");
-        assert_eq!(
-            verify_signed("chat.message", &unsigned, signer.address(), 1000, 300),
-            Err(SignatureError::Malformed)
-        );
-    }
-
-    #[test]
-    fn every_spelling_of_a_signature_is_one_request_and_high_s_is_refused() {
-        let signer = PrivateKeySigner::random();
-        let body = signed(
-            &signer,
-            "chat.message",
-            json!({"content": "hi", "timestamp": 1000, "author": signer.address().to_string()}),
-        );
-        let text = body["signature"].as_str().unwrap().to_owned();
-        let first = verify_signed("chat.message", &body, signer.address(), 1000, 300).unwrap();
-        let bytes = alloy::hex::decode(&text).unwrap();
-        let v = bytes[64];
-        let mut spellings = vec![
-            text.to_uppercase().replace("0X", "0x"),
-            text.trim_start_matches("0x").to_owned(),
-        ];
-        // v as 0/1 instead of 27/28.
-        let mut low_v = bytes.clone();
-        low_v[64] = v - 27;
-        spellings.push(alloy::hex::encode_prefixed(&low_v));
-        for spelling in spellings {
-            let mut respelled = body.clone();
-            respelled["signature"] = json!(spelling);
-            assert_eq!(
-                verify_signed("chat.message", &respelled, signer.address(), 1000, 300),
-                Ok(first),
-                "{spelling}"
-            );
+    fn policy(accept_eip191: bool) -> SignaturePolicy {
+        SignaturePolicy {
+            domain: Domain {
+                chain_id: 56,
+                verifying_contract: Address::repeat_byte(0x11),
+            },
+            accept_eip191,
+            window_seconds: 300,
         }
-        // (r, n - s) with v flipped recovers the same signer: refused.
-        let signature = Signature::from_str(&text).unwrap();
-        let order = alloy::primitives::U256::from_str_radix(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
-            16,
+    }
+
+    fn typed_message(author: Address, content: &str) -> typed::ChatMessage {
+        typed::ChatMessage {
+            author,
+            conversationId: "c".into(),
+            content: content.into(),
+            mentions: vec![],
+            replyTo: String::new(),
+            timestamp: 1000,
+        }
+    }
+
+    fn body(signature: &str) -> Value {
+        json!({"content": "hi", "timestamp": 1000, "signature": signature})
+    }
+
+    #[test]
+    fn typed_signatures_bind_signer_content_time_and_domain() {
+        let wallet = PrivateKeySigner::random();
+        let policy = policy(false);
+        let digest = policy.domain.digest(&typed_message(wallet.address(), "hi"));
+        let signature = wallet.sign_hash_sync(&digest).unwrap().to_string();
+        let verified = verify_signed(
+            &policy,
+            "chat.message",
+            digest,
+            &body(&signature),
+            wallet.address(),
+            1000,
+            None,
         )
         .unwrap();
-        let high = Signature::new(signature.r(), order - signature.s(), !signature.v());
-        let mut malleated = body.clone();
-        malleated["signature"] = json!(high.to_string());
         assert_eq!(
-            verify_signed("chat.message", &malleated, signer.address(), 1000, 300),
-            Err(SignatureError::HighS)
+            (verified.signer, verified.digest),
+            (wallet.address(), digest)
         );
+        let tampered = policy.domain.digest(&typed_message(wallet.address(), "HI"));
+        assert!(matches!(
+            verify_signed(
+                &policy,
+                "chat.message",
+                tampered,
+                &body(&signature),
+                wallet.address(),
+                1000,
+                None
+            ),
+            Err(SignatureError::WrongSigner { .. })
+        ));
+        assert!(matches!(
+            verify_signed(
+                &policy,
+                "chat.message",
+                digest,
+                &body(&signature),
+                wallet.address(),
+                2000,
+                None
+            ),
+            Err(SignatureError::Stale { .. })
+        ));
+        assert_eq!(
+            verify_signed(
+                &policy,
+                "chat.message",
+                digest,
+                &json!({"timestamp": 1000}),
+                wallet.address(),
+                1000,
+                None
+            ),
+            Err(SignatureError::Missing)
+        );
+    }
+
+    #[test]
+    fn eip191_only_behind_the_flag_and_session_keys_only_when_granted() {
+        let wallet = PrivateKeySigner::random();
+        let unsigned = json!({"content": "hi", "timestamp": 1000});
+        let legacy = wallet
+            .sign_message_sync(signing_message("chat.message", &unsigned).as_bytes())
+            .unwrap()
+            .to_string();
+        let digest = policy(true)
+            .domain
+            .digest(&typed_message(wallet.address(), "hi"));
+        let refused = verify_signed(
+            &policy(false),
+            "chat.message",
+            digest,
+            &body(&legacy),
+            wallet.address(),
+            1000,
+            None,
+        );
+        assert!(matches!(refused, Err(SignatureError::WrongSigner { .. })));
+        let accepted = verify_signed(
+            &policy(true),
+            "chat.message",
+            digest,
+            &body(&legacy),
+            wallet.address(),
+            1000,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            accepted.digest,
+            chorus_signing::eip191_digest("chat.message", &unsigned)
+        );
+
+        let app_key = PrivateKeySigner::random();
+        let by_key = app_key.sign_hash_sync(&digest).unwrap().to_string();
+        let granted = |key: Address| {
+            if key == app_key.address() {
+                Ok(())
+            } else {
+                Err(None)
+            }
+        };
+        let verified = verify_signed(
+            &policy(false),
+            "chat.message",
+            digest,
+            &body(&by_key),
+            wallet.address(),
+            1000,
+            Some(&granted),
+        )
+        .unwrap();
+        assert_eq!(
+            (verified.author, verified.signer),
+            (wallet.address(), app_key.address())
+        );
+        let revoked = |_: Address| Err(Some("revoked".to_owned()));
+        assert!(matches!(
+            verify_signed(
+                &policy(false),
+                "chat.message",
+                digest,
+                &body(&by_key),
+                wallet.address(),
+                1000,
+                Some(&revoked)
+            ),
+            Err(SignatureError::Session { .. })
+        ));
+        let never = |_: Address| Err(None);
+        assert!(matches!(
+            verify_signed(
+                &policy(false),
+                "chat.message",
+                digest,
+                &body(&by_key),
+                wallet.address(),
+                1000,
+                Some(&never)
+            ),
+            Err(SignatureError::WrongSigner { .. })
+        ));
     }
 
     #[test]

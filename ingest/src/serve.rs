@@ -10,6 +10,7 @@ use chorus_runtime::metrics::Readiness;
 
 use crate::api::{ApiSettings, ApiState, router};
 use crate::auth::ApiKeys;
+use crate::directory::Directory;
 
 /// How an ingest instance runs.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct IngestConfig {
 pub enum ServeError {
     #[error("no API keys: every write is authenticated")]
     NoKeys,
+    #[error("loading owners, members and session keys from the log")]
+    Directory(#[source] rdkafka::error::KafkaError),
     #[error("creating the producer")]
     Producer(#[source] rdkafka::error::KafkaError),
     #[error("binding {addr}")]
@@ -51,12 +54,19 @@ pub async fn serve(
         return Err(ServeError::NoKeys);
     }
     let producer = EventProducer::new(kafka, "ingest", 100_000).map_err(ServeError::Producer)?;
+    // Owners, members and session keys: loaded before the first request, then followed.
+    let directory = Arc::new(Directory::new(config.settings.domain));
+    directory
+        .follow(kafka, shutdown.clone())
+        .await
+        .map_err(ServeError::Directory)?;
     let state = Arc::new(ApiState::new(
         config.settings,
         config.keys,
         producer.clone(),
         kafka.clone(),
         shutdown.clone(),
+        directory,
     ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

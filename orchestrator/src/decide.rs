@@ -18,7 +18,7 @@ use crate::state::{AgentDirectory, Conversation, Conversations, Seen};
 static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     metrics::counter(
         "chorus_orchestrator_decisions_total",
-        "Agent-answer decisions, by outcome (called, hop_limit, budget_spent, not_member, unknown_agent).",
+        "Agent-answer decisions, by outcome (called, hop_limit, budget_spent, not_member, author_not_member, unknown_agent).",
         &["outcome"],
     )
 });
@@ -84,9 +84,16 @@ impl Orchestrator {
     /// The agents that answer `message` in `conversation`, with the reason.
     pub fn responders(
         &self,
+        message_id: Uuid,
         message: &ChatMessage,
         conversation: &Conversation,
     ) -> Vec<(AgentRegistered, CallReason)> {
+        // People who are not members are not answered (the API refuses their posts; a
+        // post that raced a removal is decided here, in log order).
+        if message.author_kind == AuthorKind::Human && !conversation.has_human(&message.author_id) {
+            DECISIONS.with_label_values(&["author_not_member"]).inc();
+            return Vec::new();
+        }
         let mut mentioned: BTreeSet<String> = message.mentions.iter().cloned().collect();
         mentioned.extend(mentions_in(&message.content));
         if message.author_kind == AuthorKind::Agent {
@@ -106,7 +113,9 @@ impl Orchestrator {
             (AuthorKind::Human, false) => (mentioned.into_iter().collect(), CallReason::Mention),
             (AuthorKind::Agent, _) => (mentioned.into_iter().collect(), CallReason::AgentReply),
         };
-        let mut spent = conversation.agent_replies.len();
+        // The budget counts calls decided, this message's own earlier decisions (a batch
+        // decided again after an abort) aside.
+        let mut spent = conversation.spent_except(message_id);
         let mut out = Vec::new();
         for agent_id in candidates {
             if !conversation.has_agent(&agent_id) {
@@ -165,7 +174,12 @@ impl Orchestrator {
         }
         let conversation = self.conversations.get(&event.data.conversation_id);
         let mut outputs = Vec::new();
-        for (agent, reason) in self.responders(&event.data, &conversation) {
+        for (agent, reason) in self.responders(event.id, &event.data, &conversation) {
+            self.conversations.record_decision(
+                &event.data.conversation_id,
+                event.id,
+                &agent.agent_id,
+            );
             let job_id = Uuid::now_v7();
             let call_id = Uuid::now_v7();
             let call = Envelope::new(
@@ -290,12 +304,16 @@ mod tests {
             });
         }
         let conversations = Arc::new(Conversations::new(8));
-        for member in ["a", "b"] {
+        for (kind, member) in [
+            (AuthorKind::Agent, "a"),
+            (AuthorKind::Agent, "b"),
+            (AuthorKind::Human, "0xu"),
+        ] {
             conversations.apply_update(&ConversationUpdated {
                 conversation_id: "c".into(),
                 action: ConversationAction::MemberAdded,
                 actor: "0xowner".into(),
-                member_kind: Some(AuthorKind::Agent),
+                member_kind: Some(kind),
                 member_id: Some(member.into()),
                 title: None,
             });
@@ -325,7 +343,7 @@ mod tests {
     }
 
     fn ids(o: &Orchestrator, m: &ChatMessage) -> Vec<String> {
-        o.responders(m, &o.conversations.get("c"))
+        o.responders(Uuid::now_v7(), m, &o.conversations.get("c"))
             .into_iter()
             .map(|(a, _)| a.agent_id)
             .collect()
@@ -370,13 +388,9 @@ mod tests {
             ids(&o, &message(AuthorKind::Agent, "a", "@b go on", 2)).is_empty(),
             "hop limit"
         );
-        for n in 0..3 {
-            let id = Uuid::now_v7();
-            o.conversations.apply_message(
-                id,
-                (0, n),
-                &message(AuthorKind::Agent, "a", &format!("reply {n}"), 1),
-            );
+        // Three calls decided (none answered yet) spend the budget.
+        for _ in 0..3 {
+            o.conversations.record_decision("c", Uuid::now_v7(), "a");
         }
         assert!(
             ids(&o, &message(AuthorKind::Human, "0xu", "@a again", 0)).is_empty(),
@@ -400,8 +414,36 @@ mod tests {
             Seen::Duplicate,
             "another record, same id"
         );
-        assert_eq!(o.conversations.get("c").agent_replies.len(), 1);
         assert_eq!(o.conversations.get("c").recent.len(), 1);
+        // Deciding the same message again (a replayed batch) spends nothing more.
+        o.conversations.record_decision("c", id, "b");
+        let conversation = o.conversations.get("c");
+        let again = o.responders(
+            id,
+            &message(AuthorKind::Human, "0xu", "@b", 0),
+            &conversation,
+        );
+        assert_eq!(again.len(), 1);
+        assert_eq!(conversation.spent_except(id), 0);
+    }
+
+    #[test]
+    fn people_who_are_not_members_are_not_answered_and_takeovers_do_not_move_an_agent() {
+        let o = setup(3, 10);
+        assert!(ids(&o, &message(AuthorKind::Human, "0xstranger", "@a hi", 0)).is_empty());
+        assert_eq!(
+            ids(&o, &message(AuthorKind::Human, "0xU", "@a hi", 0)),
+            vec!["a"]
+        );
+        o.agents.upsert(AgentRegistered {
+            agent_id: "a".into(),
+            owner: "0xthief".into(),
+            name: "a".into(),
+            system_prompt: "stolen".into(),
+            model: "m".into(),
+            price_per_call_micros: 1,
+        });
+        assert_eq!(o.agents.get("a").unwrap().owner, "0xa");
     }
 
     #[test]

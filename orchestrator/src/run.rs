@@ -72,6 +72,17 @@ pub async fn run(
     )
     .await
     .map_err(RunError::Rebuild)?;
+    // The reply budget spent so far: every call decided before.
+    let apply_calls = conversations.clone();
+    follow_topic(
+        kafka,
+        &kafka.topic(Topic::AgentCalls),
+        "orchestrator-calls",
+        Arc::new(move |_, _, p| apply_calls.apply_call(p)),
+        rebuild_shutdown.clone(),
+    )
+    .await
+    .map_err(RunError::Rebuild)?;
     rebuild_shutdown.trigger();
     tracing::info!(
         agents = agents.len(),

@@ -16,8 +16,17 @@ pub struct AgentDirectory {
 }
 
 impl AgentDirectory {
+    /// Adds an agent, or applies its owner's update. An update by another account is
+    /// ignored: the router refuses those, and this keeps a record that predates it from
+    /// redirecting the agent's payouts.
     pub fn upsert(&self, agent: AgentRegistered) {
         let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(first) = agents.get(&agent.agent_id)
+            && !first.owner.eq_ignore_ascii_case(&agent.owner)
+        {
+            tracing::warn!(agent = %agent.agent_id, owner = %first.owner, claimed = %agent.owner, "ignoring a registration by another owner");
+            return;
+        }
         agents.insert(agent.agent_id.clone(), agent);
     }
 
@@ -73,8 +82,10 @@ pub enum Seen {
 pub struct Conversation {
     pub members: BTreeSet<(String, String)>,
     pub recent: VecDeque<ContextMessage>,
-    /// Ids of agent messages seen (the spent part of the reply budget).
-    pub agent_replies: HashSet<Uuid>,
+    /// Agent calls decided, as (trigger message, agent): the spent part of the reply
+    /// budget, counted when decided (not when answered), so a burst of triggers cannot
+    /// spend it more than once.
+    pub decided: HashSet<(Uuid, String)>,
 }
 
 impl Conversation {
@@ -89,6 +100,17 @@ impl Conversation {
     pub fn has_agent(&self, agent_id: &str) -> bool {
         self.members
             .contains(&("agent".to_owned(), agent_id.to_owned()))
+    }
+
+    /// Whether `account` (any case) is a human member.
+    pub fn has_human(&self, account: &str) -> bool {
+        self.members
+            .contains(&("human".to_owned(), account.to_lowercase()))
+    }
+
+    /// Budget spent by decisions for messages other than `trigger`.
+    pub fn spent_except(&self, trigger: Uuid) -> usize {
+        self.decided.iter().filter(|(t, _)| *t != trigger).count()
     }
 }
 
@@ -155,9 +177,6 @@ impl Conversations {
                 Seen::Duplicate
             };
         }
-        if message.author_kind == AuthorKind::Agent {
-            conversation.agent_replies.insert(id);
-        }
         conversation.recent.push_back(ContextMessage {
             id,
             position,
@@ -169,6 +188,26 @@ impl Conversations {
             conversation.recent.pop_front();
         }
         Seen::New
+    }
+
+    /// Records that `agent_id` was called for `trigger` (a decision, or one read back).
+    pub fn record_decision(&self, conversation_id: &str, trigger: Uuid, agent_id: &str) {
+        let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        all.entry(conversation_id.to_owned())
+            .or_default()
+            .decided
+            .insert((trigger, agent_id.to_owned()));
+    }
+
+    /// Applies an agent-calls record (the rebuild of the spent budget).
+    pub fn apply_call(&self, payload: &[u8]) {
+        if let Ok(AnyEvent::AgentCall(call)) = AnyEvent::decode(None, payload) {
+            self.record_decision(
+                &call.data.conversation_id,
+                call.data.trigger_message_id,
+                &call.data.agent_id,
+            );
+        }
     }
 
     /// Applies a chat-topic record (used by the rebuild).

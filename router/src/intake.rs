@@ -7,6 +7,9 @@
 //! orders it. Only the kinds outsiders may submit are forwarded ([`admission`]);
 //! everything else is dead-lettered with the reason.
 
+use std::sync::Arc;
+
+use crate::ownership::Ownership;
 use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform, event_headers};
 use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSION};
 
@@ -26,6 +29,9 @@ pub fn admission(event: &AnyEvent) -> Result<(), &'static str> {
         | EventKind::AgentRegistered
         | EventKind::ProviderRegistered
         | EventKind::ProviderHeartbeat => Ok(()),
+        EventKind::SessionGranted | EventKind::SessionRevoked => Err(
+            "session grants and revocations are written by the ingest API to chorus.sessions, with the wallet's signature",
+        ),
         EventKind::AgentCall | EventKind::InferenceJob => {
             Err("agent calls and inference jobs are decided by the orchestrator")
         }
@@ -44,22 +50,72 @@ pub fn admission(event: &AnyEvent) -> Result<(), &'static str> {
 #[derive(Debug, Clone)]
 pub struct IntakeRouter {
     topic_prefix: String,
+    ownership: Arc<Ownership>,
+}
+
+/// Kinds whose acceptance depends on what was decided before: they must be keyed on
+/// intake by what they change, so that one router instance decides each key in order.
+fn decided_in_order(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::AgentRegistered | EventKind::ProviderRegistered | EventKind::ConversationUpdated
+    )
 }
 
 impl IntakeRouter {
     pub fn new(topic_prefix: &str) -> Self {
+        Self::with_ownership(topic_prefix, Arc::new(Ownership::default()))
+    }
+
+    /// A router deciding ownership with `ownership` (rebuilt from the log by [`crate::run`]).
+    pub fn with_ownership(topic_prefix: &str, ownership: Arc<Ownership>) -> Self {
         IntakeRouter {
             topic_prefix: topic_prefix.to_owned(),
+            ownership,
         }
     }
 
-    /// Validates one record and says where it goes.
+    /// Validates one record and says where it goes (without deciding ownership).
     pub fn route(
         &self,
         type_header: Option<&str>,
         version_header: Option<&str>,
         payload: Option<&[u8]>,
     ) -> Result<OutputRecord, String> {
+        self.route_event(type_header, version_header, payload)
+            .map(|(output, _)| output)
+    }
+
+    /// Validates, then decides ownership: a registration of an id someone else owns, a
+    /// second creation of a conversation or a membership change by anyone but its owner
+    /// is refused with the reason.
+    pub fn route_and_decide(
+        &self,
+        record_key: Option<&[u8]>,
+        type_header: Option<&str>,
+        version_header: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<OutputRecord, String> {
+        let (output, event) = self.route_event(type_header, version_header, payload)?;
+        if decided_in_order(event.kind()) {
+            if record_key != Some(event.key().as_bytes()) {
+                return Err(format!(
+                    "{} records must be keyed on intake by their event key {:?}, so that one router decides each in order",
+                    event.type_name(),
+                    event.key()
+                ));
+            }
+            self.ownership.decide(&event)?;
+        }
+        Ok(output)
+    }
+
+    fn route_event(
+        &self,
+        type_header: Option<&str>,
+        version_header: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<(OutputRecord, AnyEvent), String> {
         let payload = payload
             .filter(|p| !p.is_empty())
             .ok_or("record has no value")?;
@@ -82,7 +138,7 @@ impl IntakeRouter {
             )
         })?;
         let topic = event.topic();
-        Ok(OutputRecord {
+        let output = OutputRecord {
             topic: topic.name(&self.topic_prefix),
             key: Some(event.key().as_bytes().to_vec()),
             payload: payload.to_vec(),
@@ -91,13 +147,15 @@ impl IntakeRouter {
                 event.version(),
                 &event.id(),
             )),
-        })
+        };
+        Ok((output, event))
     }
 }
 
 impl Transform for IntakeRouter {
     async fn process(&self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
-        self.route(
+        self.route_and_decide(
+            record.key,
             record.header(HEADER_TYPE),
             record.header(HEADER_VERSION),
             record.payload,
@@ -152,6 +210,8 @@ mod tests {
                     | EventKind::PoiScore
                     | EventKind::PoiCheckpoint
                     | EventKind::DeadLetter
+                    | EventKind::SessionGranted
+                    | EventKind::SessionRevoked
             ) || matches!(&event, AnyEvent::ChatMessage(m) if m.data.author_kind == AuthorKind::Agent);
             assert_eq!(admission(&event).is_err(), refused, "{:?}", event.kind());
         }

@@ -3,15 +3,20 @@
 //! dead-lettered. [`run`] runs it until shutdown.
 
 mod intake;
+mod ownership;
 
 use std::time::Duration;
 
 use chorus_runtime::Shutdown;
+use std::sync::Arc;
+
+use chorus_runtime::kafka::follow::follow_topic;
 use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, PipelineError, run_pipeline};
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::Topic;
 
 pub use intake::{IntakeRouter, admission};
+pub use ownership::Ownership;
 
 /// How a router instance runs.
 #[derive(Debug, Clone)]
@@ -53,6 +58,24 @@ pub async fn run(
     shutdown: Shutdown,
     readiness: Readiness,
 ) -> Result<(), PipelineError> {
-    let router = IntakeRouter::new(&kafka.topic_prefix);
+    // What was decided before: every registration and conversation change, read
+    // committed, then followed live (other instances decide other keys).
+    let ownership = Arc::new(Ownership::default());
+    for (topic, client) in [
+        (Topic::Registry, "router-registry"),
+        (Topic::ChatMessages, "router-conversations"),
+    ] {
+        let state = ownership.clone();
+        follow_topic(
+            kafka,
+            &kafka.topic(topic),
+            client,
+            Arc::new(move |_, _, payload| state.apply_decided(payload)),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(PipelineError::Setup)?;
+    }
+    let router = IntakeRouter::with_ownership(&kafka.topic_prefix, ownership);
     run_pipeline(kafka, &config.pipeline(kafka), router, shutdown, readiness).await
 }

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use crate::{EventData, Topic};
 
 /// Who wrote a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthorKind {
     Human,
@@ -312,6 +314,57 @@ impl EventData for ProviderRegistered {
     const TOPIC: Topic = Topic::Registry;
     fn key(&self) -> String {
         format!("provider:{}", self.provider_id)
+    }
+}
+
+/// A wallet let an app key (a session key) sign some of its actions for a bounded time
+/// (EIP-712 `SessionGrant`, signed by the wallet). Messages the key signs are the wallet's.
+/// Grants and revocations have keys of their own, so compaction keeps the latest of each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionGranted {
+    /// The wallet that granted (and is credited with what the key signs).
+    pub wallet: String,
+    /// The app key's address.
+    pub session_key: String,
+    /// The actions the key may sign: `chat.message`, `feedback`, `conversation.read`.
+    pub scopes: Vec<String>,
+    /// The signed time of the grant, unix seconds.
+    pub granted_at: i64,
+    /// The key is refused from this time on, unix seconds.
+    pub expires_at: i64,
+    /// The wallet's EIP-712 `SessionGrant` signature: every reader checks it again, so
+    /// a grant nobody signed cannot be slipped into the topic.
+    pub signature: String,
+}
+
+impl EventData for SessionGranted {
+    const TYPE: &'static str = "session.granted";
+    const VERSION: u16 = 1;
+    const TOPIC: Topic = Topic::Sessions;
+    fn key(&self) -> String {
+        format!("grant:{}:{}", self.wallet, self.session_key)
+    }
+}
+
+/// A wallet revoked a session key (EIP-712 `SessionRevoke`, signed by the wallet): the
+/// key is refused from `revoked_at` on, and a grant signed before it (a replayed one)
+/// never applies again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionRevoked {
+    pub wallet: String,
+    pub session_key: String,
+    /// The signed time of the revocation, unix seconds.
+    pub revoked_at: i64,
+    /// The wallet's EIP-712 `SessionRevoke` signature.
+    pub signature: String,
+}
+
+impl EventData for SessionRevoked {
+    const TYPE: &'static str = "session.revoked";
+    const VERSION: u16 = 1;
+    const TOPIC: Topic = Topic::Sessions;
+    fn key(&self) -> String {
+        format!("revoke:{}:{}", self.wallet, self.session_key)
     }
 }
 

@@ -111,6 +111,8 @@ event_types!(
     Feedback,
     AgentRegistered,
     ProviderRegistered,
+    SessionGranted,
+    SessionRevoked,
     ProviderHeartbeat,
     ChainLog,
     ChainLogRetracted,

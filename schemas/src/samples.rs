@@ -141,6 +141,28 @@ pub fn all() -> Vec<AnyEvent> {
                 price_per_1k_tokens_micros: 20,
             },
         )),
+        AnyEvent::SessionGranted(Envelope::with_time(
+            "samples",
+            time,
+            SessionGranted {
+                wallet: account.clone(),
+                session_key: "0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into(),
+                scopes: vec!["chat.message".into(), "feedback".into()],
+                granted_at: 1_790_000_000,
+                expires_at: 1_790_086_400,
+                signature: format!("0x{}1b", "ab".repeat(64)),
+            },
+        )),
+        AnyEvent::SessionRevoked(Envelope::with_time(
+            "samples",
+            time,
+            SessionRevoked {
+                wallet: account.clone(),
+                session_key: "0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into(),
+                revoked_at: 1_790_003_600,
+                signature: format!("0x{}1c", "cd".repeat(64)),
+            },
+        )),
         AnyEvent::ProviderHeartbeat(Envelope::with_time(
             "samples",
             time,
@@ -237,6 +259,8 @@ pub fn all() -> Vec<AnyEvent> {
             AnyEvent::Feedback(e) => e.id = id,
             AnyEvent::AgentRegistered(e) => e.id = id,
             AnyEvent::ProviderRegistered(e) => e.id = id,
+            AnyEvent::SessionGranted(e) => e.id = id,
+            AnyEvent::SessionRevoked(e) => e.id = id,
             AnyEvent::ProviderHeartbeat(e) => e.id = id,
             AnyEvent::ChainLog(e) => e.id = id,
             AnyEvent::ChainLogRetracted(e) => e.id = id,

@@ -20,6 +20,9 @@ pub enum Topic {
     Feedback,
     /// Agent and provider registrations (compacted); key: `agent:<id>` / `provider:<id>`.
     Registry,
+    /// Session-key grants and revocations (compacted), each carrying the wallet's EIP-712
+    /// signature; key: `grant:<wallet>:<key>` / `revoke:<wallet>:<key>`.
+    Sessions,
     /// Provider health reports (short retention); key: `provider:<id>`.
     ProviderHeartbeats,
     /// Decoded chain logs and retractions; key: `<chain id>:<contract>`.
@@ -35,7 +38,7 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 13] = [
+    pub const ALL: [Topic; 14] = [
         Topic::Intake,
         Topic::ChatMessages,
         Topic::AgentCalls,
@@ -43,6 +46,7 @@ impl Topic {
         Topic::InferenceResults,
         Topic::Feedback,
         Topic::Registry,
+        Topic::Sessions,
         Topic::ProviderHeartbeats,
         Topic::ChainEvents,
         Topic::IndexerCursor,
@@ -61,6 +65,7 @@ impl Topic {
             Topic::InferenceResults => "chorus.inference.results",
             Topic::Feedback => "chorus.feedback",
             Topic::Registry => "chorus.registry",
+            Topic::Sessions => "chorus.sessions",
             Topic::ProviderHeartbeats => "chorus.provider.heartbeats",
             Topic::ChainEvents => "chorus.chain.events",
             Topic::IndexerCursor => "chorus.indexer.cursor",

@@ -1,5 +1,6 @@
-//! Driving the ingest API as a client does: EIP-191 signed bodies, API keys, and
-//! `chorus ingest` started on a chosen or free port.
+//! Driving the ingest API as a client does: EIP-712 signed bodies, API keys, and
+//! `chorus ingest` started on a chosen or free port (for the tests' deployment,
+//! [`TEST_DOMAIN`]).
 
 use std::process::Child;
 use std::time::Duration;
@@ -11,18 +12,38 @@ use serde_json::{Value, json};
 
 use crate::{RoleCommand, free_port, http_get, http_request, spawn_role_with_env, wait_for};
 
-/// Adds `timestamp` and the EIP-191 `signature` of `chorus:<action>\n<body>` to `body`.
-pub fn sign(signer: &PrivateKeySigner, action: &str, mut body: Value) -> Value {
-    body["timestamp"] = json!(chrono::Utc::now().timestamp());
-    let mut unsigned = body.clone();
-    unsigned.as_object_mut().unwrap().remove("signature");
-    let message = format!("chorus:{action}\n{unsigned}");
-    body["signature"] = json!(
-        signer
-            .sign_message_sync(message.as_bytes())
-            .unwrap()
-            .to_string()
-    );
+/// The chain id of the tests' deployment.
+pub const TEST_CHAIN_ID: u64 = 56;
+/// The verifying contract of the tests' deployment.
+pub const TEST_VERIFYING_CONTRACT: &str = "0x00000000000000000000000000000000c0de0056";
+
+/// The EIP-712 domain the tests' ingest instances accept.
+pub fn test_domain() -> chorus_signing::Domain {
+    chorus_signing::Domain {
+        chain_id: TEST_CHAIN_ID,
+        verifying_contract: TEST_VERIFYING_CONTRACT.parse().unwrap(),
+    }
+}
+
+/// Adds `timestamp` and the EIP-712 `signature` of `action` over `body` (for the tests'
+/// deployment) to `body`. Actions whose conversation travels in the path take it from
+/// `conversation_id` in `body`: remove it before posting.
+pub fn sign(signer: &PrivateKeySigner, action: &str, body: Value) -> Value {
+    sign_for(&test_domain(), signer, action, body)
+}
+
+/// [`sign`] for another domain (another chain or deployment).
+pub fn sign_for(
+    domain: &chorus_signing::Domain,
+    signer: &PrivateKeySigner,
+    action: &str,
+    mut body: Value,
+) -> Value {
+    if body.get("timestamp").is_none() {
+        body["timestamp"] = json!(chrono::Utc::now().timestamp());
+    }
+    let digest = chorus_ingest::typed_body::digest(domain, action, &body).unwrap();
+    body["signature"] = json!(signer.sign_hash_sync(&digest).unwrap().to_string());
     body
 }
 
@@ -80,6 +101,8 @@ pub fn start_ingest_on(
     let role = RoleCommand::new(&["ingest"])
         .metrics_addr(&metrics_addr)
         .flag("--listen", &listen)
+        .flag("--chain-id", &TEST_CHAIN_ID.to_string())
+        .flag("--verifying-contract", TEST_VERIFYING_CONTRACT)
         .args(extra);
     let mut all_env = vec![("CHORUS_API_KEYS", keys)];
     all_env.extend_from_slice(env);

@@ -171,7 +171,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
             inference::run(&kafka, jobs, latency, &workers, concurrency, &chorus_bin).await
         }
         Command::Clickhouse(args) => clickhouse::run(&kafka, args).await,
-        Command::IngestRequests(args) => ingest_requests::run(args),
+        Command::IngestRequests(args) => ingest_requests::run(&kafka, args).await,
         Command::Generate(args) => {
             let written = chorus_workload::write_workload(&kafka, &args).await?;
             println!(

@@ -92,7 +92,27 @@ pub fn workload_event(rng: &mut Rng, i: u64, conversations: u64) -> AnyEvent {
             },
         ));
     }
-    let conversation = format!("group-{}", rng.below(conversations.max(1)));
+    // Then each conversation is created by its owner (the router refuses changes to a
+    // conversation nobody created, and changes by anyone but its owner).
+    let conversations = conversations.max(1);
+    let first_conversation = AGENTS.len() as u64;
+    if i < first_conversation + conversations {
+        let c = i - first_conversation;
+        let owner = account(0xC000 + c);
+        return AnyEvent::ConversationUpdated(Envelope::new(
+            source,
+            ConversationUpdated {
+                conversation_id: format!("group-{c}"),
+                action: ConversationAction::Created,
+                actor: owner.clone(),
+                member_kind: Some(AuthorKind::Human),
+                member_id: Some(owner),
+                title: Some(format!("Group {c}")),
+            },
+        ));
+    }
+    let c = rng.below(conversations);
+    let conversation = format!("group-{c}");
     let user = account(0xB000 + rng.below(200));
     match rng.below(10) {
         0 => AnyEvent::Feedback(Envelope::new(
@@ -110,7 +130,7 @@ pub fn workload_event(rng: &mut Rng, i: u64, conversations: u64) -> AnyEvent {
             ConversationUpdated {
                 conversation_id: conversation,
                 action: ConversationAction::MemberAdded,
-                actor: user,
+                actor: account(0xC000 + c),
                 member_kind: Some(AuthorKind::Agent),
                 member_id: Some(AGENTS[rng.below(AGENTS.len() as u64) as usize].to_owned()),
                 title: None,

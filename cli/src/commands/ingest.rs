@@ -32,6 +32,29 @@ pub struct IngestArgs {
     /// Signed requests must be at most this many seconds from the server's clock.
     #[arg(long, env = "CHORUS_INGEST_SIGNATURE_WINDOW_S", default_value_t = 300)]
     signature_window_seconds: i64,
+    /// The chain id signatures are made for (EIP-712 domain `chainId`; BSC is 56).
+    #[arg(long, env = "CHORUS_CHAIN_ID", default_value_t = 56)]
+    chain_id: u64,
+    /// The deployment's contract signatures are made for (EIP-712 domain
+    /// `verifyingContract`: the PoI distributor's address). Without it signatures bind
+    /// the chain only, and every deployment on it accepts them: set it in production.
+    #[arg(long, env = "CHORUS_VERIFYING_CONTRACT")]
+    verifying_contract: Option<alloy::primitives::Address>,
+    /// Also accept the legacy EIP-191 text signatures (`chorus:<action>\n<JSON>`), for
+    /// existing clients; replays are identified by their digest just the same.
+    #[arg(long, env = "CHORUS_ACCEPT_EIP191")]
+    accept_eip191: bool,
+    /// How long a post waits for the log to show its author's membership (a
+    /// conversation created a moment ago on another replica), in milliseconds.
+    #[arg(
+        long,
+        env = "CHORUS_INGEST_MEMBERSHIP_WAIT_MS",
+        default_value_t = 3_000
+    )]
+    membership_wait_ms: u64,
+    /// Longest a session-key grant may run, in seconds.
+    #[arg(long, env = "CHORUS_INGEST_MAX_SESSION_S", default_value_t = 7 * 86_400)]
+    max_session_seconds: i64,
     /// How long a write waits on Kafka before answering 503, in milliseconds.
     #[arg(
         long,
@@ -76,6 +99,16 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_message_chars: args.max_message_chars,
         signature_window_seconds: args.signature_window_seconds,
+        domain: chorus_ingest::auth::Domain {
+            chain_id: args.chain_id,
+            verifying_contract: args.verifying_contract.unwrap_or_else(|| {
+                tracing::warn!("no --verifying-contract: signatures bind chain {} only; set it to the deployment's PoI distributor", args.chain_id);
+                alloy::primitives::Address::ZERO
+            }),
+        },
+        accept_eip191: args.accept_eip191,
+        membership_wait: Duration::from_millis(args.membership_wait_ms),
+        max_session_seconds: args.max_session_seconds,
         produce_timeout: Duration::from_millis(args.produce_timeout_ms),
         source: format!("ingest/{}", args.service.instance_id),
         key_rate: RateLimit {

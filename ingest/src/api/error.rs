@@ -60,6 +60,16 @@ impl ApiError {
         }
     }
 
+    /// 409: the id belongs to someone else.
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "owned", message)
+    }
+
+    /// 403: the account may not do this here.
+    pub(crate) fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
@@ -80,11 +90,14 @@ impl From<SignatureError> for ApiError {
             SignatureError::Missing | SignatureError::Stale { .. } => {
                 Self::new(StatusCode::UNAUTHORIZED, "unsigned", e.to_string())
             }
-            SignatureError::Malformed | SignatureError::HighS => {
+            SignatureError::Unusable(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "bad_signature", e.to_string())
             }
             SignatureError::WrongSigner { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "wrong_signer", e.to_string())
+            }
+            SignatureError::Session { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "session_key", e.to_string())
             }
         }
     }

@@ -11,9 +11,11 @@ use uuid::Uuid;
 use chorus_schemas::Feedback;
 
 use super::error::ApiError;
-use super::extract::{ApiResult, Body, authorize, identifier, parse};
+use chorus_signing::typed;
+
+use super::extract::{ApiResult, Body, address, authorize, identifier, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
-use super::state::ApiState;
+use super::state::{ApiState, Route};
 use crate::auth::Scope;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -36,7 +38,7 @@ pub(super) struct PostFeedback {
     path = "/v1/feedback",
     tag = "feedback",
     summary = "Rate a message (1-5)",
-    description = "Signed by the account with EIP-191 over `chorus:feedback\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    description = "Signed by `account` (or a session key it granted for `feedback`) as EIP-712 `Feedback` (docs/security.md); `timestamp` is unix seconds within the replay window.",
     request_body = PostFeedback,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -60,8 +62,17 @@ pub(super) async fn post_feedback(
     {
         return Err(ApiError::invalid("comment is longer than 1000 characters"));
     }
-    let signed = state.verify("feedback", &raw, &request.account)?;
-    let account = signed.signer;
+    let account = address("account", &request.account)?;
+    let digest = state.digest(&typed::Feedback {
+        account,
+        conversationId: request.conversation_id.clone(),
+        messageId: request.message_id.to_string(),
+        rating: request.rating,
+        comment: request.comment.clone().unwrap_or_default(),
+        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
+    });
+    let signed = state.verify("feedback", digest, &raw, &request.account, true)?;
+    let account = signed.author;
     state
         .accept_one(
             &key.name,
@@ -75,6 +86,7 @@ pub(super) async fn post_feedback(
                 rating: request.rating,
                 comment: request.comment,
             },
+            Route::Own,
         )
         .await
 }

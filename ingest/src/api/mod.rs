@@ -11,6 +11,7 @@ mod idempotency;
 mod metrics;
 mod openapi;
 mod registry;
+mod sessions;
 mod state;
 
 use std::sync::{Arc, LazyLock};
@@ -28,7 +29,10 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(conversations::create_conversation))
         .routes(routes!(conversations::post_message))
+        .routes(routes!(conversations::change_members))
         .routes(routes!(conversations::follow_conversation))
+        .routes(routes!(sessions::grant_session))
+        .routes(routes!(sessions::revoke_session))
         .routes(routes!(feedback::post_feedback))
         .routes(routes!(registry::register_agent))
         .routes(routes!(registry::register_provider))

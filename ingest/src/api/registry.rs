@@ -11,10 +11,31 @@ use serde_json::Value;
 use chorus_schemas::{AgentRegistered, ProviderRegistered};
 
 use super::error::ApiError;
-use super::extract::{ApiResult, Body, authorize, identifier, parse};
+use alloy::primitives::Address;
+use chorus_signing::typed;
+
+use super::extract::{ApiResult, Body, address, authorize, identifier, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
-use super::state::ApiState;
+use super::state::{ApiState, Route};
 use crate::auth::Scope;
+
+/// 409 when the log already shows `key` owned by another account. Where the API cannot
+/// know yet (a registration in flight on another replica), the router decides, and a
+/// registration of an id someone else owns is dead-lettered with the reason.
+fn refuse_if_owned(
+    state: &ApiState,
+    key: &str,
+    what: &str,
+    id: &str,
+    owner: Address,
+) -> Result<(), ApiError> {
+    match state.directory.ownership.owner_of(key) {
+        Some(first) if !first.eq_ignore_ascii_case(&owner.to_string()) => Err(ApiError::conflict(
+            format!("{what} {id:?} is registered to {first}; only its owner can update it"),
+        )),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +57,7 @@ pub(super) struct RegisterAgent {
     path = "/v1/agents",
     tag = "registry",
     summary = "Register or update an agent",
-    description = "Signed by the account with EIP-191 over `chorus:agent.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    description = "Signed by `owner` as EIP-712 `AgentRegistration` (docs/security.md). The first registration of an id owns it; another owner gets 409 (or, racing on another replica, a dead letter from the router). Decided by the router, so 202 means submitted.",
     request_body = RegisterAgent,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -56,8 +77,24 @@ pub(super) async fn register_agent(
             "system_prompt is limited to 8000 characters and name to 200",
         ));
     }
-    let signed = state.verify("agent.register", &raw, &request.owner)?;
-    let owner = signed.signer;
+    let owner = address("owner", &request.owner)?;
+    let digest = state.digest(&typed::AgentRegistration {
+        owner,
+        agentId: request.agent_id.clone(),
+        name: request.name.clone(),
+        systemPrompt: request.system_prompt.clone(),
+        model: request.model.clone(),
+        pricePerCallMicros: request.price_per_call_micros,
+        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
+    });
+    let signed = state.verify("agent.register", digest, &raw, &request.owner, false)?;
+    refuse_if_owned(
+        &state,
+        &format!("agent:{}", request.agent_id),
+        "agent id",
+        &request.agent_id,
+        owner,
+    )?;
     state
         .accept_one(
             &key.name,
@@ -66,12 +103,13 @@ pub(super) async fn register_agent(
             &raw,
             AgentRegistered {
                 agent_id: request.agent_id,
-                owner: owner.to_string().to_lowercase(),
+                owner: signed.author.to_string().to_lowercase(),
                 name: request.name,
                 system_prompt: request.system_prompt,
                 model: request.model,
                 price_per_call_micros: request.price_per_call_micros,
             },
+            Route::Intake,
         )
         .await
 }
@@ -95,7 +133,7 @@ pub(super) struct RegisterProvider {
     path = "/v1/providers",
     tag = "registry",
     summary = "Register or update a provider",
-    description = "Signed by the account with EIP-191 over `chorus:provider.register\\n<canonical JSON body without signature>`; `timestamp` is unix seconds within the replay window.",
+    description = "Signed by `owner` as EIP-712 `ProviderRegistration` (docs/security.md). The first registration of an id owns it; another owner gets 409 (or, racing on another replica, a dead letter from the router). Decided by the router, so 202 means submitted.",
     request_body = RegisterProvider,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -122,8 +160,23 @@ pub(super) async fn register_provider(
     for model in &request.models {
         identifier("models[]", model)?;
     }
-    let signed = state.verify("provider.register", &raw, &request.owner)?;
-    let owner = signed.signer;
+    let owner = address("owner", &request.owner)?;
+    let digest = state.digest(&typed::ProviderRegistration {
+        owner,
+        providerId: request.provider_id.clone(),
+        endpoint: request.endpoint.clone(),
+        models: request.models.clone(),
+        pricePer1kTokensMicros: request.price_per_1k_tokens_micros,
+        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
+    });
+    let signed = state.verify("provider.register", digest, &raw, &request.owner, false)?;
+    refuse_if_owned(
+        &state,
+        &format!("provider:{}", request.provider_id),
+        "provider id",
+        &request.provider_id,
+        owner,
+    )?;
     state
         .accept_one(
             &key.name,
@@ -132,11 +185,12 @@ pub(super) async fn register_provider(
             &raw,
             ProviderRegistered {
                 provider_id: request.provider_id,
-                owner: owner.to_string().to_lowercase(),
+                owner: signed.author.to_string().to_lowercase(),
                 endpoint: request.endpoint,
                 models: request.models,
                 price_per_1k_tokens_micros: request.price_per_1k_tokens_micros,
             },
+            Route::Intake,
         )
         .await
 }

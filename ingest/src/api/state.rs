@@ -1,7 +1,7 @@
 //! The state every handler shares: settings, keys, the producer, rate limiters and the
 //! idempotency cache; signature checks and producing a request's events exactly once.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -15,7 +15,8 @@ use chorus_schemas::{Envelope, EventData};
 use super::error::ApiError;
 use super::extract::{ApiResult, accepted, address, now};
 use super::idempotency::{IdempotencyCache, Reservation};
-use crate::auth::{ApiKeys, Signed, verify_signed};
+use crate::auth::{ApiKeys, Delegation, Domain, SignaturePolicy, Signed, verify_signed};
+use crate::directory::Directory;
 use crate::limits::{RateLimit, RateLimiter};
 
 /// Limits and timeouts of the API.
@@ -27,6 +28,15 @@ pub struct ApiSettings {
     pub max_message_chars: usize,
     /// Signed requests must carry a timestamp within this many seconds of the server's.
     pub signature_window_seconds: i64,
+    /// The EIP-712 domain signatures must be made for (this chain, this deployment).
+    pub domain: Domain,
+    /// Also accept the legacy EIP-191 text signatures.
+    pub accept_eip191: bool,
+    /// How long a post waits for the log to show its author's membership (a
+    /// conversation created or joined a moment ago) before answering 403.
+    pub membership_wait: Duration,
+    /// Longest a session grant may run, in seconds.
+    pub max_session_seconds: i64,
     /// How long a write may wait for the producer queue, then for the broker's ack,
     /// before the API answers 503.
     pub produce_timeout: Duration,
@@ -51,6 +61,17 @@ pub struct ApiState {
     account_limits: RateLimiter,
     /// Ends live streams on shutdown (graceful shutdown waits for open connections).
     pub(super) shutdown: Shutdown,
+    /// Owners, members and session keys, as the log says.
+    pub(super) directory: Arc<Directory>,
+}
+
+/// Where a request's events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Straight to the event's own topic (messages, feedback, sessions).
+    Own,
+    /// To intake, where the router decides them (registrations, conversation changes).
+    Intake,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -68,6 +89,7 @@ impl ApiState {
         producer: EventProducer,
         kafka: KafkaArgs,
         shutdown: Shutdown,
+        directory: Arc<Directory>,
     ) -> Self {
         super::metrics::register();
         ApiState {
@@ -79,24 +101,40 @@ impl ApiState {
             kafka,
             idempotency: Mutex::new(IdempotencyCache::default()),
             shutdown,
+            directory,
         }
     }
 
-    /// Checks the request's signature by `account` for `action` and the account's rate.
+    /// The EIP-712 digest of `value` under this deployment's domain.
+    pub(super) fn digest<T: alloy::sol_types::SolStruct>(
+        &self,
+        value: &T,
+    ) -> alloy::primitives::B256 {
+        self.settings.domain.digest(value)
+    }
+
+    /// Checks the request's signature for `action` (EIP-712 digest `typed_digest`) by
+    /// `account`, or, when `delegable`, by a live session key `account` granted; then
+    /// the account's rate.
     pub(super) fn verify(
         &self,
         action: &str,
+        typed_digest: alloy::primitives::B256,
         body: &Value,
         account: &str,
+        delegable: bool,
     ) -> Result<Signed, ApiError> {
         let claimed = address("the signing account", account)?;
-        let signed = verify_signed(
-            action,
-            body,
-            claimed,
-            now(),
-            self.settings.signature_window_seconds,
-        )?;
+        let now = now();
+        let policy = SignaturePolicy {
+            domain: self.settings.domain,
+            accept_eip191: self.settings.accept_eip191,
+            window_seconds: self.settings.signature_window_seconds,
+        };
+        let sessions = &self.directory.sessions;
+        let check = |key| sessions.check(claimed, key, action, now);
+        let delegated: Option<Delegation<'_>> = if delegable { Some(&check) } else { None };
+        let signed = verify_signed(&policy, action, typed_digest, body, claimed, now, delegated)?;
         let account = claimed.to_string().to_lowercase();
         self.account_limits
             .check(&account)
@@ -147,11 +185,12 @@ impl ApiState {
         &self,
         reservation: &Reservation,
         events: Vec<Envelope<T>>,
+        route: Route,
     ) -> Result<Vec<Uuid>, ApiError> {
         if reservation.delivered {
             return Ok(reservation.ids.clone());
         }
-        let ids = self.produce(events).await?;
+        let ids = self.produce(events, route).await?;
         if let Some(key) = &reservation.cache_key {
             self.idempotency
                 .lock()
@@ -163,12 +202,23 @@ impl ApiState {
 
     /// Produces the events (in order, same key) and waits for the broker; 503 when the
     /// producer queue stays full or the broker does not acknowledge in time.
-    async fn produce<T: EventData>(&self, events: Vec<Envelope<T>>) -> Result<Vec<Uuid>, ApiError> {
+    async fn produce<T: EventData>(
+        &self,
+        events: Vec<Envelope<T>>,
+        route: Route,
+    ) -> Result<Vec<Uuid>, ApiError> {
         let timeout = self.settings.produce_timeout;
         let unavailable = ApiError::unavailable;
         let mut pending = Vec::with_capacity(events.len());
+        let intake = self.kafka.topic(chorus_schemas::Topic::Intake);
         for event in &events {
-            let delivery = tokio::time::timeout(timeout, self.producer.enqueue(event))
+            let enqueue = async {
+                match route {
+                    Route::Own => self.producer.enqueue(event).await,
+                    Route::Intake => self.producer.enqueue_to(&intake, event).await,
+                }
+            };
+            let delivery = tokio::time::timeout(timeout, enqueue)
                 .await
                 .map_err(|_| unavailable("not accepting events fast enough"))?
                 .map_err(|e| {
@@ -198,11 +248,12 @@ impl ApiState {
         signed: &Signed,
         body: &Value,
         data: T,
+        route: Route,
     ) -> ApiResult {
         let reservation = self.reserve(key_name, headers, signed, body, 1)?;
         let event = self.envelope(reservation.ids[0], data);
         Ok(accepted(
-            self.produce_once(&reservation, vec![event]).await?,
+            self.produce_once(&reservation, vec![event], route).await?,
         ))
     }
 

@@ -33,6 +33,13 @@ fn app() -> axum::Router {
         max_body_bytes: 1024,
         max_message_chars: 100,
         signature_window_seconds: 300,
+        domain: crate::auth::Domain {
+            chain_id: 56,
+            verifying_contract: alloy::primitives::Address::ZERO,
+        },
+        accept_eip191: false,
+        membership_wait: Duration::from_millis(10),
+        max_session_seconds: 86_400,
         produce_timeout: Duration::from_millis(100),
         source: "test".into(),
         key_rate: rate,
@@ -45,6 +52,10 @@ fn app() -> axum::Router {
         producer,
         kafka,
         Shutdown::new(),
+        Arc::new(crate::directory::Directory::new(crate::auth::Domain {
+            chain_id: 56,
+            verifying_contract: alloy::primitives::Address::ZERO,
+        })),
     )))
 }
 
@@ -86,9 +97,12 @@ async fn the_document_lists_the_public_surface() {
             "POST /v1/agents",
             "POST /v1/conversations",
             "GET /v1/conversations/{id}/events",
+            "POST /v1/conversations/{id}/members",
             "POST /v1/conversations/{id}/messages",
             "POST /v1/feedback",
             "POST /v1/providers",
+            "POST /v1/sessions",
+            "POST /v1/sessions/revoke",
         ]
     );
     let document = openapi_document();
@@ -174,6 +188,28 @@ fn request_bodies_are_the_handlers_request_types() {
                 "price_per_call_micros",
                 "timestamp",
             ],
+        ),
+        (
+            "/v1/conversations/{id}/members",
+            "ChangeMembers",
+            &["actor", "change", "member", "timestamp"],
+        ),
+        (
+            "/v1/sessions",
+            "GrantSession",
+            &[
+                "wallet",
+                "session_key",
+                "scopes",
+                "expires_at",
+                "timestamp",
+                "signature",
+            ],
+        ),
+        (
+            "/v1/sessions/revoke",
+            "RevokeSession",
+            &["wallet", "session_key", "timestamp", "signature"],
         ),
         (
             "/v1/providers",

@@ -83,6 +83,16 @@ impl EventProducer {
         await_delivery(delivery).await
     }
 
+    /// Produces a typed event to `topic` (the intake topic, say) and waits for the ack.
+    pub async fn send_to<T: EventData>(
+        &self,
+        topic: &str,
+        event: &Envelope<T>,
+    ) -> Result<Delivered, ProduceError> {
+        let delivery = self.enqueue_to(topic, event).await?;
+        await_delivery(delivery).await
+    }
+
     /// Queues a typed event (waiting while the queue is full) and returns the pending
     /// acknowledgement, so that callers can pipeline many sends.
     pub async fn enqueue<T: EventData>(
@@ -93,6 +103,22 @@ impl EventProducer {
         let topic = self.kafka.topic(T::TOPIC);
         self.enqueue_raw(
             &topic,
+            Some(event.key.as_bytes()),
+            &payload,
+            Some(envelope_headers(event)),
+        )
+        .await
+    }
+
+    /// Queues a typed event to `topic` (the intake topic, say) with its key and headers.
+    pub async fn enqueue_to<T: EventData>(
+        &self,
+        topic: &str,
+        event: &Envelope<T>,
+    ) -> Result<DeliveryFuture, ProduceError> {
+        let payload = event.to_json()?;
+        self.enqueue_raw(
+            topic,
             Some(event.key.as_bytes()),
             &payload,
             Some(envelope_headers(event)),

@@ -118,36 +118,48 @@ pub async fn run(
         }
     }
 
-    // The demo's people and developers write what the ingest API would, with its rights.
+    // The demo's people and developers write what the ingest API would, with its rights:
+    // messages to their topic; registrations and conversation changes to intake, where
+    // the router (the one writer of the registry and of membership) decides them.
     let ingest = kafka.as_principal(chorus_runtime::kafka::Principal::Ingest)?;
     let producer = EventProducer::new(&ingest, "demo", 10_000)?;
+    let intake = kafka.topic(Topic::Intake);
     let developer = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+    let mut submitted = 0usize;
     for (agent_id, prompt) in AGENTS {
+        submitted += 1;
         producer
-            .send(&Envelope::new(
-                "demo",
-                AgentRegistered {
-                    agent_id: agent_id.into(),
-                    owner: developer.into(),
-                    name: agent_id.into(),
-                    system_prompt: prompt.into(),
-                    model: MODEL.into(),
-                    price_per_call_micros: 1_000,
-                },
-            ))
+            .send_to(
+                &intake,
+                &Envelope::new(
+                    "demo",
+                    AgentRegistered {
+                        agent_id: agent_id.into(),
+                        owner: developer.into(),
+                        name: agent_id.into(),
+                        system_prompt: prompt.into(),
+                        model: MODEL.into(),
+                        price_per_call_micros: 1_000,
+                    },
+                ),
+            )
             .await?;
     }
+    submitted += 1;
     producer
-        .send(&Envelope::new(
-            "demo",
-            ProviderRegistered {
-                provider_id: "local-llama".into(),
-                owner: "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc".into(),
-                endpoint: endpoint.into(),
-                models: vec![MODEL.into()],
-                price_per_1k_tokens_micros: 20,
-            },
-        ))
+        .send_to(
+            &intake,
+            &Envelope::new(
+                "demo",
+                ProviderRegistered {
+                    provider_id: "local-llama".into(),
+                    owner: "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc".into(),
+                    endpoint: endpoint.into(),
+                    models: vec![MODEL.into()],
+                    price_per_1k_tokens_micros: 20,
+                },
+            ),
+        )
         .await?;
     say!(
         "-- registered agents helper and critic (owner {developer}) and provider local-llama ({endpoint})"
@@ -155,6 +167,7 @@ pub async fn run(
 
     // Where this run's events start, to report only them.
     let watched = [
+        Topic::Registry,
         Topic::ChatMessages,
         Topic::AgentCalls,
         Topic::InferenceJobs,
@@ -168,6 +181,7 @@ pub async fn run(
     let exe = std::env::current_exe().context("locating the chorus binary")?;
     let mut children = Children(Vec::new());
     for (name, flag, value) in [
+        ("router", "--batch-max", "500".to_owned()),
         ("orchestrator", "--max-tokens", reply_tokens.to_string()),
         ("inference-worker", "--concurrency", "2".to_owned()),
     ] {
@@ -194,7 +208,7 @@ pub async fn run(
         children.0.push(child);
     }
     say!(
-        "-- started `chorus orchestrator` and `chorus inference-worker` (pids {:?})",
+        "-- started `chorus router`, `chorus orchestrator` and `chorus inference-worker` (pids {:?})",
         children.0.iter().filter_map(|c| c.id()).collect::<Vec<_>>()
     );
 
@@ -217,25 +231,59 @@ pub async fn run(
             .map(|h| (AuthorKind::Human, *h))
             .chain([(AuthorKind::Agent, "helper"), (AuthorKind::Agent, "critic")]);
         for (index, (kind, member)) in members.enumerate() {
+            submitted += 1;
             producer
-                .send(&Envelope::new(
-                    "demo",
-                    ConversationUpdated {
-                        conversation_id: conversation.clone(),
-                        action: if index == 0 {
-                            ConversationAction::Created
-                        } else {
-                            ConversationAction::MemberAdded
+                .send_to(
+                    &intake,
+                    &Envelope::new(
+                        "demo",
+                        ConversationUpdated {
+                            conversation_id: conversation.clone(),
+                            action: if index == 0 {
+                                ConversationAction::Created
+                            } else {
+                                ConversationAction::MemberAdded
+                            },
+                            actor: humans[0].into(),
+                            member_kind: Some(kind),
+                            member_id: Some(member.into()),
+                            title: Some("Demo group".into()),
                         },
-                        actor: humans[0].into(),
-                        member_kind: Some(kind),
-                        member_id: Some(member.into()),
-                        title: Some("Demo group".into()),
-                    },
-                ))
+                    ),
+                )
                 .await?;
         }
     }
+    // People post once the router has decided the registrations and the memberships.
+    let decided = || -> anyhow::Result<usize> {
+        let mut count = 0;
+        for topic in [Topic::Registry, Topic::ChatMessages] {
+            let ends = inspect::end_offsets(kafka, &kafka.topic(topic))?;
+            count += ends
+                .iter()
+                .map(|(p, end)| {
+                    let start = starts
+                        .get(&topic)
+                        .and_then(|s| s.get(p))
+                        .copied()
+                        .unwrap_or(0);
+                    usize::try_from(end - start).unwrap_or(0)
+                })
+                .sum::<usize>();
+        }
+        Ok(count)
+    };
+    let waited = Instant::now();
+    while decided()? < submitted {
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the router decided {} of {submitted} registrations and memberships in 60 s",
+                decided()?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    say!("-- the router accepted {submitted} registrations and membership changes");
     let mut posted: BTreeMap<uuid::Uuid, (&str, String)> = BTreeMap::new();
     let mut expected_calls = 0;
     let interval = Duration::from_secs_f64(60.0 / workload.rate_per_minute.max(0.1));
