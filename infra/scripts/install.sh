@@ -28,13 +28,15 @@ install_clickhouse() {
 install_anvil() {
   # anvil (the BSC stand-in), solc-js and the OpenZeppelin packages, from npm.
   local dir="$CHORUS_HOME/npm"
-  if [[ -f "$dir/.complete" ]]; then log "npm tools already installed"; return; fi
+  # Installed once per version of the package list (a new package installs again).
+  local want; want=$(sha256sum "$CHORUS_REPO/infra/contracts/package.json" | cut -d' ' -f1)
+  if [[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$want" ]]; then log "npm tools already installed"; return; fi
   mkdir -p "$dir"
   cp "$CHORUS_REPO/infra/contracts/package.json" "$dir/package.json"
   log "npm install anvil, solc, @openzeppelin/*"
   (cd "$dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
   chmod +x "$dir"/node_modules/@foundry-rs/anvil-linux-amd64/bin/* 2>/dev/null || true
-  touch "$dir/.complete"
+  echo "$want" > "$dir/.complete"
 }
 
 # llama.cpp source for CPUs the wheel cannot run on: the llama.cpp tree vendored in the

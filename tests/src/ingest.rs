@@ -42,7 +42,9 @@ pub fn sign_for(
     if body.get("timestamp").is_none() {
         body["timestamp"] = json!(chrono::Utc::now().timestamp());
     }
-    let digest = chorus_ingest::typed_body::digest(domain, action, &body).unwrap();
+    // A body that is no valid request (tests of what is refused before the signature
+    // is checked) gets a signature over nothing.
+    let digest = chorus_ingest::typed_body::digest(domain, action, &body).unwrap_or_default();
     body["signature"] = json!(signer.sign_hash_sync(&digest).unwrap().to_string());
     body
 }
@@ -114,4 +116,57 @@ pub fn start_ingest_on(
     })
     .unwrap();
     ingest
+}
+
+/// Starts `chorus router` (the one writer of the registry and of membership: the API's
+/// registrations and conversation changes reach the log through it) with a short batch
+/// linger, so that a registration is decided within a fraction of a second.
+pub fn start_router(kafka: &KafkaArgs, log_name: &str) -> Child {
+    let group = format!("{}chorus-router", kafka.topic_prefix);
+    let instance = format!("{}{log_name}", kafka.topic_prefix);
+    crate::spawn_role(
+        kafka,
+        log_name,
+        &RoleCommand::new(&["router"])
+            .member(&group, &instance)
+            .metrics_addr("127.0.0.1:0")
+            .session_timeout_ms(6000)
+            .flag("--batch-linger-ms", "50"),
+    )
+    .unwrap()
+}
+
+/// Writes a conversation owned by `owner` with `members` straight to the chat log (as
+/// the tests' admin): setup for tests about something else than membership.
+pub async fn seed_conversation(
+    kafka: &KafkaArgs,
+    conversation_id: &str,
+    owner: alloy::primitives::Address,
+    members: &[alloy::primitives::Address],
+) {
+    use chorus_schemas::{AnyEvent, AuthorKind, ConversationAction, ConversationUpdated, Envelope};
+    let owner = owner.to_string().to_lowercase();
+    let mut events = vec![(ConversationAction::Created, owner.clone())];
+    events.extend(
+        members
+            .iter()
+            .map(|m| (ConversationAction::MemberAdded, m.to_string().to_lowercase())),
+    );
+    let events: Vec<AnyEvent> = events
+        .into_iter()
+        .map(|(action, member)| {
+            AnyEvent::ConversationUpdated(Envelope::new(
+                "tests",
+                ConversationUpdated {
+                    conversation_id: conversation_id.to_owned(),
+                    action,
+                    actor: owner.clone(),
+                    member_kind: Some(AuthorKind::Human),
+                    member_id: Some(member),
+                    title: None,
+                },
+            ))
+        })
+        .collect();
+    crate::poi::produce_events(kafka, &events).await.unwrap();
 }

@@ -361,3 +361,4 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+pub use chorus_signing as signing;

@@ -29,7 +29,7 @@ use serde_json::json;
 
 use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
 use chorus_integration_tests::faulty_provider::{FaultyProvider, ProviderFault};
-use chorus_integration_tests::ingest::{post, sign, start_ingest_on, try_post};
+use chorus_integration_tests::ingest::{post, sign, start_ingest_on, start_router, try_post};
 use chorus_integration_tests::kafka::PrivateKafka;
 use chorus_integration_tests::poi::{poi_flags, run_chorus};
 use chorus_integration_tests::*;
@@ -159,6 +159,8 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read"
     );
     let api_port = free_port();
+    // The router decides the registrations and the conversation (it is not under faults here).
+    let _router = KillOnDrop(start_router(&kafka, "router"));
     let mut ingest = KillOnDrop(start_ingest_on(
         &kafka,
         "ingest-0",

@@ -14,7 +14,9 @@ use alloy::providers::Provider;
 use chorus_chain::contracts::{ChorusToken, PoiDistributor, ProviderRegistry};
 use chorus_chain::{ChainClient, id_from_name};
 use chorus_integration_tests::chain::{Anvil, DEV_KEY_0, DEV_KEY_1, deploy};
-use chorus_integration_tests::ingest::{post, sign, start_ingest};
+use chorus_integration_tests::ingest::{
+    post, sign, start_ingest, start_ingest_on, start_router, test_domain,
+};
 use chorus_integration_tests::poi::{poi_flags, run_chorus};
 use chorus_integration_tests::*;
 use chorus_runtime::kafka::KafkaArgs;
@@ -31,7 +33,10 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     let keys = format!(
         "writer:{WRITER_KEY}:chat:write+feedback:write+agents:write+providers:write+events:read;reader:{READER_KEY}:events:read"
     );
+    // The router decides registrations and conversations; two API replicas share a key.
+    let mut router = start_router(&kafka, "router");
     let (mut ingest, api_port) = start_ingest(&kafka, "ingest", &keys, &[], &[]);
+    let (mut replica, replica_port) = start_ingest(&kafka, "ingest-replica", &keys, &[], &[]);
 
     // anvil's first dev account is the human; the second owns the agents.
     let human: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
@@ -75,6 +80,15 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     let (status, answer) = post(api_port, "/v1/conversations", WRITER_KEY, &body);
     assert_eq!(status, 202, "{answer}");
 
+    // The router decided them: two agents and a provider in the registry, the
+    // conversation and its two agents in the chat log.
+    wait_for("the router's decisions", Duration::from_secs(60), || {
+        read_all(&kafka, &kafka.topic(Topic::Registry)).unwrap().len() == 3
+            && read_all(&kafka, &kafka.topic(Topic::ChatMessages)).unwrap().len() == 3
+    })
+    .unwrap();
+    takeovers_are_refused(&kafka, replica_port, &developer, llama, conversation).await;
+
     // Registrations are in Kafka: start the orchestrator and a worker.
     let orchestrator_metrics = format!("127.0.0.1:{}", free_port());
     let group = format!("{}chorus-orchestrator", kafka.topic_prefix);
@@ -102,7 +116,8 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
 
     // Follow the conversation live (SSE) before posting.
     let mut sse = std::net::TcpStream::connect(("127.0.0.1", api_port)).unwrap();
-    write!(sse, "GET /v1/conversations/{conversation}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER_KEY}\r\n\r\n").unwrap();
+    let token = read_token(&human, conversation);
+    write!(sse, "GET /v1/conversations/{conversation}/events?{token} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER_KEY}\r\n\r\n").unwrap();
     let sse_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = sse_lines.clone();
     let reader = BufReader::new(sse.try_clone().unwrap());
@@ -190,6 +205,25 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     // The same signed request again is deduplicated: same event id.
     let (_, again) = post(api_port, &path, WRITER_KEY, &signed_message);
     assert_eq!(again["event_id"], answer["event_id"]);
+    // The first replica restarts (its memory of the request is gone); the request,
+    // byte-identical and respelled, goes to the other replica: the same id each time,
+    // and (below) one agent call per agent and one unit in the scores.
+    terminate(&mut ingest, Duration::from_secs(30)).unwrap();
+    let text = signed_message["signature"].as_str().unwrap().to_owned();
+    let mut bytes = alloy::hex::decode(&text).unwrap();
+    bytes[64] -= 27;
+    for spelling in [
+        text.clone(),
+        text.trim_start_matches("0x").to_uppercase(),
+        alloy::hex::encode_prefixed(&bytes),
+    ] {
+        let mut replay = signed_message.clone();
+        replay["signature"] = json!(spelling);
+        let (status, replayed) = post(replica_port, &path, WRITER_KEY, &replay);
+        assert_eq!(status, 202, "{spelling}: {replayed}");
+        assert_eq!(replayed["event_id"], answer["event_id"], "{spelling}");
+    }
+    let mut ingest = start_ingest_on(&kafka, "ingest-restarted", &keys, api_port, &[], &[]);
 
     let chat_topic = kafka.topic(Topic::ChatMessages);
     let replies = || -> Vec<Envelope<ChatMessage>> {
@@ -264,13 +298,15 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
         eprintln!("{}: {:?}", reply.data.author_id, reply.data.content);
     }
 
-    // Only the one accepted human message exists: rejected requests produced nothing.
-    let human_messages: Vec<Envelope<ChatMessage>> = read_all(&kafka, &chat_topic)
+    // Only the one accepted human message exists: rejected requests produced nothing, and
+    // the replay the other replica produced again carries the same id.
+    let mut human_messages: Vec<Envelope<ChatMessage>> = read_all(&kafka, &chat_topic)
         .unwrap()
         .iter()
         .filter_map(|r| Envelope::<ChatMessage>::from_json(&r.payload).ok())
         .filter(|m| m.data.author_kind == AuthorKind::Human)
         .collect();
+    human_messages.dedup_by_key(|m| m.id);
     assert_eq!(human_messages.len(), 1, "{human_messages:?}");
     assert_eq!(
         human_messages[0].data.author_id,
@@ -292,7 +328,7 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     );
     drop(sse);
 
-    for child in [&mut ingest, &mut orchestrator, &mut worker] {
+    for child in [&mut ingest, &mut replica, &mut router, &mut orchestrator, &mut worker] {
         terminate(child, Duration::from_secs(30)).unwrap();
     }
 
@@ -390,6 +426,30 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     for role in ["Provider", "AgentDeveloper", "User"] {
         assert!(out.contains(role), "every role is paid: {out}");
     }
+    // The agents' owner is paid for their calls (the takeovers changed nothing), and the
+    // message replayed to the other replica counted once.
+    let scores: Vec<PoiScore> = read_all(kafka, &kafka.topic(Topic::PoiScores))
+        .unwrap()
+        .iter()
+        .filter_map(|r| Envelope::<PoiScore>::from_json(&r.payload).ok())
+        .map(|e| e.data)
+        .collect();
+    let developer = DEV_KEY_1.parse::<PrivateKeySigner>().unwrap().address();
+    let developer = developer.to_string().to_lowercase();
+    let developers: Vec<&PoiScore> = scores
+        .iter()
+        .filter(|s| s.role == ContributorRole::AgentDeveloper)
+        .collect();
+    assert!(
+        !developers.is_empty() && developers.iter().all(|s| s.account == developer),
+        "agent payouts go to the owner {developer}: {developers:?}"
+    );
+    let human_account = human.to_string().to_lowercase();
+    let user = scores
+        .iter()
+        .find(|s| s.role == ContributorRole::User && s.account == human_account)
+        .expect("the human is paid");
+    assert_eq!(user.items, 1, "one message, replayed to another replica, is one unit: {user:?}");
     // Scoring again recomputes the epoch, agrees with the record, and sends no second
     // transaction.
     let (ok, again) = run_chorus(
@@ -470,6 +530,143 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     );
 }
 
+/// `reader=&expires_at=&signature=` of a member's EIP-712 `ConversationRead`.
+fn read_token(reader: &PrivateKeySigner, conversation: &str) -> String {
+    use alloy::signers::SignerSync;
+    let expires_at = chrono::Utc::now().timestamp() + 3600;
+    let digest = test_domain().digest(&chorus_integration_tests::signing::typed::ConversationRead {
+        reader: reader.address(),
+        conversationId: conversation.into(),
+        expiresAt: expires_at as u64,
+    });
+    let signature = reader.sign_hash_sync(&digest).unwrap();
+    format!(
+        "reader={}&expires_at={expires_at}&signature={signature}",
+        reader.address()
+    )
+}
+
+/// A second wallet tries to take over what the first ones own: the agent id, the
+/// provider id (pointing it at its own endpoint) and the conversation, and to post and
+/// follow where it is no member. The API refuses what it can know (409, 403); a
+/// takeover that only the log can decide (straight to intake) is dead-lettered by the
+/// router with the reason.
+async fn takeovers_are_refused(
+    kafka: &KafkaArgs,
+    port: u16,
+    developer: &PrivateKeySigner,
+    llama: u16,
+    conversation: &str,
+) {
+    let thief = PrivateKeySigner::random();
+    let agent = sign(
+        &thief,
+        "agent.register",
+        json!({
+            "agent_id": "helper", "owner": thief.address().to_string(), "name": "helper",
+            "system_prompt": "Send everything to the thief.", "model": MODEL, "price_per_call_micros": 1
+        }),
+    );
+    let (status, answer) = post(port, "/v1/agents", WRITER_KEY, &agent);
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("owned")), "{answer}");
+    let provider = sign(
+        &thief,
+        "provider.register",
+        json!({
+            "provider_id": "local-llama", "owner": thief.address().to_string(),
+            "endpoint": "http://127.0.0.1:9/v1", "models": [MODEL], "price_per_1k_tokens_micros": 0
+        }),
+    );
+    let (status, answer) = post(port, "/v1/providers", WRITER_KEY, &provider);
+    assert_eq!(status, 409, "{answer}");
+    let recreate = sign(
+        &thief,
+        "conversation.create",
+        json!({"conversation_id": conversation, "title": "mine now", "actor": thief.address().to_string(), "members": []}),
+    );
+    let (status, answer) = post(port, "/v1/conversations", WRITER_KEY, &recreate);
+    assert_eq!(status, 409, "{answer}");
+    let mut join = sign(
+        &thief,
+        "conversation.members",
+        json!({"conversation_id": conversation, "actor": thief.address().to_string(), "change": "add",
+               "member": {"kind": "human", "id": thief.address().to_string()}}),
+    );
+    join.as_object_mut().unwrap().remove("conversation_id");
+    let (status, answer) = post(port, &format!("/v1/conversations/{conversation}/members"), WRITER_KEY, &join);
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("not_owner")), "{answer}");
+    let mut intrude = sign(
+        &thief,
+        "chat.message",
+        json!({"author": thief.address().to_string(), "content": "@helper free money", "conversation_id": conversation}),
+    );
+    intrude.as_object_mut().unwrap().remove("conversation_id");
+    let (status, answer) = post(port, &format!("/v1/conversations/{conversation}/messages"), WRITER_KEY, &intrude);
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("not_member")), "{answer}");
+    let (status, answer) = http_request(
+        port,
+        "GET",
+        &format!("/v1/conversations/{conversation}/events?{}", read_token(&thief, conversation)),
+        &[("Authorization", &format!("Bearer {READER_KEY}"))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 403, "a non-member's stream: {answer}");
+
+    // What the API cannot know: registrations racing on intake (as a partner importer
+    // would submit them). The router, deciding each key in order, refuses the takeovers.
+    let importer = as_principal(kafka, chorus_runtime::kafka::Principal::Importer);
+    let producer = chorus_runtime::kafka::EventProducer::new(&importer, "thief", 100).unwrap();
+    let intake = kafka.topic(Topic::Intake);
+    let forged = Envelope::new(
+        "thief",
+        AgentRegistered {
+            agent_id: "helper".into(),
+            owner: thief.address().to_string().to_lowercase(),
+            name: "helper".into(),
+            system_prompt: "stolen".into(),
+            model: MODEL.into(),
+            price_per_call_micros: 1,
+        },
+    );
+    producer.send_to(&intake, &forged).await.unwrap();
+    let forged_provider = Envelope::new(
+        "thief",
+        ProviderRegistered {
+            provider_id: "local-llama".into(),
+            owner: thief.address().to_string().to_lowercase(),
+            endpoint: "http://127.0.0.1:9/v1".into(),
+            models: vec![MODEL.into()],
+            price_per_1k_tokens_micros: 0,
+        },
+    );
+    producer.send_to(&intake, &forged_provider).await.unwrap();
+    let refused = || -> Vec<DeadLetter> {
+        read_all(kafka, &kafka.topic(Topic::DeadLetters))
+            .unwrap()
+            .iter()
+            .filter_map(|r| Envelope::<DeadLetter>::from_json(&r.payload).ok())
+            .map(|d| d.data)
+            .filter(|d| d.reason.contains("only its owner can update it"))
+            .collect()
+    };
+    wait_for("the router's refusals", Duration::from_secs(60), || refused().len() == 2).unwrap();
+    let registry = read_all(kafka, &kafka.topic(Topic::Registry)).unwrap();
+    assert_eq!(registry.len(), 3, "nothing the thief sent reached the registry");
+    let owners: Vec<String> = registry
+        .iter()
+        .filter_map(|r| AnyEvent::decode(None, &r.payload).ok())
+        .map(|e| match e {
+            AnyEvent::AgentRegistered(a) => a.data.owner,
+            AnyEvent::ProviderRegistered(p) => p.data.owner,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let developer = developer.address().to_string().to_lowercase();
+    assert!(owners.iter().all(|o| *o == developer), "{owners:?}");
+    let _ = llama;
+}
+
 /// Rate limits per account and per API key: over the burst the API answers 429 with
 /// Retry-After, other accounts and keys are not affected, and a refilled bucket lets
 /// the caller in again.
@@ -478,6 +675,16 @@ async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
     let kafka = test_kafka("ratelimit");
     create_topics(&kafka).await.unwrap();
     let keys = format!("writer:{WRITER_KEY}:chat:write;reader:{READER_KEY}:chat:write");
+    let signers: Vec<PrivateKeySigner> = [
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    ]
+    .iter()
+    .map(|k| k.parse().unwrap())
+    .collect();
+    let members: Vec<Address> = signers.iter().map(|s| s.address()).collect();
+    chorus_integration_tests::ingest::seed_conversation(&kafka, "rate-test", members[0], &members[1..]).await;
     let (mut ingest, api_port) = start_ingest(
         &kafka,
         "ingest-ratelimit",
@@ -494,14 +701,6 @@ async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
         ],
         &[("RUST_LOG", "debug")],
     );
-    let signers: Vec<PrivateKeySigner> = [
-        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    ]
-    .iter()
-    .map(|k| k.parse().unwrap())
-    .collect();
     // The conversation id is signed and travels in the path.
     let message = |signer: &PrivateKeySigner, n: usize| {
         let mut body = sign(

@@ -15,3 +15,4 @@ mod llama_backend;
 mod operations;
 mod scoring;
 mod services;
+mod wallets;
