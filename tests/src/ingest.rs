@@ -147,11 +147,12 @@ pub async fn seed_conversation(
     use chorus_schemas::{AnyEvent, AuthorKind, ConversationAction, ConversationUpdated, Envelope};
     let owner = owner.to_string().to_lowercase();
     let mut events = vec![(ConversationAction::Created, owner.clone())];
-    events.extend(
-        members
-            .iter()
-            .map(|m| (ConversationAction::MemberAdded, m.to_string().to_lowercase())),
-    );
+    events.extend(members.iter().map(|m| {
+        (
+            ConversationAction::MemberAdded,
+            m.to_string().to_lowercase(),
+        )
+    }));
     let events: Vec<AnyEvent> = events
         .into_iter()
         .map(|(action, member)| {

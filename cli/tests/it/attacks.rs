@@ -603,7 +603,13 @@ async fn a_replayed_message_in_any_spelling_to_any_replica_is_one_message() {
     let keys = "app:replay-key:chat:write";
     let person = PrivateKeySigner::random();
     let conversation = "replayed";
-    chorus_integration_tests::ingest::seed_conversation(&kafka, conversation, person.address(), &[]).await;
+    chorus_integration_tests::ingest::seed_conversation(
+        &kafka,
+        conversation,
+        person.address(),
+        &[],
+    )
+    .await;
     let (mut first, first_port) = start_ingest(&kafka, "ingest-a", keys, &[], &[]);
     let (mut second, second_port) = start_ingest(&kafka, "ingest-b", keys, &[], &[]);
     let path = format!("/v1/conversations/{conversation}/messages");

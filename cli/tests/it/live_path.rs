@@ -83,8 +83,14 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     // The router decided them: two agents and a provider in the registry, the
     // conversation and its two agents in the chat log.
     wait_for("the router's decisions", Duration::from_secs(60), || {
-        read_all(&kafka, &kafka.topic(Topic::Registry)).unwrap().len() == 3
-            && read_all(&kafka, &kafka.topic(Topic::ChatMessages)).unwrap().len() == 3
+        read_all(&kafka, &kafka.topic(Topic::Registry))
+            .unwrap()
+            .len()
+            == 3
+            && read_all(&kafka, &kafka.topic(Topic::ChatMessages))
+                .unwrap()
+                .len()
+                == 3
     })
     .unwrap();
     takeovers_are_refused(&kafka, replica_port, &developer, llama, conversation).await;
@@ -115,7 +121,8 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     .unwrap();
 
     // Follow the conversation live (SSE) before posting.
-    let mut sse = std::net::TcpStream::connect(("127.0.0.1", api_port)).unwrap();
+    // (On the replica: the first API restarts below.)
+    let mut sse = std::net::TcpStream::connect(("127.0.0.1", replica_port)).unwrap();
     let token = read_token(&human, conversation);
     write!(sse, "GET /v1/conversations/{conversation}/events?{token} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER_KEY}\r\n\r\n").unwrap();
     let sse_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -328,7 +335,13 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     );
     drop(sse);
 
-    for child in [&mut ingest, &mut replica, &mut router, &mut orchestrator, &mut worker] {
+    for child in [
+        &mut ingest,
+        &mut replica,
+        &mut router,
+        &mut orchestrator,
+        &mut worker,
+    ] {
         terminate(child, Duration::from_secs(30)).unwrap();
     }
 
@@ -449,7 +462,10 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
         .iter()
         .find(|s| s.role == ContributorRole::User && s.account == human_account)
         .expect("the human is paid");
-    assert_eq!(user.items, 1, "one message, replayed to another replica, is one unit: {user:?}");
+    assert_eq!(
+        user.items, 1,
+        "one message, replayed to another replica, is one unit: {user:?}"
+    );
     // Scoring again recomputes the epoch, agrees with the record, and sends no second
     // transaction.
     let (ok, again) = run_chorus(
@@ -534,11 +550,13 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
 fn read_token(reader: &PrivateKeySigner, conversation: &str) -> String {
     use alloy::signers::SignerSync;
     let expires_at = chrono::Utc::now().timestamp() + 3600;
-    let digest = test_domain().digest(&chorus_integration_tests::signing::typed::ConversationRead {
-        reader: reader.address(),
-        conversationId: conversation.into(),
-        expiresAt: expires_at as u64,
-    });
+    let digest = test_domain().digest(
+        &chorus_integration_tests::signing::typed::ConversationRead {
+            reader: reader.address(),
+            conversationId: conversation.into(),
+            expiresAt: expires_at as u64,
+        },
+    );
     let signature = reader.sign_hash_sync(&digest).unwrap();
     format!(
         "reader={}&expires_at={expires_at}&signature={signature}",
@@ -568,7 +586,11 @@ async fn takeovers_are_refused(
         }),
     );
     let (status, answer) = post(port, "/v1/agents", WRITER_KEY, &agent);
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("owned")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("owned")),
+        "{answer}"
+    );
     let provider = sign(
         &thief,
         "provider.register",
@@ -593,20 +615,41 @@ async fn takeovers_are_refused(
                "member": {"kind": "human", "id": thief.address().to_string()}}),
     );
     join.as_object_mut().unwrap().remove("conversation_id");
-    let (status, answer) = post(port, &format!("/v1/conversations/{conversation}/members"), WRITER_KEY, &join);
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("not_owner")), "{answer}");
+    let (status, answer) = post(
+        port,
+        &format!("/v1/conversations/{conversation}/members"),
+        WRITER_KEY,
+        &join,
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("not_owner")),
+        "{answer}"
+    );
     let mut intrude = sign(
         &thief,
         "chat.message",
         json!({"author": thief.address().to_string(), "content": "@helper free money", "conversation_id": conversation}),
     );
     intrude.as_object_mut().unwrap().remove("conversation_id");
-    let (status, answer) = post(port, &format!("/v1/conversations/{conversation}/messages"), WRITER_KEY, &intrude);
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("not_member")), "{answer}");
+    let (status, answer) = post(
+        port,
+        &format!("/v1/conversations/{conversation}/messages"),
+        WRITER_KEY,
+        &intrude,
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("not_member")),
+        "{answer}"
+    );
     let (status, answer) = http_request(
         port,
         "GET",
-        &format!("/v1/conversations/{conversation}/events?{}", read_token(&thief, conversation)),
+        &format!(
+            "/v1/conversations/{conversation}/events?{}",
+            read_token(&thief, conversation)
+        ),
         &[("Authorization", &format!("Bearer {READER_KEY}"))],
         b"",
     )
@@ -650,9 +693,16 @@ async fn takeovers_are_refused(
             .filter(|d| d.reason.contains("only its owner can update it"))
             .collect()
     };
-    wait_for("the router's refusals", Duration::from_secs(60), || refused().len() == 2).unwrap();
+    wait_for("the router's refusals", Duration::from_secs(60), || {
+        refused().len() == 2
+    })
+    .unwrap();
     let registry = read_all(kafka, &kafka.topic(Topic::Registry)).unwrap();
-    assert_eq!(registry.len(), 3, "nothing the thief sent reached the registry");
+    assert_eq!(
+        registry.len(),
+        3,
+        "nothing the thief sent reached the registry"
+    );
     let owners: Vec<String> = registry
         .iter()
         .filter_map(|r| AnyEvent::decode(None, &r.payload).ok())
@@ -684,7 +734,13 @@ async fn writes_over_the_account_or_key_rate_get_429_with_retry_after() {
     .map(|k| k.parse().unwrap())
     .collect();
     let members: Vec<Address> = signers.iter().map(|s| s.address()).collect();
-    chorus_integration_tests::ingest::seed_conversation(&kafka, "rate-test", members[0], &members[1..]).await;
+    chorus_integration_tests::ingest::seed_conversation(
+        &kafka,
+        "rate-test",
+        members[0],
+        &members[1..],
+    )
+    .await;
     let (mut ingest, api_port) = start_ingest(
         &kafka,
         "ingest-ratelimit",

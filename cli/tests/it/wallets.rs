@@ -52,7 +52,14 @@ fn viem_sign(requests: &[(&PrivateKeySigner, u64, &str, &str, Value)]) -> Vec<St
 }
 
 fn ours(signer: &PrivateKeySigner, primary: &str, message: Value) -> String {
-    viem_sign(&[(signer, TEST_CHAIN_ID, TEST_VERIFYING_CONTRACT, primary, message)]).remove(0)
+    viem_sign(&[(
+        signer,
+        TEST_CHAIN_ID,
+        TEST_VERIFYING_CONTRACT,
+        primary,
+        message,
+    )])
+    .remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,9 +79,7 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
         json!({"author": author, "conversationId": conversation, "content": content,
                "mentions": [], "replyTo": "", "timestamp": now})
     };
-    let body = |content: &str, signature: &str| {
-        json!({"author": author, "content": content, "timestamp": now, "signature": signature})
-    };
+    let body = |content: &str, signature: &str| json!({"author": author, "content": content, "timestamp": now, "signature": signature});
 
     // An EIP-712 chat message signed by the wallet.
     let signature = ours(&wallet, "ChatMessage", typed_message("hello from viem"));
@@ -88,7 +93,11 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
         alloy::hex::encode_prefixed(&bytes),
     ] {
         let (status, again) = post(port, &path, KEY, &body("hello from viem", &spelling));
-        assert_eq!((status, &again["event_id"]), (202, &first["event_id"]), "{spelling}");
+        assert_eq!(
+            (status, &again["event_id"]),
+            (202, &first["event_id"]),
+            "{spelling}"
+        );
     }
 
     // Made for chain 1, or for another deployment on this chain: refused.
@@ -101,7 +110,11 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
     )])
     .remove(0);
     let (status, answer) = post(port, &path, KEY, &body("wrong chain", &other_chain));
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("wrong_signer")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("wrong_signer")),
+        "{answer}"
+    );
     let other_deployment = viem_sign(&[(
         &wallet,
         TEST_CHAIN_ID,
@@ -110,7 +123,12 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
         typed_message("wrong deployment"),
     )])
     .remove(0);
-    let (status, answer) = post(port, &path, KEY, &body("wrong deployment", &other_deployment));
+    let (status, answer) = post(
+        port,
+        &path,
+        KEY,
+        &body("wrong deployment", &other_deployment),
+    );
     assert_eq!(status, 403, "{answer}");
 
     // The wallet grants the app key chat messages and ratings for an hour.
@@ -131,7 +149,11 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
     );
     assert_eq!(status, 202, "{answer}");
     // A message the app key signs is the wallet's.
-    let by_key = ours(&app_key, "ChatMessage", typed_message("sent by the app key"));
+    let by_key = ours(
+        &app_key,
+        "ChatMessage",
+        typed_message("sent by the app key"),
+    );
     let (status, second) = post(port, &path, KEY, &body("sent by the app key", &by_key));
     assert_eq!(status, 202, "{second}");
     let message_id = first["event_id"].as_str().unwrap().to_owned();
@@ -144,7 +166,12 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
     let (status, answer) = post(port, "/v1/feedback", KEY, &rating);
     assert_eq!(status, 202, "{answer}");
     // The rating's signature presented as a chat message: another type, refused.
-    let (status, answer) = post(port, &path, KEY, &body("sent by the app key", &rating_signature));
+    let (status, answer) = post(
+        port,
+        &path,
+        KEY,
+        &body("sent by the app key", &rating_signature),
+    );
     assert_eq!(status, 403, "{answer}");
 
     // The wallet revokes the key: what it signs from then on is refused.
@@ -161,9 +188,17 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
                 "timestamp": now + 1, "signature": revoke}),
     );
     assert_eq!(status, 202, "{answer}");
-    let after = ours(&app_key, "ChatMessage", typed_message("after the revocation"));
+    let after = ours(
+        &app_key,
+        "ChatMessage",
+        typed_message("after the revocation"),
+    );
     let (status, answer) = post(port, &path, KEY, &body("after the revocation", &after));
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("session_key")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("session_key")),
+        "{answer}"
+    );
     // Replaying the old grant does not revive the key.
     let (status, _) = post(
         port,
@@ -186,7 +221,10 @@ async fn wallet_library_signatures_messages_session_keys_and_ratings_end_to_end(
         .collect();
     let wallet_lower = author.to_lowercase();
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(messages.iter().all(|(_, a)| *a == wallet_lower), "{messages:?}");
+    assert!(
+        messages.iter().all(|(_, a)| *a == wallet_lower),
+        "{messages:?}"
+    );
     let ratings: Vec<Feedback> = read_all(&kafka, &kafka.topic(Topic::Feedback))
         .unwrap()
         .iter()
