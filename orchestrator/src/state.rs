@@ -67,6 +67,10 @@ pub struct ContextMessage {
     pub content: String,
 }
 
+/// Message ids remembered per conversation for duplicate detection: far more than a
+/// conversation sees within the API's signature window (a replay cannot arrive later).
+pub const SEEN_PER_CONVERSATION: usize = 4096;
+
 /// Whether a message record was seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -82,6 +86,10 @@ pub enum Seen {
 pub struct Conversation {
     pub members: BTreeSet<(String, String)>,
     pub recent: VecDeque<ContextMessage>,
+    /// Where each of the last [`SEEN_PER_CONVERSATION`] message ids was read, to tell a
+    /// duplicate record (another position) from the same record read again.
+    pub seen: HashMap<Uuid, (i32, i64)>,
+    seen_order: VecDeque<Uuid>,
     /// Agent calls decided, as (trigger message, agent): the spent part of the reply
     /// budget, counted when decided (not when answered), so a burst of triggers cannot
     /// spend it more than once.
@@ -170,12 +178,19 @@ impl Conversations {
     pub fn apply_message(&self, id: Uuid, position: (i32, i64), message: &ChatMessage) -> Seen {
         let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         let conversation = all.entry(message.conversation_id.clone()).or_default();
-        if let Some(known) = conversation.recent.iter().find(|m| m.id == id) {
-            return if known.position == position {
+        if let Some(known) = conversation.seen.get(&id) {
+            return if *known == position {
                 Seen::Again
             } else {
                 Seen::Duplicate
             };
+        }
+        conversation.seen.insert(id, position);
+        conversation.seen_order.push_back(id);
+        if conversation.seen_order.len() > SEEN_PER_CONVERSATION
+            && let Some(old) = conversation.seen_order.pop_front()
+        {
+            conversation.seen.remove(&old);
         }
         conversation.recent.push_back(ContextMessage {
             id,

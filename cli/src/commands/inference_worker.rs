@@ -27,7 +27,8 @@ pub struct InferenceWorkerArgs {
     batch_max: Option<usize>,
     /// A static provider, `id=...,endpoint=http://host/v1,models=a|b,price=N[,owner=0x...]`,
     /// repeatable; added to those registered in the registry topic. API keys come from
-    /// `CHORUS_PROVIDER_API_KEY_<ID>`.
+    /// `CHORUS_PROVIDER_API_KEY_<ID>` and are sent only to the URL in
+    /// `CHORUS_PROVIDER_ENDPOINT_<ID>`.
     #[arg(
         long = "provider",
         env = "CHORUS_WORKER_PROVIDERS",

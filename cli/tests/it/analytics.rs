@@ -38,8 +38,8 @@ async fn migrations_apply_once_and_the_analyst_can_read_but_not_write() {
     )
     .await
     .unwrap();
-    // 14 event tables, 5 views, the migration log.
-    assert_eq!(objects, 14 + 5 + 1);
+    // 16 event tables, 5 views, the migration log.
+    assert_eq!(objects, 16 + 5 + 1);
     for view in [
         "epoch_contributions",
         "agent_leaderboard",

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
-//! The live path end to end on real services: the ingest API (API keys, EIP-191
+//! The live path end to end on real services: the ingest API (API keys, EIP-712
 //! signatures), the orchestrator, an inference worker and the real llama-server.
 
 use std::collections::HashSet;
