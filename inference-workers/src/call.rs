@@ -23,6 +23,74 @@ pub struct CallOutput {
     pub elapsed: Duration,
 }
 
+/// Tokens a chat template may add per turn (role markers, separators) and per request.
+pub const TEMPLATE_TOKENS_PER_TURN: u32 = 8;
+pub const TEMPLATE_TOKENS_PER_REQUEST: u32 = 8;
+
+/// Token counts as Chorus meters them: the provider reports its own `usage`, and is
+/// believed only up to what the worker can check. A token of a byte-level tokenizer is
+/// at least one byte of text, so the prompt counts at most its bytes plus the chat
+/// template's markers, and the completion at most the bytes received plus the
+/// end-of-sequence token and at most the job's `max_tokens`. Returns the counts and
+/// whether the provider's report was clipped.
+pub fn metered_usage(
+    job: &InferenceJob,
+    reported_prompt: u32,
+    reported_completion: u32,
+    content: Option<&str>,
+) -> (u32, u32, bool) {
+    let turns = u32::try_from(job.messages.len()).unwrap_or(u32::MAX);
+    let prompt_bytes: usize = job
+        .messages
+        .iter()
+        .map(|t| t.content.len() + t.role.len())
+        .sum();
+    let prompt_bound = u32::try_from(prompt_bytes)
+        .unwrap_or(u32::MAX)
+        .saturating_add(turns.saturating_mul(TEMPLATE_TOKENS_PER_TURN))
+        .saturating_add(TEMPLATE_TOKENS_PER_REQUEST);
+    let content_bytes = content.map_or(0, str::len);
+    let mut completion_bound = u32::try_from(content_bytes)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    if content.is_none() {
+        completion_bound = 0; // embeddings produce no completion
+    }
+    if let Some(max_tokens) = job.max_tokens {
+        completion_bound = completion_bound.min(max_tokens);
+    }
+    let prompt = reported_prompt.min(prompt_bound);
+    let completion = reported_completion.min(completion_bound);
+    (
+        prompt,
+        completion,
+        prompt != reported_prompt || completion != reported_completion,
+    )
+}
+
+/// A call's output with its usage metered ([`metered_usage`]).
+fn metered(job: &InferenceJob, mut output: CallOutput) -> CallOutput {
+    let (prompt, completion, clipped) = metered_usage(
+        job,
+        output.prompt_tokens,
+        output.completion_tokens,
+        output.content.as_deref(),
+    );
+    if clipped {
+        tracing::warn!(
+            job = %job.job_id,
+            reported_prompt = output.prompt_tokens,
+            reported_completion = output.completion_tokens,
+            metered_prompt = prompt,
+            metered_completion = completion,
+            "the provider reported more tokens than it can have processed; metered to the bound"
+        );
+    }
+    output.prompt_tokens = prompt;
+    output.completion_tokens = completion;
+    output
+}
+
 /// Why a call failed, classified by what the provider's HTTP answer said.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
@@ -214,14 +282,17 @@ async fn chat(
     let usage = response
         .usage
         .ok_or_else(|| CallError::InvalidResponse("no usage in the response".into()))?;
-    Ok(CallOutput {
-        content: Some(content),
-        embedding_dims: None,
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        ttft: None,
-        elapsed: started.elapsed(),
-    })
+    Ok(metered(
+        job,
+        CallOutput {
+            content: Some(content),
+            embedding_dims: None,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            ttft: None,
+            elapsed: started.elapsed(),
+        },
+    ))
 }
 
 async fn chat_streamed(
@@ -253,14 +324,17 @@ async fn chat_streamed(
     }
     let usage =
         usage.ok_or_else(|| CallError::InvalidResponse("the stream ended without usage".into()))?;
-    Ok(CallOutput {
-        content: Some(content),
-        embedding_dims: None,
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        ttft,
-        elapsed: started.elapsed(),
-    })
+    Ok(metered(
+        job,
+        CallOutput {
+            content: Some(content),
+            embedding_dims: None,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            ttft,
+            elapsed: started.elapsed(),
+        },
+    ))
 }
 
 async fn embed(
@@ -298,19 +372,61 @@ async fn embed(
             inputs.len()
         )));
     }
-    Ok(CallOutput {
-        content: None,
-        embedding_dims: Some(dims),
-        prompt_tokens: response.usage.prompt_tokens,
-        completion_tokens: 0,
-        ttft: None,
-        elapsed: started.elapsed(),
-    })
+    Ok(metered(
+        job,
+        CallOutput {
+            content: None,
+            embedding_dims: Some(dims),
+            prompt_tokens: response.usage.prompt_tokens,
+            completion_tokens: 0,
+            ttft: None,
+            elapsed: started.elapsed(),
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_provider_is_believed_only_up_to_what_it_can_have_processed() {
+        let job = InferenceJob {
+            job_id: uuid::Uuid::now_v7(),
+            kind: JobKind::Chat,
+            model: "m".into(),
+            messages: vec![chorus_schemas::ChatTurn {
+                role: "user".into(),
+                content: "hello there".into(), // 11 bytes + 4 of role
+            }],
+            max_tokens: Some(64),
+            temperature: None,
+            stream: false,
+            provider_ids: vec![],
+            call_id: None,
+            conversation_id: None,
+            agent_id: None,
+            deadline_ms: None,
+            reply_to: None,
+            hop: 0,
+        };
+        // An honest report passes unchanged.
+        assert_eq!(
+            metered_usage(&job, 20, 5, Some("Hi! How are you?")),
+            (20, 5, false)
+        );
+        // An inflated one is cut to the bounds: 15 bytes + 8 + 8 of prompt, and the
+        // completion to its 3 bytes + 1.
+        assert_eq!(
+            metered_usage(&job, 100_000, 100_000, Some("Hi!")),
+            (31, 4, true)
+        );
+        // Never more than max_tokens, whatever was received.
+        let long = "x".repeat(1000);
+        assert_eq!(metered_usage(&job, 1, 1000, Some(&long)).1, 64);
+        // Embeddings have no completion.
+        assert_eq!(metered_usage(&job, 3, 9, None), (3, 0, true));
+    }
 
     #[test]
     fn llama_integer_error_codes_are_read_as_http_status() {

@@ -1,6 +1,7 @@
 //! A fault injector in front of a real model provider (llama-server): requests pass
 //! through to it untouched until a fault is switched on, and then get a 500, a body
-//! that is not JSON, or no answer at all. The model behind it is real; only the
+//! that is not JSON, no answer at all, or (a lying provider) an answer whose `usage`
+//! claims a million tokens. The model behind it is real; only the
 //! failures are made up.
 
 use std::sync::Arc;
@@ -22,20 +23,23 @@ pub enum ProviderFault {
     Garbage = 2,
     /// The request is read and never answered (the caller's timeout must fire).
     Hang = 3,
+    /// A provider that lies: a two-letter answer reporting a million tokens each way.
+    InflatedUsage = 4,
 }
 
-const FAULTS: [ProviderFault; 4] = [
+const FAULTS: [ProviderFault; 5] = [
     ProviderFault::None,
     ProviderFault::ServerError,
     ProviderFault::Garbage,
     ProviderFault::Hang,
+    ProviderFault::InflatedUsage,
 ];
 
 /// The injector; dropped, it stops listening.
 pub struct FaultyProvider {
     pub port: u16,
     fault: Arc<AtomicU8>,
-    served: Arc<[AtomicU64; 4]>,
+    served: Arc<[AtomicU64; 5]>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,7 +49,7 @@ impl FaultyProvider {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let fault = Arc::new(AtomicU8::new(ProviderFault::None as u8));
-        let served: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+        let served: Arc<[AtomicU64; 5]> = Arc::new(Default::default());
         let (mode, counts) = (fault.clone(), served.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -95,7 +99,7 @@ async fn serve(
     mut client: TcpStream,
     upstream_port: u16,
     mode: &AtomicU8,
-    counts: &[AtomicU64; 4],
+    counts: &[AtomicU64; 5],
 ) -> anyhow::Result<()> {
     // Read one request: the head, then Content-Length bytes of body.
     let mut request = Vec::with_capacity(4096);
@@ -121,7 +125,7 @@ async fn serve(
         request.extend_from_slice(&chunk[..n]);
     }
 
-    let fault = FAULTS[usize::from(mode.load(Ordering::SeqCst)).min(3)];
+    let fault = FAULTS[usize::from(mode.load(Ordering::SeqCst)).min(FAULTS.len() - 1)];
     counts[fault as usize].fetch_add(1, Ordering::SeqCst);
     match fault {
         ProviderFault::ServerError => {
@@ -135,6 +139,12 @@ async fn serve(
                 .write_all(
                     canned("200 OK", "application/json", "\u{1}{\"choices\": [garbage").as_bytes(),
                 )
+                .await?;
+        }
+        ProviderFault::InflatedUsage => {
+            let body = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000000,"completion_tokens":1000000,"total_tokens":2000000}}"#;
+            client
+                .write_all(canned("200 OK", "application/json", body).as_bytes())
                 .await?;
         }
         ProviderFault::Hang => {

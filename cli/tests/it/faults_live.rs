@@ -353,6 +353,7 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
                         ProviderFault::ServerError => "HTTP 500",
                         ProviderFault::Garbage => "garbage body",
                         ProviderFault::Hang => "no answer (timeout)",
+                        ProviderFault::InflatedUsage => "inflated usage",
                         ProviderFault::None => "ok",
                     },
                     provider.served(kind) - before

@@ -389,3 +389,48 @@ async fn an_oversized_answer_is_dead_lettered_and_the_partition_keeps_flowing() 
         .unwrap();
     assert_eq!(served.status, JobStatus::Succeeded, "{served:?}");
 }
+
+/// A provider that reports a million tokens for a two-letter answer is metered by what
+/// the worker sent and received: the prompt's bytes plus the template's markers, the
+/// answer's bytes plus one, never more than `max_tokens`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_inflating_its_usage_is_metered_by_what_it_received_and_sent() {
+    use chorus_integration_tests::faulty_provider::{FaultyProvider, ProviderFault};
+    let kafka = test_kafka("inflate");
+    create_topics(&kafka).await.unwrap();
+    let liar = FaultyProvider::start(service_port("LLAMA_PORT", 8080))
+        .await
+        .unwrap();
+    liar.set(ProviderFault::InflatedUsage);
+    let providers = vec![format!(
+        "id=liar,endpoint={},models={CHAT_MODEL},price=1",
+        liar.url()
+    )];
+    let mut worker = spawn_worker(
+        &kafka,
+        "worker",
+        "worker-inflate",
+        free_port(),
+        &providers,
+        &[],
+    );
+    let prompt = "Name one colour.";
+    let chat = job(JobKind::Chat, CHAT_MODEL, &[prompt], false, 6);
+    let producer = EventProducer::new(&kafka, "test", 100).unwrap();
+    produce_jobs(&producer, &kafka, std::slice::from_ref(&chat)).await;
+    wait_for("the result", Duration::from_secs(120), || {
+        !results(&kafka).is_empty()
+    })
+    .unwrap();
+    terminate(&mut worker, Duration::from_secs(30)).unwrap();
+    let r = &results(&kafka)[0];
+    assert_eq!(r.status, JobStatus::Succeeded, "{r:?}");
+    assert_eq!(r.content.as_deref(), Some("ok"));
+    assert!(liar.served(ProviderFault::InflatedUsage) >= 1);
+    let prompt_bound = (prompt.len() + "user".len()) as u32 + 8 + 8;
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens),
+        (prompt_bound, 3),
+        "metered to the bounds, not the provider's million: {r:?}"
+    );
+}
