@@ -110,7 +110,7 @@ impl SinkConfig {
 pub fn sink_topics() -> impl Iterator<Item = Topic> {
     Topic::ALL
         .into_iter()
-        .filter(|t| !matches!(t, Topic::Intake | Topic::IndexerCursor))
+        .filter(|t| !matches!(t, Topic::Intake | Topic::ApiIntake | Topic::IndexerCursor))
 }
 
 /// Why the sink stopped.

@@ -1,9 +1,10 @@
 //! The providers a worker can route to: registered in the `chorus.registry` topic
 //! (followed live, rebuilt from the start of the compacted topic on every start) and/or
 //! given on the command line. API keys come from the environment only, each bound to
-//! the endpoint its owner registered: `CHORUS_PROVIDER_API_KEY_<ID>` is sent only to
-//! the URL in `CHORUS_PROVIDER_ENDPOINT_<ID>` (id upper-cased, other characters as `_`),
-//! so a registration that points the id elsewhere never receives the key.
+//! the endpoint and the owner it belongs to: `CHORUS_PROVIDER_API_KEY_<ID>` is sent only
+//! to the URL in `CHORUS_PROVIDER_ENDPOINT_<ID>` for a registration owned by
+//! `CHORUS_PROVIDER_OWNER_<ID>` (id upper-cased, other characters as `_`), so neither a
+//! registration pointing the id elsewhere nor a look-alike id receives the key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -80,21 +81,30 @@ pub fn parse_static_provider(spec: &str) -> Result<ProviderRegistered, String> {
     })
 }
 
-/// The upstream key for `provider_id`, if one is configured for exactly `endpoint`.
-fn api_key_for(provider_id: &str, endpoint: &str) -> Option<String> {
-    let suffix = env_suffix(provider_id);
+/// The upstream key for a registration, if one is configured for exactly its endpoint
+/// and its owner (ids that differ only in punctuation share a variable name, so the
+/// owner, which the registry's first-come rule protects, tells them apart).
+fn api_key_for(registered: &ProviderRegistered) -> Option<String> {
+    let suffix = env_suffix(&registered.provider_id);
     let key = std::env::var(format!("CHORUS_PROVIDER_API_KEY_{suffix}")).ok()?;
-    let bound = std::env::var(format!("CHORUS_PROVIDER_ENDPOINT_{suffix}")).ok();
-    key_for_endpoint(provider_id, key, bound.as_deref(), endpoint)
+    let endpoint = std::env::var(format!("CHORUS_PROVIDER_ENDPOINT_{suffix}")).ok();
+    let owner = std::env::var(format!("CHORUS_PROVIDER_OWNER_{suffix}")).ok();
+    key_for_endpoint(registered, key, endpoint.as_deref(), owner.as_deref())
 }
 
-/// A key is sent only to the endpoint it is bound to.
+/// A key is sent only to the endpoint and owner it is bound to.
 fn key_for_endpoint(
-    provider_id: &str,
+    registered: &ProviderRegistered,
     key: String,
     bound: Option<&str>,
-    endpoint: &str,
+    bound_owner: Option<&str>,
 ) -> Option<String> {
+    let provider_id = &registered.provider_id;
+    let endpoint = &registered.endpoint;
+    if !bound_owner.is_some_and(|o| o.eq_ignore_ascii_case(&registered.owner)) {
+        tracing::warn!(provider = %provider_id, owner = %registered.owner, "not sending the provider's API key: set CHORUS_PROVIDER_OWNER_<ID> to the account it belongs to");
+        return None;
+    }
     match bound {
         Some(bound) if bound.trim_end_matches('/') == endpoint.trim_end_matches('/') => Some(key),
         Some(bound) => {
@@ -148,10 +158,7 @@ impl ProviderDirectory {
             endpoint: registered.endpoint.clone(),
             models: registered.models.clone(),
             price_per_1k_tokens_micros: registered.price_per_1k_tokens_micros,
-            client: call::client(
-                &registered.endpoint,
-                api_key_for(&registered.provider_id, &registered.endpoint).as_deref(),
-            ),
+            client: call::client(&registered.endpoint, api_key_for(registered).as_deref()),
             breaker: CircuitBreaker::new(self.breaker.threshold, self.breaker.cool_down),
         };
         let mut providers = self.providers.write().unwrap_or_else(|p| p.into_inner());
@@ -235,21 +242,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_api_key_goes_only_to_the_endpoint_it_is_bound_to() {
+    fn an_api_key_goes_only_to_the_endpoint_and_owner_it_is_bound_to() {
         let key = || "sk-secret".to_owned();
+        let registered = |id: &str, endpoint: &str, owner: &str| {
+            parse_static_provider(&format!(
+                "id={id},endpoint={endpoint},models=m,owner={owner}"
+            ))
+            .unwrap()
+        };
         let bound = Some("https://gpu.example/v1/");
+        let owner = Some("0xAA");
+        let real = registered("gpu-a", "https://gpu.example/v1", "0xaa");
         assert_eq!(
-            key_for_endpoint("p", key(), bound, "https://gpu.example/v1").as_deref(),
+            key_for_endpoint(&real, key(), bound, owner).as_deref(),
             Some("sk-secret")
         );
-        assert_eq!(
-            key_for_endpoint("p", key(), bound, "https://thief.example/v1"),
-            None
-        );
-        assert_eq!(
-            key_for_endpoint("p", key(), None, "https://gpu.example/v1"),
-            None
-        );
+        let moved = registered("gpu-a", "https://thief.example/v1", "0xaa");
+        assert_eq!(key_for_endpoint(&moved, key(), bound, owner), None);
+        assert_eq!(key_for_endpoint(&real, key(), None, owner), None);
+        // `gpu_a` shares gpu-a's variables; the owner tells them apart.
+        let lookalike = registered("gpu_a", "https://gpu.example/v1", "0xbb");
+        assert_eq!(env_suffix("gpu_a"), env_suffix("gpu-a"));
+        assert_eq!(key_for_endpoint(&lookalike, key(), bound, owner), None);
+        assert_eq!(key_for_endpoint(&real, key(), bound, None), None);
     }
 
     #[test]

@@ -226,8 +226,9 @@ pub fn verify_signed(
     let timestamp = body
         .get("timestamp")
         .and_then(Value::as_i64)
+        .filter(|t| *t >= 0)
         .ok_or(SignatureError::Stale { window, now })?;
-    if (now - timestamp).abs() > window {
+    if now.abs_diff(timestamp) > window.unsigned_abs() {
         return Err(SignatureError::Stale { window, now });
     }
     let recovered = chorus_signing::recover(&signature, &typed_digest)?;

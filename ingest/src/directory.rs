@@ -25,9 +25,12 @@ pub const SESSION_SCOPES: [&str; 3] = ["chat.message", "feedback", "conversation
 
 #[derive(Debug, Clone, Default)]
 struct SessionState {
-    /// The latest grant by signed time: (granted_at, expires_at, scopes).
+    /// The pair's first grant by signed time: (granted_at, expires_at, scopes). A later
+    /// grant for the same pair does not replace it: other scopes take another key, so
+    /// that a replayed grant can never widen what a key may do.
     grant: Option<(i64, i64, Vec<String>)>,
-    /// The latest revocation's signed time.
+    /// When the pair was revoked. A revocation is final: the key never signs again for
+    /// this wallet, whatever grant is read before or after it.
     revoked_at: Option<i64>,
 }
 
@@ -47,8 +50,8 @@ impl Sessions {
         }
     }
 
-    /// Applies a grant whose signature is the wallet's; a grant older than the pair's
-    /// latest one or revocation changes nothing. Returns whether the signature held.
+    /// Applies a grant whose signature is the wallet's; only the pair's earliest grant
+    /// counts. Returns whether the signature held.
     pub fn apply_grant(&self, grant: &SessionGranted) -> bool {
         let (Ok(wallet), Ok(key)) = (grant.wallet.parse(), grant.session_key.parse()) else {
             return false;
@@ -102,7 +105,11 @@ impl Sessions {
         }
         let mut all = self.by_pair.write().unwrap_or_else(|p| p.into_inner());
         let state = all.entry((wallet, key)).or_default();
-        state.revoked_at = state.revoked_at.max(Some(revocation.revoked_at));
+        state.revoked_at = Some(
+            state
+                .revoked_at
+                .map_or(revocation.revoked_at, |at| at.min(revocation.revoked_at)),
+        );
         true
     }
 
@@ -117,12 +124,10 @@ impl Sessions {
     ) -> Result<(), Option<String>> {
         let all = self.by_pair.read().unwrap_or_else(|p| p.into_inner());
         let state = all.get(&(wallet, key)).ok_or(None)?;
-        let (granted_at, expires_at, scopes) = state.grant.as_ref().ok_or(None)?;
-        if let Some(revoked_at) = state.revoked_at
-            && revoked_at >= *granted_at
-        {
+        if let Some(revoked_at) = state.revoked_at {
             return Err(Some(format!("revoked at {revoked_at}")));
         }
+        let (_, expires_at, scopes) = state.grant.as_ref().ok_or(None)?;
         if now >= *expires_at {
             return Err(Some(format!("expired at {expires_at}")));
         }
@@ -279,6 +284,13 @@ mod tests {
                 .unwrap_err()
                 .is_some()
         );
+        // A later grant for the pair does not replace the first (no widening by replay).
+        let wider = SessionGranted {
+            scopes: vec!["chat.message".into(), "feedback".into()],
+            ..grant(&wallet, key, 150, 5000)
+        };
+        sessions.apply_grant(&wider);
+        assert!(sessions.check(w, key, "feedback", 200).is_err());
         assert!(sessions.apply_revocation(&revoke(&wallet, key, 300)));
         assert!(
             sessions
@@ -286,11 +298,12 @@ mod tests {
                 .unwrap_err()
                 .is_some()
         );
-        // The old grant again (a replay) does not undo the revocation; a new one does.
+        // A revocation is final: neither the old grant replayed nor a new one revives
+        // the key, in whatever order they are read.
         assert!(sessions.apply_grant(&first));
         assert!(sessions.check(w, key, "chat.message", 400).is_err());
         assert!(sessions.apply_grant(&grant(&wallet, key, 500, 1000)));
-        assert_eq!(sessions.check(w, key, "chat.message", 600), Ok(()));
+        assert!(sessions.check(w, key, "chat.message", 600).is_err());
         // A grant somebody else signed for this wallet is ignored.
         let forger = PrivateKeySigner::random();
         let mut forged = grant(&forger, PrivateKeySigner::random().address(), 100, 1000);

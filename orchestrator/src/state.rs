@@ -158,7 +158,11 @@ impl Conversations {
         let mut all = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         let conversation = all.entry(update.conversation_id.clone()).or_default();
         if let (Some(kind), Some(id)) = (update.member_kind, &update.member_id) {
-            let member = (kind_label(kind).to_owned(), id.clone());
+            let id = match kind {
+                AuthorKind::Human => id.to_lowercase(),
+                AuthorKind::Agent => id.clone(),
+            };
+            let member = (kind_label(kind).to_owned(), id);
             match update.action {
                 ConversationAction::Created | ConversationAction::MemberAdded => {
                     conversation.members.insert(member);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::ownership::Ownership;
 use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform, event_headers};
-use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSION};
+use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSION, Topic};
 
 /// Whether an outsider may submit `event` through intake: the allow-list, keyed on the
 /// event's kind (not its type string). The match is exhaustive on purpose: a new kind
@@ -53,9 +53,11 @@ pub struct IntakeRouter {
     ownership: Arc<Ownership>,
 }
 
-/// Kinds whose acceptance depends on what was decided before: they must be keyed on
-/// intake by what they change, so that one router instance decides each key in order.
-fn decided_in_order(kind: EventKind) -> bool {
+/// Kinds whose acceptance depends on what was decided before (who owns an id, who may
+/// change a conversation): they come only from the ingest API, which checked their
+/// owners' signatures, through its own topic ([`Topic::ApiIntake`]), keyed by what they
+/// change, so that one router instance decides each key in order.
+pub fn decided_in_order(kind: EventKind) -> bool {
     matches!(
         kind,
         EventKind::AgentRegistered | EventKind::ProviderRegistered | EventKind::ConversationUpdated
@@ -91,6 +93,7 @@ impl IntakeRouter {
     /// is refused with the reason.
     pub fn route_and_decide(
         &self,
+        position: (&str, i32, i64),
         record_key: Option<&[u8]>,
         type_header: Option<&str>,
         version_header: Option<&str>,
@@ -98,6 +101,14 @@ impl IntakeRouter {
     ) -> Result<OutputRecord, String> {
         let (output, event) = self.route_event(type_header, version_header, payload)?;
         if decided_in_order(event.kind()) {
+            if Topic::from_name(&self.topic_prefix, position.0) != Some(Topic::ApiIntake) {
+                return Err(format!(
+                    "{} events are accepted only from the ingest API (signed by their owners, through {}), not from {}",
+                    event.type_name(),
+                    Topic::ApiIntake.name(&self.topic_prefix),
+                    position.0
+                ));
+            }
             if record_key != Some(event.key().as_bytes()) {
                 return Err(format!(
                     "{} records must be keyed on intake by their event key {:?}, so that one router decides each in order",
@@ -105,7 +116,7 @@ impl IntakeRouter {
                     event.key()
                 ));
             }
-            self.ownership.decide(&event)?;
+            self.ownership.decide_at(position, &event)?;
         }
         Ok(output)
     }
@@ -155,6 +166,7 @@ impl IntakeRouter {
 impl Transform for IntakeRouter {
     async fn process(&self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
         self.route_and_decide(
+            (record.topic, record.partition, record.offset),
             record.key,
             record.header(HEADER_TYPE),
             record.header(HEADER_VERSION),
@@ -194,6 +206,50 @@ mod tests {
             EventKind::AgentRegistered,
         ] {
             assert!(forwarded.contains(&kind), "{kind:?} is submittable");
+        }
+    }
+
+    #[test]
+    fn registrations_and_membership_come_only_through_the_apis_topic() {
+        let router = IntakeRouter::new("p.");
+        for (n, event) in samples::all()
+            .into_iter()
+            .filter(|e| decided_in_order(e.kind()))
+            .enumerate()
+        {
+            let offset = 10 * n as i64;
+            let bytes = event.to_json().unwrap();
+            let key = Some(event.key().as_bytes());
+            let header = Some(event.type_name());
+            let refused = router
+                .route_and_decide(("p.chorus.intake", 0, 1), key, header, None, Some(&bytes))
+                .unwrap_err();
+            assert!(refused.contains("only from the ingest API"), "{refused}");
+            // Through the API's topic it is decided on its merits (the sample membership
+            // change names a conversation nobody created).
+            let decided = router.route_and_decide(
+                ("p.chorus.intake.api", 0, offset),
+                key,
+                header,
+                None,
+                Some(&bytes),
+            );
+            match (&event, decided) {
+                (AnyEvent::ConversationUpdated(_), Err(why)) => {
+                    assert!(why.contains("does not exist"), "{why}")
+                }
+                (_, decided) => assert!(decided.is_ok(), "{decided:?}"),
+            }
+            let rekeyed = router
+                .route_and_decide(
+                    ("p.chorus.intake.api", 0, offset + 1),
+                    Some(b"x"),
+                    header,
+                    None,
+                    Some(&bytes),
+                )
+                .unwrap_err();
+            assert!(rekeyed.contains("must be keyed"), "{rekeyed}");
         }
     }
 

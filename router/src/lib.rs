@@ -1,5 +1,6 @@
 //! `chorus router`: the transactional stage that validates raw events from the intake
-//! topic and routes each to its typed topic ([`IntakeRouter`]); invalid input is
+//! topics and routes each to its typed topic ([`IntakeRouter`]), deciding ownership of
+//! registry ids and conversations on the way ([`Ownership`]); invalid input is
 //! dead-lettered. [`run`] runs it until shutdown.
 
 mod intake;
@@ -15,7 +16,7 @@ use chorus_runtime::kafka::{KafkaArgs, PipelineConfig, PipelineError, run_pipeli
 use chorus_runtime::metrics::Readiness;
 use chorus_schemas::Topic;
 
-pub use intake::{IntakeRouter, admission};
+pub use intake::{IntakeRouter, admission, decided_in_order};
 pub use ownership::Ownership;
 
 /// How a router instance runs.
@@ -40,7 +41,7 @@ impl RouterConfig {
         let mut config = PipelineConfig::new(
             "router",
             &self.group,
-            vec![kafka.topic(Topic::Intake)],
+            vec![kafka.topic(Topic::Intake), kafka.topic(Topic::ApiIntake)],
             &self.instance_id,
         );
         config.batch_max = self.batch_max;

@@ -319,7 +319,8 @@ impl EventData for ProviderRegistered {
 
 /// A wallet let an app key (a session key) sign some of its actions for a bounded time
 /// (EIP-712 `SessionGrant`, signed by the wallet). Messages the key signs are the wallet's.
-/// Grants and revocations have keys of their own, so compaction keeps the latest of each.
+/// Grants and revocations have keys of their own (each grant its own), so compaction
+/// keeps every grant and a revocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionGranted {
     /// The wallet that granted (and is credited with what the key signs).
@@ -342,13 +343,16 @@ impl EventData for SessionGranted {
     const VERSION: u16 = 1;
     const TOPIC: Topic = Topic::Sessions;
     fn key(&self) -> String {
-        format!("grant:{}:{}", self.wallet, self.session_key)
+        // Each distinct grant keeps its own record through compaction.
+        format!(
+            "grant:{}:{}:{}",
+            self.wallet, self.session_key, self.granted_at
+        )
     }
 }
 
 /// A wallet revoked a session key (EIP-712 `SessionRevoke`, signed by the wallet): the
-/// key is refused from `revoked_at` on, and a grant signed before it (a replayed one)
-/// never applies again.
+/// key never signs for the wallet again, whatever grant is read before or after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionRevoked {
     pub wallet: String,

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum Topic {
     /// Raw events from outside producers, validated and routed by `chorus router`.
     Intake,
+    /// Registrations and conversation changes the ingest API verified (signed by their
+    /// owners), decided by `chorus router`; only the API writes it.
+    ApiIntake,
     /// Chat messages and membership changes; key: conversation id.
     ChatMessages,
     /// Agent calls decided by the orchestrator; key: conversation id.
@@ -21,7 +24,7 @@ pub enum Topic {
     /// Agent and provider registrations (compacted); key: `agent:<id>` / `provider:<id>`.
     Registry,
     /// Session-key grants and revocations (compacted), each carrying the wallet's EIP-712
-    /// signature; key: `grant:<wallet>:<key>` / `revoke:<wallet>:<key>`.
+    /// signature; key: `grant:<wallet>:<key>:<granted at>` / `revoke:<wallet>:<key>`.
     Sessions,
     /// Provider health reports (short retention); key: `provider:<id>`.
     ProviderHeartbeats,
@@ -38,8 +41,9 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 14] = [
+    pub const ALL: [Topic; 15] = [
         Topic::Intake,
+        Topic::ApiIntake,
         Topic::ChatMessages,
         Topic::AgentCalls,
         Topic::InferenceJobs,
@@ -59,6 +63,7 @@ impl Topic {
     pub const fn base_name(self) -> &'static str {
         match self {
             Topic::Intake => "chorus.intake",
+            Topic::ApiIntake => "chorus.intake.api",
             Topic::ChatMessages => "chorus.chat.messages",
             Topic::AgentCalls => "chorus.agent.calls",
             Topic::InferenceJobs => "chorus.inference.jobs",

@@ -59,11 +59,15 @@ pub async fn run(
     let router_kafka = kafka.as_principal(Principal::Router)?;
     let kcat_config = KcatConfig::write(&kafka, &run_id)?;
 
-    // The same payloads for every measurement: envelopes of a generated chat workload.
+    // The same payloads for every measurement: envelopes of a generated chat workload,
+    // what outsiders submit (registrations and conversation changes come signed through
+    // the API's own topic, not through intake).
     let mut rng = Rng::new(42);
-    let records: Vec<(String, Vec<u8>, &'static str, u16, uuid::Uuid)> = (0..events)
-        .map(|i| {
-            let event = workload_event(&mut rng, i, 500);
+    let records: Vec<(String, Vec<u8>, &'static str, u16, uuid::Uuid)> = (0..)
+        .map(|i| workload_event(&mut rng, i, 500))
+        .filter(|event| !chorus_workload::submitted_by_the_api(event))
+        .take(usize::try_from(events).unwrap_or(usize::MAX))
+        .map(|event| {
             Ok((
                 event.key().to_owned(),
                 event.to_json()?,

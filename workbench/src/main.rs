@@ -173,7 +173,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
         Command::Clickhouse(args) => clickhouse::run(&kafka, args).await,
         Command::IngestRequests(args) => ingest_requests::run(&kafka, args).await,
         Command::Generate(args) => {
-            let written = chorus_workload::write_workload(&kafka, &args).await?;
+            let written = chorus_workload::write_workload(&kafka, &kafka, &args).await?;
             println!(
                 "wrote {} events (+{} malformed) to {} in {:.2}s ({:.0} events/s)",
                 written.valid,

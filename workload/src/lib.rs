@@ -158,6 +158,16 @@ pub fn workload_event(rng: &mut Rng, i: u64, conversations: u64) -> AnyEvent {
     }
 }
 
+/// Whether only the ingest API submits `event` (registrations, conversation changes).
+pub fn submitted_by_the_api(event: &AnyEvent) -> bool {
+    matches!(
+        event,
+        AnyEvent::AgentRegistered(_)
+            | AnyEvent::ProviderRegistered(_)
+            | AnyEvent::ConversationUpdated(_)
+    )
+}
+
 /// What `write_workload` wrote.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Written {
@@ -166,13 +176,19 @@ pub struct Written {
     pub seconds: f64,
 }
 
-/// Writes the workload to the intake topic through the idempotent producer.
+/// Writes the workload through the idempotent producer: to the intake topic as `kafka`,
+/// except registrations and conversation changes, which only the ingest API submits
+/// (signed): those go to the API's intake topic as `api_kafka`, standing in for it.
 pub async fn write_workload(
     kafka: &KafkaArgs,
+    api_kafka: &KafkaArgs,
     args: &GenerateArgs,
 ) -> Result<Written, WorkloadError> {
     let producer =
         EventProducer::new(kafka, "generator", 100_000).map_err(WorkloadError::Producer)?;
+    let api_producer =
+        EventProducer::new(api_kafka, "generator-api", 100_000).map_err(WorkloadError::Producer)?;
+    let api_topic = kafka.topic(Topic::ApiIntake);
     let enqueue_error = |source| WorkloadError::Enqueue {
         topic: kafka.topic(Topic::Intake),
         source,
@@ -194,9 +210,14 @@ pub async fn write_workload(
             written.malformed += 1;
         }
         let event = workload_event(&mut rng, i, args.conversations);
+        let (producer, topic) = if submitted_by_the_api(&event) {
+            (&api_producer, &api_topic)
+        } else {
+            (&producer, &topic)
+        };
         pending.push(
             producer
-                .enqueue_any_to(&topic, &event)
+                .enqueue_any_to(topic, &event)
                 .await
                 .map_err(enqueue_error)?,
         );

@@ -79,11 +79,14 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     let expected_ids: HashSet<uuid::Uuid> = events.iter().map(AnyEvent::id).collect();
     let topics: HashSet<Topic> = events.iter().map(AnyEvent::topic).collect();
 
-    // Steady load: the records go to the intake topic in slices, 500 ms apart.
+    // Steady load: the records go to the intake topics in slices, 500 ms apart
+    // (registrations and conversation changes to the API's, as the ingest API sends them).
     let intake = kafka.topic(Topic::Intake);
+    let api_intake = kafka.topic(Topic::ApiIntake);
     let load = {
         let kafka = kafka.clone();
         let intake = intake.clone();
+        let api_intake = api_intake.clone();
         tokio::spawn(async move {
             let producer = EventProducer::new(&kafka, "fault-load", 100_000).unwrap();
             let slice = events.len().div_ceil(SLICES);
@@ -91,7 +94,12 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
                 let mut pending = Vec::with_capacity(chunk.len() + 2);
                 for event in chunk {
                     let delivery = if chorus_router::admission(event).is_ok() {
-                        producer.enqueue_any_to(&intake, event).await
+                        let topic = if chorus_workload::submitted_by_the_api(event) {
+                            &api_intake
+                        } else {
+                            &intake
+                        };
+                        producer.enqueue_any_to(topic, event).await
                     } else {
                         producer.enqueue_any(event).await
                     };
@@ -124,7 +132,8 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut killed_a, mut killed_b, mut killed_sink, mut outage) = (false, false, false, false);
     loop {
-        let routed = committed_total(&kafka, &group, &intake);
+        let routed =
+            committed_total(&kafka, &group, &intake) + committed_total(&kafka, &group, &api_intake);
         let loaded = raw_rows(&client, "chorus").await;
         let at = |what: &str| format!("{what} at {:.1}s", started.elapsed().as_secs_f64());
         if !killed_a && routed >= intake_records / 5 {

@@ -656,11 +656,14 @@ async fn takeovers_are_refused(
     .unwrap();
     assert_eq!(status, 403, "a non-member's stream: {answer}");
 
-    // What the API cannot know: registrations racing on intake (as a partner importer
-    // would submit them). The router, deciding each key in order, refuses the takeovers.
+    // What the API cannot know: a takeover racing on another replica reaches the router
+    // through the API's topic (as the ingest principal); the router, deciding each key in
+    // order, refuses it. Through the outsiders' intake (as a partner importer), a
+    // registration is refused whoever it names.
+    let racing = as_principal(kafka, chorus_runtime::kafka::Principal::Ingest);
+    let racing = chorus_runtime::kafka::EventProducer::new(&racing, "thief", 100).unwrap();
     let importer = as_principal(kafka, chorus_runtime::kafka::Principal::Importer);
-    let producer = chorus_runtime::kafka::EventProducer::new(&importer, "thief", 100).unwrap();
-    let intake = kafka.topic(Topic::Intake);
+    let importer = chorus_runtime::kafka::EventProducer::new(&importer, "thief", 100).unwrap();
     let forged = Envelope::new(
         "thief",
         AgentRegistered {
@@ -672,7 +675,10 @@ async fn takeovers_are_refused(
             price_per_call_micros: 1,
         },
     );
-    producer.send_to(&intake, &forged).await.unwrap();
+    racing
+        .send_to(&kafka.topic(Topic::ApiIntake), &forged)
+        .await
+        .unwrap();
     let forged_provider = Envelope::new(
         "thief",
         ProviderRegistered {
@@ -683,7 +689,36 @@ async fn takeovers_are_refused(
             price_per_1k_tokens_micros: 0,
         },
     );
-    producer.send_to(&intake, &forged_provider).await.unwrap();
+    racing
+        .send_to(&kafka.topic(Topic::ApiIntake), &forged_provider)
+        .await
+        .unwrap();
+    // The importer claims to be the owner itself: refused all the same.
+    let impersonated = Envelope::new(
+        "thief",
+        AgentRegistered {
+            owner: developer.address().to_string().to_lowercase(),
+            ..forged.data.clone()
+        },
+    );
+    importer
+        .send_to(&kafka.topic(Topic::Intake), &impersonated)
+        .await
+        .unwrap();
+    let dead_letters = || -> Vec<DeadLetter> {
+        read_all(kafka, &kafka.topic(Topic::DeadLetters))
+            .unwrap()
+            .iter()
+            .filter_map(|r| Envelope::<DeadLetter>::from_json(&r.payload).ok())
+            .map(|d| d.data)
+            .collect()
+    };
+    wait_for("the router's refusals", Duration::from_secs(60), || {
+        dead_letters()
+            .iter()
+            .any(|d| d.reason.contains("accepted only from the ingest API"))
+    })
+    .unwrap();
     let refused = || -> Vec<DeadLetter> {
         read_all(kafka, &kafka.topic(Topic::DeadLetters))
             .unwrap()
@@ -714,6 +749,12 @@ async fn takeovers_are_refused(
         .collect();
     let developer = developer.address().to_string().to_lowercase();
     assert!(owners.iter().all(|o| *o == developer), "{owners:?}");
+    let agents: Vec<String> = registry
+        .iter()
+        .filter_map(|r| Envelope::<AgentRegistered>::from_json(&r.payload).ok())
+        .map(|a| a.data.system_prompt)
+        .collect();
+    assert!(!agents.iter().any(|p| p == "stolen"), "{agents:?}");
     let _ = llama;
 }
 

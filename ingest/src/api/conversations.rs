@@ -131,10 +131,12 @@ pub(super) async fn create_conversation(
         },
     )];
     for (member, id) in request.members.iter().zip(&ids[1..]) {
-        let member_id = if member.kind == AuthorKind::Human {
-            member.id.to_lowercase()
-        } else {
-            member.id.clone()
+        // Accounts are stored as 0x-prefixed lower-case hex, however they were sent.
+        let member_id = match member.kind {
+            AuthorKind::Human => address("members[].id", &member.id)?
+                .to_string()
+                .to_lowercase(),
+            AuthorKind::Agent => member.id.clone(),
         };
         events.push(state.envelope(
             *id,
@@ -347,7 +349,7 @@ pub(super) async fn post_message(
 
 /// 404 for a conversation the log does not show, 403 for an account that is not a
 /// member (after waiting briefly for a membership change in flight).
-async fn require_member(
+pub(super) async fn require_member(
     state: &ApiState,
     conversation_id: &str,
     account: Address,
@@ -397,7 +399,7 @@ async fn check_read_token(
     state: &ApiState,
     conversation_id: &str,
     token: &ReadToken,
-) -> Result<Duration, ApiError> {
+) -> Result<(Duration, String), ApiError> {
     let reader = address("reader", &token.reader)?;
     let now = now();
     if token.expires_at <= now || token.expires_at > now + MAX_READ_TOKEN_SECONDS {
@@ -441,8 +443,9 @@ async fn check_read_token(
         }
     }
     require_member(state, conversation_id, reader).await?;
-    Ok(Duration::from_secs(
-        u64::try_from(token.expires_at - now).unwrap_or(0),
+    Ok((
+        Duration::from_secs(u64::try_from(token.expires_at - now).unwrap_or(0)),
+        reader.to_string().to_lowercase(),
     ))
 }
 
@@ -482,7 +485,7 @@ pub(super) async fn follow_conversation(
             ),
         )
     })?;
-    let valid_for = check_read_token(&state, &conversation_id, &token).await?;
+    let (valid_for, reader) = check_read_token(&state, &conversation_id, &token).await?;
     let topic = state.kafka.topic(Topic::ChatMessages);
     let internal = |e: rdkafka::error::KafkaError| {
         ApiError::new(
@@ -505,26 +508,37 @@ pub(super) async fn follow_conversation(
             .map_err(internal)?;
     }
     consumer.assign(&list).map_err(internal)?;
-    let key = conversation_id.into_bytes();
-    let stream = futures::stream::unfold((consumer, key), |(consumer, key)| async move {
-        loop {
-            match consumer.recv().await {
-                Ok(message) if message.key() == Some(key.as_slice()) => {
-                    let payload =
-                        String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-                    let event_type = chorus_schemas::AnyEvent::decode(None, payload.as_bytes())
-                        .map(|e| (e.type_name(), e.id()));
-                    let mut sse = SseEvent::default().data(payload);
-                    if let Ok((event_type, id)) = event_type {
-                        sse = sse.event(event_type).id(id.to_string());
+    let key = conversation_id.clone().into_bytes();
+    // The stream ends when its reader stops being a member (checked before every event).
+    let ownership = state.directory.ownership.clone();
+    let still_member =
+        move || ownership.is_member(&conversation_id, AuthorKind::Human, &reader) == Some(true);
+    let stream = futures::stream::unfold((consumer, key), move |(consumer, key)| {
+        let still_member = still_member.clone();
+        async move {
+            loop {
+                match consumer.recv().await {
+                    Ok(message) if message.key() == Some(key.as_slice()) => {
+                        if !still_member() {
+                            return None;
+                        }
+                        let payload =
+                            String::from_utf8_lossy(message.payload().unwrap_or_default())
+                                .into_owned();
+                        let event_type = chorus_schemas::AnyEvent::decode(None, payload.as_bytes())
+                            .map(|e| (e.type_name(), e.id()));
+                        let mut sse = SseEvent::default().data(payload);
+                        if let Ok((event_type, id)) = event_type {
+                            sse = sse.event(event_type).id(id.to_string());
+                        }
+                        drop(message);
+                        return Some((Ok::<_, std::convert::Infallible>(sse), (consumer, key)));
                     }
-                    drop(message);
-                    return Some((Ok::<_, std::convert::Infallible>(sse), (consumer, key)));
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "conversation stream consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "conversation stream consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         }

@@ -38,7 +38,7 @@ pub(super) struct PostFeedback {
     path = "/v1/feedback",
     tag = "feedback",
     summary = "Rate a message (1-5)",
-    description = "Signed by `account` (or a session key it granted for `feedback`) as EIP-712 `Feedback` (docs/security.md); `timestamp` is unix seconds within the replay window.",
+    description = "Signed by `account` (or a session key it granted for `feedback`) as EIP-712 `Feedback` (docs/security.md); `timestamp` is unix seconds within the replay window. Only members of the conversation rate (403 `not_member`).",
     request_body = PostFeedback,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -73,6 +73,8 @@ pub(super) async fn post_feedback(
     });
     let signed = state.verify("feedback", digest, &raw, &request.account, true)?;
     let account = signed.author;
+    // Only members rate what is said in a conversation.
+    super::conversations::require_member(&state, &request.conversation_id, account).await?;
     state
         .accept_one(
             &key.name,

@@ -38,7 +38,7 @@ pub(super) struct GrantSession {
     path = "/v1/sessions",
     tag = "sessions",
     summary = "Let a session key sign chat messages, ratings or read tokens for the wallet",
-    description = "Signed by the wallet itself (never by a session key) as EIP-712 `SessionGrant` (docs/security.md).",
+    description = "Signed by the wallet itself (never by a session key, never EIP-191) as EIP-712 `SessionGrant` (docs/security.md). A key's first grant is the one that counts; other scopes take another key.",
     request_body = GrantSession,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -69,7 +69,12 @@ pub(super) async fn grant_session(
         )));
     }
     let longest = state.settings.max_session_seconds;
-    if request.expires_at <= now() || request.expires_at > request.timestamp + longest {
+    if request.expires_at <= now()
+        || request
+            .timestamp
+            .checked_add(longest)
+            .is_none_or(|latest| request.expires_at > latest)
+    {
         return Err(ApiError::invalid(format!(
             "expires_at must be in the future and at most {longest} s after timestamp"
         )));
@@ -119,7 +124,7 @@ pub(super) struct RevokeSession {
     path = "/v1/sessions/revoke",
     tag = "sessions",
     summary = "Revoke a session key",
-    description = "Signed by the wallet as EIP-712 `SessionRevoke` (docs/security.md). The key is refused from then on, and a replay of an older grant does not revive it.",
+    description = "Signed by the wallet as EIP-712 `SessionRevoke` (docs/security.md). Final: the key never signs for the wallet again (a new key needs a new grant).",
     request_body = RevokeSession,
     params(IdempotencyKey),
     responses(WriteResponses),
@@ -147,7 +152,12 @@ pub(super) async fn revoke_session(
         signature: request.signature,
     };
     // Refused here before the broker acknowledges: a revocation must not wait.
-    state.directory.sessions.apply_revocation(&revocation);
+    if !state.directory.sessions.apply_revocation(&revocation) {
+        return Err(ApiError::forbidden(
+            "bad_revocation",
+            "the revocation's signature does not verify as the wallet's EIP-712 SessionRevoke",
+        ));
+    }
     state
         .accept_one(&key.name, &headers, &signed, &raw, revocation, Route::Own)
         .await

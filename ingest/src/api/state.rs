@@ -70,7 +70,8 @@ pub struct ApiState {
 pub(super) enum Route {
     /// Straight to the event's own topic (messages, feedback, sessions).
     Own,
-    /// To intake, where the router decides them (registrations, conversation changes).
+    /// To the API's intake topic, where the router decides them (registrations,
+    /// conversation changes).
     Intake,
 }
 
@@ -128,7 +129,9 @@ impl ApiState {
         let now = now();
         let policy = SignaturePolicy {
             domain: self.settings.domain,
-            accept_eip191: self.settings.accept_eip191,
+            // Session grants and revocations are checked again by every reader of the
+            // log, as EIP-712: the legacy form is not accepted for them.
+            accept_eip191: self.settings.accept_eip191 && !action.starts_with("session."),
             window_seconds: self.settings.signature_window_seconds,
         };
         let sessions = &self.directory.sessions;
@@ -210,7 +213,7 @@ impl ApiState {
         let timeout = self.settings.produce_timeout;
         let unavailable = ApiError::unavailable;
         let mut pending = Vec::with_capacity(events.len());
-        let intake = self.kafka.topic(chorus_schemas::Topic::Intake);
+        let intake = self.kafka.topic(chorus_schemas::Topic::ApiIntake);
         for event in &events {
             let enqueue = async {
                 match route {

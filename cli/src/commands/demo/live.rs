@@ -119,11 +119,12 @@ pub async fn run(
     }
 
     // The demo's people and developers write what the ingest API would, with its rights:
-    // messages to their topic; registrations and conversation changes to intake, where
-    // the router (the one writer of the registry and of membership) decides them.
+    // messages to their topic; registrations and conversation changes to the API's intake
+    // topic, where the router (the one writer of the registry and of membership) decides
+    // them.
     let ingest = kafka.as_principal(chorus_runtime::kafka::Principal::Ingest)?;
     let producer = EventProducer::new(&ingest, "demo", 10_000)?;
-    let intake = kafka.topic(Topic::Intake);
+    let intake = kafka.topic(Topic::ApiIntake);
     let developer = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
     let mut submitted = 0usize;
     for (agent_id, prompt) in AGENTS {

@@ -205,7 +205,12 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
         malformed_every: args.malformed_every,
         seed: 7,
     };
-    let written = write_workload(&kafka.as_principal(Principal::Importer)?, &generate).await?;
+    let written = write_workload(
+        &kafka.as_principal(Principal::Importer)?,
+        &kafka.as_principal(Principal::Ingest)?,
+        &generate,
+    )
+    .await?;
     say!(
         "-- wrote {} events + {} malformed records to {} in {:.2}s ({:.0} events/s, idempotent producer, acks=all)",
         written.valid,
@@ -217,8 +222,12 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
 
     let group = format!("{}-demo", Principal::Router.id_prefix(&kafka.topic_prefix));
     let shutdown = Shutdown::new();
-    let mut config =
-        PipelineConfig::new("router", &group, vec![kafka.topic(Topic::Intake)], "demo");
+    let mut config = PipelineConfig::new(
+        "router",
+        &group,
+        vec![kafka.topic(Topic::Intake), kafka.topic(Topic::ApiIntake)],
+        "demo",
+    );
     config.session_timeout = Duration::from_secs(6);
     let router = crate::commands::spawn_router(
         &kafka.as_principal(Principal::Router)?,
@@ -227,9 +236,11 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     );
     let routing_started = Instant::now();
     let intake = kafka.topic(Topic::Intake);
+    let api_intake = kafka.topic(Topic::ApiIntake);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let lag = inspect::group_lag(&kafka, &group, &intake)?;
+        let lag = inspect::group_lag(&kafka, &group, &intake)?
+            + inspect::group_lag(&kafka, &group, &api_intake)?;
         if lag == 0 {
             break;
         }
