@@ -77,15 +77,18 @@ struct Conversation {
 /// transaction is decided exactly as before (the state already holds its effects).
 const REMEMBERED_DECISIONS: usize = 100_000;
 
+/// Where a record was read: topic, partition, offset.
+type Position = (String, i32, i64);
+
+/// Decisions by position, and their order (the oldest are forgotten first).
+type Decisions = (HashMap<Position, Result<(), Refusal>>, VecDeque<Position>);
+
 /// The owners of registry ids and conversations.
 #[derive(Debug, Default)]
 pub struct Ownership {
     registry: RwLock<HashMap<String, Registration>>,
     conversations: RwLock<HashMap<String, Conversation>>,
-    decided: Mutex<(
-        HashMap<(String, i32, i64), Result<(), Refusal>>,
-        VecDeque<(String, i32, i64)>,
-    )>,
+    decided: Mutex<Decisions>,
 }
 
 /// Why a change was refused (the reason its dead letter carries).

@@ -28,7 +28,8 @@ pub struct InferenceWorkerArgs {
     /// A static provider, `id=...,endpoint=http://host/v1,models=a|b,price=N[,owner=0x...]`,
     /// repeatable; added to those registered in the registry topic. API keys come from
     /// `CHORUS_PROVIDER_API_KEY_<ID>` and are sent only to the URL in
-    /// `CHORUS_PROVIDER_ENDPOINT_<ID>`.
+    /// `CHORUS_PROVIDER_ENDPOINT_<ID>`, for a registration owned by
+    /// `CHORUS_PROVIDER_OWNER_<ID>`.
     #[arg(
         long = "provider",
         env = "CHORUS_WORKER_PROVIDERS",
