@@ -170,9 +170,17 @@ impl Table {
                 ("account", Text),
                 ("rating", Int),
             ],
-            Table::ProviderRegistrations => {
-                &[("id", Id), ("provider_key", Text), ("operator", Text)]
-            }
+            // Every provider-registry log: the registration (`registers`) and each stake
+            // change, with the total stake after it and where it sits on chain.
+            Table::ProviderRegistrations => &[
+                ("id", Id),
+                ("provider_key", Text),
+                ("operator", Text),
+                ("registers", Bool),
+                ("total_stake", Text),
+                ("block_number", Int),
+                ("log_index", Int),
+            ],
             Table::ChainRetractions => &[("id", Id), ("retracted_event_id", Id)],
             Table::CallTriggers => &[("id", Id), ("trigger_message_id", Id)],
         }
@@ -724,7 +732,10 @@ impl ArchiveWriter {
             }
             AnyEvent::ChainLog(e)
                 if e.data.contract == "provider_registry"
-                    && e.data.event_name.as_deref() == Some("ProviderRegistered") =>
+                    && matches!(
+                        e.data.event_name.as_deref(),
+                        Some("ProviderRegistered" | "Staked" | "Unstaked")
+                    ) =>
             {
                 let decoded: serde_json::Value = e
                     .data
@@ -732,9 +743,12 @@ impl ArchiveWriter {
                     .as_deref()
                     .and_then(|d| serde_json::from_str(d).ok())
                     .unwrap_or_default();
-                let (Some(key), Some(operator)) = (
+                let registers = e.data.event_name.as_deref() == Some("ProviderRegistered");
+                let stake_field = if registers { "stake" } else { "totalStake" };
+                let (Some(key), Some(operator), Some(stake)) = (
                     decoded.get("providerId").and_then(|v| v.as_str()),
                     decoded.get("operator").and_then(|v| v.as_str()),
+                    decoded.get(stake_field).and_then(|v| v.as_str()),
                 ) else {
                     self.ignored += 1;
                     return Ok(());
@@ -742,11 +756,22 @@ impl ArchiveWriter {
                 let id = &e.id;
                 let key = key.to_ascii_lowercase();
                 let operator = operator.to_ascii_lowercase();
+                // Decimal wei; "0" exactly when nothing is staked.
+                let stake = stake.trim_start_matches('0');
+                let stake = if stake.is_empty() { "0" } else { stake };
                 self.push(
                     Table::ProviderRegistrations,
                     RowKey::of(&e.id),
                     id,
-                    &[Id(id), Text(&key), Text(&operator)],
+                    &[
+                        Id(id),
+                        Text(&key),
+                        Text(&operator),
+                        Bool(registers),
+                        Text(stake),
+                        Int(i64::try_from(e.data.block_number).unwrap_or(i64::MAX)),
+                        Int(i64::try_from(e.data.log_index).unwrap_or(i64::MAX)),
+                    ],
                 )?;
             }
             AnyEvent::ChainLogRetracted(e) => {

@@ -1,4 +1,5 @@
-//! The versioned scoring config (`infra/poi/scoring-v1.toml`) and its hash.
+//! The versioned scoring configs (`infra/poi/scoring-v1.toml`, `scoring-v2.toml`) and
+//! their hash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,31 @@ pub struct ScoringConfig {
     pub default_model: ModelPrice,
     #[serde(default)]
     pub models: BTreeMap<String, ModelPrice>,
+    /// The rules added after `poi-v1` (issue 18). Absent in v1 (none of them applies),
+    /// and then left out of the canonical form, so v1's hash is what it always was.
+    #[serde(default, skip_serializing_if = "Rules::is_v1")]
+    pub rules: Rules,
+}
+
+/// Rules against paying for what is not real work (issue 18); all off in `poi-v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Pay a provider only if its stake on chain (the latest `ProviderRegistered`,
+    /// `Staked` or `Unstaked` total in the epoch's chain events) is above zero at the
+    /// epoch's end: a provider that unstakes to zero is not paid for the epoch.
+    #[serde(default)]
+    pub providers_paid_only_if_staked_at_epoch_end: bool,
+    /// Count one rating per (rater, reply), the first (lowest event id, so the earliest):
+    /// rating a reply again and again adds neither stars nor units.
+    #[serde(default)]
+    pub one_rating_per_rater_and_reply: bool,
+}
+
+impl Rules {
+    fn is_v1(&self) -> bool {
+        *self == Rules::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +196,26 @@ mod tests {
         assert_eq!(end - start, 86_400_000);
         assert_eq!(config.epoch_at(start), 2);
         assert_eq!(config.epoch_at(end - 1), 2);
+    }
+
+    #[test]
+    fn v2_adds_the_stake_rule_and_v1_hashes_as_it_always_did() {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/../infra/poi/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let v1 = ScoringConfig::parse(&read("scoring-v1.toml")).unwrap();
+        let v2 = ScoringConfig::parse(&read("scoring-v2.toml")).unwrap();
+        assert_eq!(v1.rules, Rules::default());
+        assert!(v2.rules.providers_paid_only_if_staked_at_epoch_end);
+        assert!(v2.rules.one_rating_per_rater_and_reply);
+        // v1's canonical form is the one before the rules existed: its hash is unchanged.
+        let canonical = serde_json::to_string(&v1).unwrap();
+        assert!(!canonical.contains("rules"), "{canonical}");
+        assert_ne!(v1.hash(), v2.hash());
     }
 
     #[test]

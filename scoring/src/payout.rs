@@ -133,7 +133,7 @@ mod tests {
     fn config() -> ScoringConfig {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../infra/poi/scoring-v1.toml"
+            "/../infra/poi/scoring-v2.toml"
         ))
         .unwrap();
         ScoringConfig::parse(&text).unwrap()

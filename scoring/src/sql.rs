@@ -23,8 +23,9 @@ WITH
 replies AS (
   SELECT id AS reply_id, job_id FROM chat_messages
   WHERE author_kind = 'agent' AND job_id IS NOT NULL),
+{ratings},
 reply_ratings AS (
-  SELECT message_id, SUM(rating - 3) AS stars FROM feedback GROUP BY message_id),
+  SELECT message_id, SUM(rating - 3) AS stars FROM ratings GROUP BY message_id),
 served AS (
   SELECT c.agent_owner AS account,
          LEAST({max_pct}, GREATEST(0, {base_pct} + {star_pct} * COALESCE(rr.stars, 0))) AS weight
@@ -45,7 +46,7 @@ message_units AS (
 feedback_units AS (
   SELECT account, 'user' AS role, 'feedback_given' AS kind,
          COUNT(*) AS units, COUNT(*) AS items
-  FROM feedback
+  FROM ratings
   WHERE message_id IN (SELECT reply_id FROM replies)
   GROUP BY account),
 units AS (
@@ -56,11 +57,30 @@ units AS (
 {weighted}",
         version = config.version,
         common = verified_and_provider_units(config),
+        ratings = ratings(config),
         weighted = weighted_total(config),
         max_pct = fb.max_percent,
         base_pct = fb.base_percent,
         star_pct = fb.per_star_percent,
     )
+}
+
+/// The ratings that count, as a table `ratings(id, message_id, account, rating)`: every
+/// row of `feedback`, or (rule `one_rating_per_rater_and_reply`) the first per rater and
+/// message. All ratings of a message are in its bucket, so a bucket's answer is the
+/// whole archive's.
+fn ratings(config: &ScoringConfig) -> &'static str {
+    if config.rules.one_rating_per_rater_and_reply {
+        "ratings AS (
+  SELECT id, message_id, account, rating FROM (
+    SELECT id, message_id, account, rating,
+           ROW_NUMBER() OVER (PARTITION BY account, message_id ORDER BY id
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS nth
+    FROM feedback) numbered
+  WHERE nth = 1)"
+    } else {
+        "ratings AS (SELECT id, message_id, account, rating FROM feedback)"
+    }
 }
 
 /// The verified inference work: succeeded jobs served by an assigned provider, or by any
@@ -78,8 +98,8 @@ fn verified_and_provider_units(config: &ScoringConfig) -> String {
     format!("verified AS (\n  {VERIFIED}),\n{}", provider_units(config))
 }
 
-/// The CTEs `registrations`, `prices` and `provider_units` (over a table or CTE
-/// `verified`), each followed by a comma.
+/// The CTEs `stake_events`, `registrations`, `prices` and `provider_units` (over a table
+/// or CTE `verified`), each followed by a comma.
 fn provider_units(config: &ScoringConfig) -> String {
     let mut prices: Vec<String> = config
         .models
@@ -92,11 +112,23 @@ fn provider_units(config: &ScoringConfig) -> String {
     let prices = prices.join(", ");
     let dp = config.default_model.prompt;
     let dc = config.default_model.completion;
+    // The stake at the epoch's end: the total of each provider's latest registry log.
+    let staked = if config.rules.providers_paid_only_if_staked_at_epoch_end {
+        "\n    AND provider_key IN (SELECT provider_key FROM stake_events WHERE latest = 1 AND total_stake <> '0')"
+    } else {
+        ""
+    };
     format!(
-        "registrations AS (
-  SELECT provider_key, MIN(operator) AS operator
+        "stake_events AS (
+  SELECT provider_key, operator, registers, total_stake,
+         ROW_NUMBER() OVER (PARTITION BY provider_key ORDER BY block_number DESC, log_index DESC
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS latest
   FROM provider_registrations
-  WHERE id NOT IN (SELECT retracted_event_id FROM chain_retractions)
+  WHERE id NOT IN (SELECT retracted_event_id FROM chain_retractions)),
+registrations AS (
+  SELECT provider_key, MIN(operator) AS operator
+  FROM stake_events
+  WHERE registers{staked}
   GROUP BY provider_key),
 prices AS (SELECT * FROM (VALUES {prices}) AS p(model, prompt_price, completion_price)),
 provider_units AS (
@@ -174,26 +206,34 @@ pub struct ScoringPlan {
 impl ScoringPlan {
     pub fn new(config: &ScoringConfig) -> ScoringPlan {
         let fb = &config.feedback;
-        let message_users = "SELECT author_id AS account, 'user' AS role, 'message_used' AS kind,
+        let message_users = format!(
+            "WITH
+{ratings}
+SELECT author_id AS account, 'user' AS role, 'message_used' AS kind,
        COUNT(*) AS units, COUNT(*) AS items
 FROM chat_messages
 WHERE author_kind = 'human' AND id IN (SELECT trigger_message_id FROM call_triggers)
 GROUP BY author_id
 UNION ALL
 SELECT account, 'user' AS role, 'feedback_given' AS kind, COUNT(*) AS units, COUNT(*) AS items
-FROM feedback
+FROM ratings
 WHERE message_id IN (
   SELECT id FROM chat_messages WHERE author_kind = 'agent' AND job_id IS NOT NULL)
 GROUP BY account
-"
-        .to_string();
-        let message_replies = "SELECT rp.job_bucket, rp.job_id, rr.stars
+",
+            ratings = ratings(config)
+        );
+        let message_replies = format!(
+            "WITH
+{ratings}
+SELECT rp.job_bucket, rp.job_id, rr.stars
 FROM chat_messages rp
-LEFT JOIN (SELECT message_id, SUM(rating - 3) AS stars FROM feedback GROUP BY message_id) rr
+LEFT JOIN (SELECT message_id, SUM(rating - 3) AS stars FROM ratings GROUP BY message_id) rr
   ON rr.message_id = rp.id
 WHERE rp.author_kind = 'agent' AND rp.job_id IS NOT NULL
-"
-        .to_string();
+",
+            ratings = ratings(config)
+        );
         let job_units = format!(
             "WITH
 {common}

@@ -33,7 +33,7 @@ pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::R
 /// The shipped scoring config with epoch 0 starting at the Unix epoch and lasting 100
 /// years, written to a file under target/test-logs.
 pub fn scoring_config_file(name: &str) -> anyhow::Result<(PathBuf, chorus_scoring::ScoringConfig)> {
-    let text = std::fs::read_to_string(crate::repo_root().join("infra/poi/scoring-v1.toml"))?;
+    let text = std::fs::read_to_string(crate::repo_root().join("infra/poi/scoring-v2.toml"))?;
     let text = text
         .replace("genesis_ms = 1764547200000", "genesis_ms = 0")
         .replace("length_seconds = 86400", "length_seconds = 3153600000");

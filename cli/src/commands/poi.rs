@@ -18,7 +18,7 @@ use super::chain::{ChainArgs, KeyArgs};
 #[derive(Debug, Clone, Args)]
 pub struct PoiArgs {
     /// The versioned scoring config (weights, caps, prices, pool, epoch length).
-    #[arg(long = "scoring-config", env = "CHORUS_SCORING_CONFIG", default_value_os_t = super::repo_path("infra/poi/scoring-v1.toml"))]
+    #[arg(long = "scoring-config", env = "CHORUS_SCORING_CONFIG", default_value_os_t = super::repo_path("infra/poi/scoring-v2.toml"))]
     pub scoring_config: PathBuf,
     /// Working directory for epoch archives and claim files.
     #[arg(long, env = "CHORUS_POI_WORK_DIR", default_value = "target/chorus/poi")]

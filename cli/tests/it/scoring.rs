@@ -398,3 +398,111 @@ async fn a_provider_registration_retracted_by_a_reorg_earns_nothing() {
     };
     assert_eq!(others(&before), others(&after), "nothing else changes");
 }
+
+/// A provider-registry log of the synthetic kind, for `provider_key`.
+fn stake_log(name: &str, provider_key: &str, operator: &str, total: &str, block: u64) -> AnyEvent {
+    let decoded = serde_json::json!({
+        "providerId": provider_key, "operator": operator, "amount": "1", "totalStake": total,
+    });
+    AnyEvent::ChainLog(Envelope::new(
+        "test",
+        chorus_schemas::ChainLog {
+            chain_id: 56,
+            contract: "provider_registry".into(),
+            block_number: block,
+            block_hash: format!("0x{block:064x}"),
+            block_timestamp: None,
+            tx_hash: format!("0x{:064x}", block + 7),
+            tx_index: 0,
+            log_index: 0,
+            topics: vec![],
+            data: "0x".into(),
+            event_name: Some(name.into()),
+            decoded: Some(decoded.to_string()),
+        },
+    ))
+}
+
+/// Providers are paid only if staked on chain at the epoch's end (issue 18): one that
+/// unstakes to zero after serving earns nothing for the epoch, one that adds stake is
+/// paid as before; the rule is the config's, so turning it off pays both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_unstakes_to_zero_before_the_epoch_ends_is_not_paid() {
+    let mut events = workload_events(2_000, 13);
+    let registrations: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::ChainLog(log)
+                if log.data.event_name.as_deref() == Some("ProviderRegistered") =>
+            {
+                let decoded: serde_json::Value =
+                    serde_json::from_str(log.data.decoded.as_deref().unwrap()).unwrap();
+                Some((
+                    decoded["providerId"].as_str().unwrap().to_owned(),
+                    decoded["operator"].as_str().unwrap().to_lowercase(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    let (gone, gone_operator) = registrations[0].clone();
+    let (kept, kept_operator) = registrations[1].clone();
+    events.push(stake_log("Unstaked", &gone, &gone_operator, "0", 1_000));
+    events.push(stake_log(
+        "Staked",
+        &kept,
+        &kept_operator,
+        "250000000000000000000",
+        1_001,
+    ));
+    let (_, mut config) = scoring_config_file("stake-").unwrap();
+    let providers = |rows: &[chorus_scoring::engine::Contribution]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.role == "provider")
+            .map(|r| r.account.clone())
+            .collect()
+    };
+    let paid = providers(&score_directly(&events, &config, "stake-on").await);
+    assert!(
+        !paid.contains(&gone_operator),
+        "unstaked and paid: {paid:?}"
+    );
+    assert!(paid.contains(&kept_operator), "{paid:?}");
+    config.rules.providers_paid_only_if_staked_at_epoch_end = false;
+    let paid = providers(&score_directly(&events, &config, "stake-off").await);
+    assert!(
+        paid.contains(&gone_operator) && paid.contains(&kept_operator),
+        "{paid:?}"
+    );
+}
+
+/// One rating per (rater, reply) counts (issue 18): a rater rating the same reply again
+/// and again, each time a new event, adds neither stars to the agent nor units to the
+/// rater; with the rule off (poi-v1) every copy counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rating_a_reply_again_and_again_counts_once() {
+    let events = workload_events(2_000, 17);
+    let first = events
+        .iter()
+        .find_map(|e| match e {
+            AnyEvent::Feedback(f) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("the workload rates replies");
+    let mut repeated = events.clone();
+    for n in 0..5u128 {
+        let mut again = first.clone();
+        // Ids above the first's (ids order ratings): the first one counts.
+        again.id = uuid::Uuid::from_u128(u128::MAX - n);
+        again.data.rating = 5;
+        repeated.push(AnyEvent::Feedback(again));
+    }
+    let (_, mut config) = scoring_config_file("ratings-").unwrap();
+    let honest = score_directly(&events, &config, "ratings-honest").await;
+    let farmed = score_directly(&repeated, &config, "ratings-farmed").await;
+    assert_eq!(farmed, honest, "repeated ratings changed the scores");
+    config.rules.one_rating_per_rater_and_reply = false;
+    let counted = score_directly(&repeated, &config, "ratings-v1").await;
+    let honest_v1 = score_directly(&events, &config, "ratings-honest-v1").await;
+    assert_ne!(counted, honest_v1, "without the rule every copy counts");
+}

@@ -211,9 +211,9 @@ pub async fn run(
         kafka.topic(chorus_schemas::Topic::ChainEvents)
     );
 
-    // The epoch of this run: its config differs from infra/poi/scoring-v1.toml only in
+    // The epoch of this run: its config differs from infra/poi/scoring-v2.toml only in
     // the epoch window, which starts when this run started.
-    let text = std::fs::read_to_string(crate::commands::repo_path("infra/poi/scoring-v1.toml"))?;
+    let text = std::fs::read_to_string(crate::commands::repo_path("infra/poi/scoring-v2.toml"))?;
     let text = text.replace(
         "genesis_ms = 1764547200000",
         &format!("genesis_ms = {genesis_ms}"),
