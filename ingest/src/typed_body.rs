@@ -1,7 +1,8 @@
-//! The EIP-712 typed data of a request body, as a client builds it: for Rust clients
-//! (the workbench, the tests) that sign JSON bodies. The server builds the same values
-//! from its typed request structs; wallets build them from `docs/security.md` (the tests
-//! sign with viem as well, so the two cannot drift unnoticed).
+//! The EIP-712 typed data of a request body: the one mapping from a JSON body to the
+//! action's typed struct, used by the API to check signatures and by Rust clients (the
+//! workbench, the tests) to make them. Wallets build the same values from
+//! `docs/security.md` (the tests sign with viem as well, so the two cannot drift
+//! unnoticed).
 
 use std::str::FromStr;
 
@@ -22,6 +23,17 @@ fn optional_text(body: &Value, field: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A message id as typed data carries it: the UUID in lower-case hyphenated form,
+/// however the request spelled it (empty when absent).
+fn message_id(body: &Value, field: &str) -> Result<String, String> {
+    match body.get(field).and_then(Value::as_str) {
+        None => Ok(String::new()),
+        Some(text) => uuid::Uuid::parse_str(text)
+            .map(|id| id.to_string())
+            .map_err(|e| format!("{field}: {e}")),
+    }
 }
 
 fn account(body: &Value, field: &str) -> Result<Address, String> {
@@ -64,13 +76,13 @@ pub fn digest(domain: &Domain, action: &str, body: &Value) -> Result<B256, Strin
             conversationId: text(body, "conversation_id")?,
             content: text(body, "content")?,
             mentions: texts(body, "mentions"),
-            replyTo: optional_text(body, "reply_to"),
+            replyTo: message_id(body, "reply_to")?,
             timestamp: timestamp()?,
         }),
         "feedback" => domain.digest(&typed::Feedback {
             account: account(body, "account")?,
             conversationId: text(body, "conversation_id")?,
-            messageId: text(body, "message_id")?,
+            messageId: message_id(body, "message_id")?,
             rating: u8::try_from(number(body, "rating")?).map_err(|e| e.to_string())?,
             comment: optional_text(body, "comment"),
             timestamp: timestamp()?,

@@ -21,7 +21,6 @@ use chorus_schemas::{AuthorKind, ChatMessage, ConversationAction, ConversationUp
 
 use super::error::{ApiError, ErrorBody};
 use alloy::primitives::Address;
-use chorus_signing::typed;
 
 use super::extract::{ApiResult, Body, accepted, address, authorize, identifier, now, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
@@ -75,21 +74,8 @@ pub(super) async fn create_conversation(
     if request.members.len() > 256 {
         return Err(ApiError::invalid("at most 256 members at creation"));
     }
-    let claimed = address("actor", &request.actor)?;
-    let digest = state.digest(&typed::ConversationCreate {
-        actor: claimed,
-        conversationId: request.conversation_id.clone(),
-        title: request.title.clone(),
-        members: request
-            .members
-            .iter()
-            .map(|m| typed::Member {
-                kind: kind_name(m.kind).to_owned(),
-                id: m.id.clone(),
-            })
-            .collect(),
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    address("actor", &request.actor)?;
+    let digest = state.digest("conversation.create", &raw);
     let signed = state.verify("conversation.create", digest, &raw, &request.actor, false)?;
     let actor = signed.author.to_string().to_lowercase();
     if let Some(owner) = state
@@ -157,14 +143,6 @@ pub(super) async fn create_conversation(
     ))
 }
 
-/// `human` or `agent`, as typed data and events spell it.
-fn kind_name(kind: AuthorKind) -> &'static str {
-    match kind {
-        AuthorKind::Human => "human",
-        AuthorKind::Agent => "agent",
-    }
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChangeMembers {
@@ -216,17 +194,10 @@ pub(super) async fn change_members(
             request.member.id.clone()
         }
     };
-    let claimed = address("actor", &request.actor)?;
-    let digest = state.digest(&typed::MembershipChange {
-        actor: claimed,
-        conversationId: conversation_id.clone(),
-        change: request.change.clone(),
-        member: typed::Member {
-            kind: kind_name(request.member.kind).to_owned(),
-            id: request.member.id.clone(),
-        },
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    address("actor", &request.actor)?;
+    let mut signed_fields = raw.clone();
+    signed_fields["conversation_id"] = json!(conversation_id);
+    let digest = state.digest("conversation.members", &signed_fields);
     let signed = state.verify("conversation.members", digest, &raw, &request.actor, false)?;
     let actor = signed.author.to_string().to_lowercase();
     match state
@@ -311,18 +282,8 @@ pub(super) async fn post_message(
     }
     // The conversation is part of what is signed (and of the legacy EIP-191 text).
     raw["conversation_id"] = json!(conversation_id);
-    let claimed = address("author", &request.author)?;
-    let digest = state.digest(&typed::ChatMessage {
-        author: claimed,
-        conversationId: conversation_id.clone(),
-        content: request.content.clone(),
-        mentions: request.mentions.clone(),
-        replyTo: request
-            .reply_to
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    address("author", &request.author)?;
+    let digest = state.digest("chat.message", &raw);
     let signed = state.verify("chat.message", digest, &raw, &request.author, true)?;
     let author = signed.author;
     require_member(&state, &conversation_id, author).await?;
@@ -409,11 +370,10 @@ async fn check_read_token(
             format!("expires_at must be within the next {MAX_READ_TOKEN_SECONDS} s"),
         ));
     }
-    let digest = state.digest(&typed::ConversationRead {
-        reader,
-        conversationId: conversation_id.to_owned(),
-        expiresAt: u64::try_from(token.expires_at).unwrap_or(0),
-    });
+    let digest = state.digest(
+        "conversation.read",
+        &json!({"reader": token.reader, "conversation_id": conversation_id, "expires_at": token.expires_at}),
+    );
     let signature = chorus_signing::parse_signature(&token.signature)
         .map_err(crate::auth::SignatureError::from)?;
     let signer =

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use chorus_schemas::Feedback;
 
 use super::error::ApiError;
-use chorus_signing::typed;
 
 use super::extract::{ApiResult, Body, address, authorize, identifier, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
@@ -62,15 +61,8 @@ pub(super) async fn post_feedback(
     {
         return Err(ApiError::invalid("comment is longer than 1000 characters"));
     }
-    let account = address("account", &request.account)?;
-    let digest = state.digest(&typed::Feedback {
-        account,
-        conversationId: request.conversation_id.clone(),
-        messageId: request.message_id.to_string(),
-        rating: request.rating,
-        comment: request.comment.clone().unwrap_or_default(),
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    address("account", &request.account)?;
+    let digest = state.digest("feedback", &raw);
     let signed = state.verify("feedback", digest, &raw, &request.account, true)?;
     let account = signed.author;
     // Only members rate what is said in a conversation.

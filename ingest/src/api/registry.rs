@@ -12,7 +12,6 @@ use chorus_schemas::{AgentRegistered, ProviderRegistered};
 
 use super::error::ApiError;
 use alloy::primitives::Address;
-use chorus_signing::typed;
 
 use super::extract::{ApiResult, Body, address, authorize, identifier, parse};
 use super::openapi::{IdempotencyKey, WriteResponses};
@@ -78,15 +77,7 @@ pub(super) async fn register_agent(
         ));
     }
     let owner = address("owner", &request.owner)?;
-    let digest = state.digest(&typed::AgentRegistration {
-        owner,
-        agentId: request.agent_id.clone(),
-        name: request.name.clone(),
-        systemPrompt: request.system_prompt.clone(),
-        model: request.model.clone(),
-        pricePerCallMicros: request.price_per_call_micros,
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    let digest = state.digest("agent.register", &raw);
     let signed = state.verify("agent.register", digest, &raw, &request.owner, false)?;
     refuse_if_owned(
         &state,
@@ -161,14 +152,7 @@ pub(super) async fn register_provider(
         identifier("models[]", model)?;
     }
     let owner = address("owner", &request.owner)?;
-    let digest = state.digest(&typed::ProviderRegistration {
-        owner,
-        providerId: request.provider_id.clone(),
-        endpoint: request.endpoint.clone(),
-        models: request.models.clone(),
-        pricePer1kTokensMicros: request.price_per_1k_tokens_micros,
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    let digest = state.digest("provider.register", &raw);
     let signed = state.verify("provider.register", digest, &raw, &request.owner, false)?;
     refuse_if_owned(
         &state,

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use chorus_schemas::{SessionGranted, SessionRevoked};
-use chorus_signing::typed;
 
 use super::error::ApiError;
 use super::extract::{ApiResult, Body, address, authorize, now, parse};
@@ -79,13 +78,7 @@ pub(super) async fn grant_session(
             "expires_at must be in the future and at most {longest} s after timestamp"
         )));
     }
-    let digest = state.digest(&chorus_signing::session_grant(
-        wallet,
-        session_key,
-        &request.scopes,
-        u64::try_from(request.expires_at).unwrap_or(0),
-        u64::try_from(request.timestamp).unwrap_or(0),
-    ));
+    let digest = state.digest("session.grant", &raw);
     let signed = state.verify("session.grant", digest, &raw, &request.wallet, false)?;
     let grant = SessionGranted {
         wallet: wallet.to_string().to_lowercase(),
@@ -139,11 +132,7 @@ pub(super) async fn revoke_session(
     let (request, raw): (RevokeSession, Value) = parse(&body)?;
     let wallet = address("wallet", &request.wallet)?;
     let session_key = address("session_key", &request.session_key)?;
-    let digest = state.digest(&typed::SessionRevoke {
-        wallet,
-        sessionKey: session_key,
-        timestamp: u64::try_from(request.timestamp).unwrap_or(0),
-    });
+    let digest = state.digest("session.revoke", &raw);
     let signed = state.verify("session.revoke", digest, &raw, &request.wallet, false)?;
     let revocation = SessionRevoked {
         wallet: wallet.to_string().to_lowercase(),

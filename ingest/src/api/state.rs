@@ -106,12 +106,12 @@ impl ApiState {
         }
     }
 
-    /// The EIP-712 digest of `value` under this deployment's domain.
-    pub(super) fn digest<T: alloy::sol_types::SolStruct>(
-        &self,
-        value: &T,
-    ) -> alloy::primitives::B256 {
-        self.settings.domain.digest(value)
+    /// The EIP-712 digest of `action` over a parsed request body, under this deployment's
+    /// domain (one mapping from JSON to typed data, [`crate::typed_body`], for the API and
+    /// its Rust clients). A value the typed data cannot hold (a negative timestamp) gets
+    /// no digest: the signature check then refuses the request (a stale timestamp).
+    pub(super) fn digest(&self, action: &str, body: &Value) -> alloy::primitives::B256 {
+        crate::typed_body::digest(&self.settings.domain, action, body).unwrap_or_default()
     }
 
     /// Checks the request's signature for `action` (EIP-712 digest `typed_digest`) by
