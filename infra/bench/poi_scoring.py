@@ -57,7 +57,7 @@ buckets = json.load(open(f"{archive}/archive.json"))["buckets"]
 con = duckdb.connect()
 if threads > 0:
     con.execute(f"SET threads TO {threads}")
-for t in ["provider_registrations", "chain_retractions"]:
+for t in ["provider_registrations", "chain_retractions", "account_bonds"]:
     con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{archive}/{t}/bucket-00000.parquet')")
 def bucket_views(bucket, tables):
     for t in tables:
@@ -68,6 +68,18 @@ def units(table):
     return table.rename_columns(units_schema.names).cast(units_schema)
 start = time.time()
 partials, replies = [], []
+# Step 0 (poi-v3 only): (conversation, bonded agent owner) pairs of every job bucket.
+owners = pa.table({"conversation_id": pa.array([], pa.string()), "account": pa.array([], pa.string())})
+if plan.get("conversation_owners"):
+    parts = []
+    for b in range(buckets):
+        bucket_views(b, ["inference_jobs", "job_assignments", "inference_results", "agent_calls"])
+        parts.append(con.sql(plan["conversation_owners"]).to_arrow_table().cast(owners.schema))
+    owners = pa.concat_tables(parts)
+    con.register("owner_parts", owners)
+    owners = con.sql("SELECT DISTINCT conversation_id, account FROM owner_parts").to_arrow_table()
+    con.unregister("owner_parts")
+con.register("conversation_owners", owners)
 for b in range(buckets):
     bucket_views(b, ["chat_messages", "feedback", "call_triggers"])
     partials.append(units(con.sql(plan["message_users"]).to_arrow_table()))

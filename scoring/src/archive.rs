@@ -20,7 +20,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alloy::primitives::keccak256;
+use alloy::primitives::{U256, keccak256};
 use arrow_array::builder::{BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -48,6 +48,17 @@ pub const EVENTS_PER_BUCKET: u64 = 1_000_000;
 /// incomplete.
 pub const META_FILE: &str = "archive.json";
 
+/// The bytes of a job's prompt as Chorus sent it: every turn's role and content.
+fn prompt_bytes(job: &chorus_schemas::InferenceJob) -> i64 {
+    job.messages
+        .iter()
+        .map(|t| (t.role.len() + t.content.len()) as i64)
+        .sum()
+}
+
+/// Wei per CHR (18 decimals).
+const WEI_PER_CHR: u64 = 1_000_000_000_000_000_000;
+
 /// The row-key column of the spill files (not in the archive).
 const KEY_COLUMN: &str = "__row_key";
 
@@ -63,6 +74,7 @@ pub enum Table {
     ProviderRegistrations,
     ChainRetractions,
     CallTriggers,
+    AccountBonds,
 }
 
 #[derive(Clone, Copy)]
@@ -79,7 +91,7 @@ enum Kind {
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::InferenceJobs,
         Table::JobAssignments,
         Table::InferenceResults,
@@ -89,6 +101,7 @@ impl Table {
         Table::ProviderRegistrations,
         Table::ChainRetractions,
         Table::CallTriggers,
+        Table::AccountBonds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +115,7 @@ impl Table {
             Table::ProviderRegistrations => "provider_registrations",
             Table::ChainRetractions => "chain_retractions",
             Table::CallTriggers => "call_triggers",
+            Table::AccountBonds => "account_bonds",
         }
     }
 
@@ -117,9 +131,19 @@ impl Table {
         Table::AgentCalls,
     ];
 
+    /// The tables with a single bucket, which every bucket's query reads whole.
+    pub const GLOBAL: [Table; 3] = [
+        Table::ProviderRegistrations,
+        Table::ChainRetractions,
+        Table::AccountBonds,
+    ];
+
     /// Whether the table has a single bucket that every bucket's query reads whole.
     pub fn is_global(self) -> bool {
-        matches!(self, Table::ProviderRegistrations | Table::ChainRetractions)
+        matches!(
+            self,
+            Table::ProviderRegistrations | Table::ChainRetractions | Table::AccountBonds
+        )
     }
 
     /// The file of one bucket of the table, relative to the archive.
@@ -136,6 +160,10 @@ impl Table {
                 ("job_id", Id),
                 ("model", Text),
                 ("any_provider", Bool),
+                // What Chorus sent: the prompt's bytes (roles and contents), and the
+                // completion's limit.
+                ("prompt_bytes", Int),
+                ("max_tokens", OptInt),
             ],
             Table::JobAssignments => &[("job_id", Id), ("provider_id", Text)],
             Table::InferenceResults => &[
@@ -148,6 +176,8 @@ impl Table {
                 ("prompt_tokens", Int),
                 ("completion_tokens", Int),
                 ("latency_ms", Int),
+                // What Chorus received: the completion's bytes.
+                ("completion_bytes", Int),
             ],
             Table::AgentCalls => &[
                 ("id", Id),
@@ -155,6 +185,7 @@ impl Table {
                 ("agent_id", Text),
                 ("agent_owner", Text),
                 ("trigger_message_id", Id),
+                ("conversation_id", Text),
             ],
             Table::ChatMessages => &[
                 ("id", Id),
@@ -182,7 +213,24 @@ impl Table {
                 ("log_index", Int),
             ],
             Table::ChainRetractions => &[("id", Id), ("retracted_event_id", Id)],
-            Table::CallTriggers => &[("id", Id), ("trigger_message_id", Id)],
+            // An agent call again, bucketed by its trigger: with its job and the job's
+            // bucket (where what the trigger's author did is routed) and conversation.
+            Table::CallTriggers => &[
+                ("id", Id),
+                ("trigger_message_id", Id),
+                ("job_id", Id),
+                ("job_bucket", Int),
+                ("conversation_id", Text),
+            ],
+            // Every standing-bond log: the account's total bond after it, in whole CHR
+            // (rounded down), and where it sits on chain.
+            Table::AccountBonds => &[
+                ("id", Id),
+                ("account", Text),
+                ("bond_chr", Int),
+                ("block_number", Int),
+                ("log_index", Int),
+            ],
         }
     }
 
@@ -632,6 +680,8 @@ impl ArchiveWriter {
                         Id(job),
                         Text(&e.data.model),
                         Bool(e.data.provider_ids.is_empty()),
+                        Int(prompt_bytes(&e.data)),
+                        OptInt(e.data.max_tokens.map(i64::from)),
                     ],
                 )?;
                 for provider in &e.data.provider_ids {
@@ -665,6 +715,7 @@ impl ArchiveWriter {
                         Int(i64::from(e.data.prompt_tokens)),
                         Int(i64::from(e.data.completion_tokens)),
                         Int(e.data.latency_ms as i64),
+                        Int(e.data.content.as_ref().map_or(0, |c| c.len() as i64)),
                     ],
                 )?;
             }
@@ -683,13 +734,21 @@ impl ArchiveWriter {
                         Text(&e.data.agent_id),
                         Text(&owner),
                         Id(trigger),
+                        Text(&e.data.conversation_id),
                     ],
                 )?;
+                let job_bucket = bucket_of(job, self.buckets) as i64;
                 self.push(
                     Table::CallTriggers,
                     RowKey::call(id, job, trigger),
                     trigger,
-                    &[Id(id), Id(trigger)],
+                    &[
+                        Id(id),
+                        Id(trigger),
+                        Id(job),
+                        Int(job_bucket),
+                        Text(&e.data.conversation_id),
+                    ],
                 )?;
             }
             AnyEvent::ChatMessage(e) => {
@@ -769,6 +828,43 @@ impl ArchiveWriter {
                         Text(&operator),
                         Bool(registers),
                         Text(stake),
+                        Int(i64::try_from(e.data.block_number).unwrap_or(i64::MAX)),
+                        Int(i64::try_from(e.data.log_index).unwrap_or(i64::MAX)),
+                    ],
+                )?;
+            }
+            AnyEvent::ChainLog(e)
+                if e.data.contract == "standing_bond"
+                    && matches!(e.data.event_name.as_deref(), Some("Bonded" | "Unbonded")) =>
+            {
+                let decoded: serde_json::Value = e
+                    .data
+                    .decoded
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or_default();
+                let (Some(account), Some(total)) = (
+                    decoded.get("account").and_then(|v| v.as_str()),
+                    decoded
+                        .get("totalBond")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| U256::from_str_radix(v, 10).ok()),
+                ) else {
+                    self.ignored += 1;
+                    return Ok(());
+                };
+                let id = &e.id;
+                let account = account.to_ascii_lowercase();
+                let whole = total / U256::from(WEI_PER_CHR);
+                let bond_chr = i64::try_from(whole).unwrap_or(i64::MAX);
+                self.push(
+                    Table::AccountBonds,
+                    RowKey::of(id),
+                    id,
+                    &[
+                        Id(id),
+                        Text(&account),
+                        Int(bond_chr),
                         Int(i64::try_from(e.data.block_number).unwrap_or(i64::MAX)),
                         Int(i64::try_from(e.data.log_index).unwrap_or(i64::MAX)),
                     ],

@@ -1,5 +1,5 @@
-//! The versioned scoring configs (`infra/poi/scoring-v1.toml`, `scoring-v2.toml`) and
-//! their hash.
+//! The versioned scoring configs (`infra/poi/scoring-v1.toml`, `scoring-v2.toml`,
+//! `scoring-v3.toml`) and their hash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +24,38 @@ pub struct ScoringConfig {
     /// and then left out of the canonical form, so v1's hash is what it always was.
     #[serde(default, skip_serializing_if = "Rules::is_v1")]
     pub rules: Rules,
+    /// Standing (added in `poi-v3`): user and developer units count only for accounts
+    /// bonded in `StandingBond` at the epoch's end, capped in proportion to the bond,
+    /// with the self-dealing rules that come with it (see [`StandingConfig`]). Absent
+    /// before v3, and then left out of the canonical form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<StandingConfig>,
+}
+
+/// What a bond buys, per whole CHR bonded at the epoch's end (the latest `Bonded` /
+/// `Unbonded` total of the account in the epoch's chain events). With it:
+/// - an account's `message_used`, `feedback_given` and `agent_call` units are capped at
+///   its bond times these (on top of `[caps]`); an account without a bond earns none;
+/// - a served call counts for its agent's owner only if a bonded human other than the
+///   owner sent the message that triggered it (agent-triggered calls pay providers only);
+/// - a message counts for its author only if it triggered a call and its author owns no
+///   agent called in that conversation;
+/// - a rating carries weight (stars and `feedback_given`) only if its rater sent the
+///   message the rated reply answers, is bonded, and owns no agent called in the
+///   conversation.
+///
+/// Units linear in the bond make splitting one bond over N addresses earn what it earns
+/// from one address: sum_i min(u_i, r * b_i) <= min(sum_i u_i, r * sum_i b_i).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandingConfig {
+    pub agent_call_per_chr: u64,
+    /// The call units one asker's messages can earn an agent owner, per whole CHR of
+    /// the asker's bond: a sock-puppet user earns its developer no more than its own
+    /// bond buys, however many messages it sends.
+    pub agent_call_per_asker_chr: u64,
+    pub message_used_per_chr: u64,
+    pub feedback_given_per_chr: u64,
 }
 
 /// Rules against paying for what is not real work (issue 18); all off in `poi-v1`.
@@ -39,6 +71,24 @@ pub struct Rules {
     /// rating a reply again and again adds neither stars nor units.
     #[serde(default)]
     pub one_rating_per_rater_and_reply: bool,
+    /// Pay a provider only for jobs that name it (the orchestrator's assignment): a job
+    /// that names no provider pays none, so undercutting to take every job of a model
+    /// earns nothing (poi-v3; left out of the canonical form when off, so v2's hash is
+    /// unchanged).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub providers_paid_only_for_assigned_jobs: bool,
+    /// Meter inference by what Chorus sent and received, not by the provider's `usage`:
+    /// a job's prompt units are the bytes of the prompt the orchestrator built, its
+    /// completion units the bytes of the content the worker received, at most 4 per
+    /// token of the job's `max_tokens`; the `[models]` prices are then per byte. A
+    /// provider that reports more than it served earns exactly what an honest one does
+    /// (poi-v3; left out of the canonical form when off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inference_metered_in_bytes: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Rules {

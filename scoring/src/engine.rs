@@ -128,10 +128,7 @@ async fn bucket_session(
 ) -> Result<SessionContext, EngineError> {
     let config = session_config(partitions)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
-    for table in tables
-        .iter()
-        .chain(&[Table::ProviderRegistrations, Table::ChainRetractions])
-    {
+    for table in tables.iter().chain(&Table::GLOBAL) {
         let path = archive.join(table.bucket_file(bucket));
         ctx.register_parquet(
             table.name(),
@@ -143,16 +140,21 @@ async fn bucket_session(
     Ok(ctx)
 }
 
-/// Partial units per (account, role, kind), added up across buckets: at most one entry
-/// per participant and kind.
+/// Partial units per (account, role, kind, source), added up across buckets: at most one
+/// entry per participant and kind (and, for poi-v3's call units, per asker: the source,
+/// a sixth column of the step's rows; empty otherwise).
 #[derive(Default)]
-struct Partials(BTreeMap<(String, String, String), (i64, i64)>);
+struct Partials(BTreeMap<(String, String, String, String), (i64, i64)>);
 
 impl Partials {
     fn add(&mut self, batches: &[RecordBatch]) -> Result<(), EngineError> {
         for batch in batches {
             let (account, role, kind) = (text(batch, 0)?, text(batch, 1)?, text(batch, 2)?);
             let (units, items) = (int(batch, 3)?, int(batch, 4)?);
+            let source = match batch.num_columns() {
+                6 => Some(text(batch, 5)?),
+                _ => None,
+            };
             for row in 0..batch.num_rows() {
                 if account.is_null(row) {
                     continue;
@@ -161,6 +163,10 @@ impl Partials {
                     account.value(row).to_string(),
                     role.value(row).to_string(),
                     kind.value(row).to_string(),
+                    source
+                        .as_ref()
+                        .filter(|s| !s.is_null(row))
+                        .map_or_else(String::new, |s| s.value(row).to_string()),
                 );
                 let entry = self.0.entry(key).or_default();
                 entry.0 = entry.0.checked_add(units.value(row)).ok_or_else(|| {
@@ -181,17 +187,19 @@ impl Partials {
             Field::new("kind", DataType::Utf8, false),
             Field::new("units", DataType::Int64, false),
             Field::new("items", DataType::Int64, false),
+            Field::new("source", DataType::Utf8, false),
         ]));
-        let mut columns: [Vec<String>; 3] = Default::default();
+        let mut columns: [Vec<String>; 4] = Default::default();
         let (mut units, mut items) = (Vec::new(), Vec::new());
-        for ((account, role, kind), (u, i)) in self.0 {
+        for ((account, role, kind, source), (u, i)) in self.0 {
             columns[0].push(account);
             columns[1].push(role);
             columns[2].push(kind);
+            columns[3].push(source);
             units.push(u);
             items.push(i);
         }
-        let [accounts, roles, kinds] = columns;
+        let [accounts, roles, kinds, sources] = columns;
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -200,6 +208,7 @@ impl Partials {
                 Arc::new(StringArray::from(kinds)),
                 Arc::new(Int64Array::from(units)),
                 Arc::new(Int64Array::from(items)),
+                Arc::new(StringArray::from(sources)),
             ],
         )
         .map_err(datafusion::error::DataFusionError::from)?;
@@ -322,6 +331,8 @@ struct PlanRun {
     partitions: usize,
     partials: Mutex<Partials>,
     router: Mutex<ReplyRouter>,
+    /// Step 0's table (poi-v3), registered in every later step's sessions.
+    conversation_owners: Option<Arc<MemTable>>,
 }
 
 impl PlanRun {
@@ -342,14 +353,18 @@ impl PlanRun {
         bucket: usize,
         tables: &[Table],
     ) -> Result<SessionContext, EngineError> {
-        bucket_session(
+        let ctx = bucket_session(
             &self.archive,
             bucket,
             tables,
             &self.runtime,
             self.partitions,
         )
-        .await
+        .await?;
+        if let Some(owners) = &self.conversation_owners {
+            ctx.register_table("conversation_owners", owners.clone())?;
+        }
+        Ok(ctx)
     }
 
     /// A message bucket: users' partials; reply rows routed to their job's bucket.
@@ -438,6 +453,7 @@ pub async fn run_plan(
     };
     let reply_schema = {
         let ctx = bucket_session(archive, 0, &Table::MESSAGE_BUCKET, &runtime, partitions).await?;
+        ctx.register_table("conversation_owners", Arc::new(owner_table(Vec::new())?))?;
         Arc::new(
             ctx.sql(&plan.message_replies)
                 .await?
@@ -446,6 +462,12 @@ pub async fn run_plan(
                 .clone(),
         )
     };
+    let conversation_owners = match &plan.conversation_owners {
+        Some(sql) => Some(Arc::new(
+            conversation_owners(archive, sql, buckets, &runtime, partitions).await?,
+        )),
+        None => None,
+    };
     let run = Arc::new(PlanRun {
         archive: archive.to_path_buf(),
         plan: plan.clone(),
@@ -453,6 +475,7 @@ pub async fn run_plan(
         partitions,
         partials: Mutex::new(Partials::default()),
         router: Mutex::new(ReplyRouter::new(archive, reply_schema, buckets)?),
+        conversation_owners,
     });
 
     // 1. Message buckets, then 2. job buckets (they read the routed reply rows).
@@ -482,9 +505,60 @@ pub async fn run_plan(
     // 3. The sums per account, capped and weighted.
     let partials = std::mem::take(&mut *run.partials()?);
     drop(run);
-    let ctx = SessionContext::new_with_config_rt(session_config(1)?, runtime);
+    // The total reads the partials and the global tables (poi-v3's caps read the bonds).
+    let ctx = bucket_session(archive, 0, &[], &runtime, 1).await?;
     ctx.register_table("partial_units", Arc::new(partials.into_table()?))?;
     contributions(&ctx.sql(&plan.total).await?.collect().await?)
+}
+
+/// Step 0 (poi-v3): the pairs (conversation, bonded agent owner) of every job bucket,
+/// each once, as one table.
+async fn conversation_owners(
+    archive: &Path,
+    sql: &str,
+    buckets: usize,
+    runtime: &Arc<RuntimeEnv>,
+    partitions: usize,
+) -> Result<MemTable, EngineError> {
+    let mut pairs = std::collections::BTreeSet::new();
+    for bucket in 0..buckets {
+        let ctx = bucket_session(archive, bucket, &Table::JOB_BUCKET, runtime, partitions)
+            .await
+            .map_err(|source| EngineError::Bucket {
+                step: "conversation owners",
+                bucket,
+                source: Box::new(source),
+            })?;
+        for batch in ctx.sql(sql).await?.collect().await? {
+            let (conversations, accounts) = (text(&batch, 0)?, text(&batch, 1)?);
+            for row in 0..batch.num_rows() {
+                if !conversations.is_null(row) && !accounts.is_null(row) {
+                    pairs.insert((
+                        conversations.value(row).to_string(),
+                        accounts.value(row).to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    owner_table(pairs.into_iter().collect())
+}
+
+fn owner_table(pairs: Vec<(String, String)>) -> Result<MemTable, EngineError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("conversation_id", DataType::Utf8, false),
+        Field::new("account", DataType::Utf8, false),
+    ]));
+    let (conversations, accounts): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(conversations)),
+            Arc::new(StringArray::from(accounts)),
+        ],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
 /// What a query typed by a person may do: read. DDL (`CREATE EXTERNAL TABLE`, which

@@ -7,6 +7,7 @@
 //! whose root goes on chain. `verify` replays the manifest and compares roots.
 
 pub mod archive;
+pub mod attacks;
 pub mod config;
 pub mod engine;
 pub mod epoch;

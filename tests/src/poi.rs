@@ -33,7 +33,15 @@ pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::R
 /// The shipped scoring config with epoch 0 starting at the Unix epoch and lasting 100
 /// years, written to a file under target/test-logs.
 pub fn scoring_config_file(name: &str) -> anyhow::Result<(PathBuf, chorus_scoring::ScoringConfig)> {
-    let text = std::fs::read_to_string(crate::repo_root().join("infra/poi/scoring-v2.toml"))?;
+    scoring_config_file_of(name, "scoring-v3.toml")
+}
+
+/// [`scoring_config_file`] from another shipped config (`scoring-v2.toml`, ...).
+pub fn scoring_config_file_of(
+    name: &str,
+    shipped: &str,
+) -> anyhow::Result<(PathBuf, chorus_scoring::ScoringConfig)> {
+    let text = std::fs::read_to_string(crate::repo_root().join("infra/poi").join(shipped))?;
     let text = text
         .replace("genesis_ms = 1764547200000", "genesis_ms = 0")
         .replace("length_seconds = 86400", "length_seconds = 3153600000");
@@ -94,8 +102,16 @@ pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
 
 /// Every event of a synthetic PoI workload, in order, duplicates included.
 pub fn synthetic_events(workload: chorus_scoring::synthetic::Workload) -> Vec<AnyEvent> {
+    synthetic_events_with(workload, &chorus_scoring::synthetic::Adversaries::default())
+}
+
+/// The synthetic workload with adversaries added.
+pub fn synthetic_events_with(
+    workload: chorus_scoring::synthetic::Workload,
+    adversaries: &chorus_scoring::synthetic::Adversaries,
+) -> Vec<AnyEvent> {
     let mut events = Vec::with_capacity(usize::try_from(workload.events).unwrap_or(0));
-    chorus_scoring::synthetic::generate(workload, |e| {
+    chorus_scoring::synthetic::generate_with(workload, adversaries, |e| {
         events.push(e.clone());
         Ok(())
     })

@@ -506,3 +506,108 @@ async fn rating_a_reply_again_and_again_counts_once() {
     let honest_v1 = score_directly(&events, &config, "ratings-honest-v1").await;
     assert_ne!(counted, honest_v1, "without the rule every copy counts");
 }
+
+/// poi-v3 (issue 18) over an epoch with every adversary of the attack benchmark: the
+/// scorer's bucketed plan gives the reference query's rows over 1, 3 and 8 buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poi_v3_plan_matches_the_reference_with_every_adversary() {
+    use chorus_scoring::synthetic::{Adversaries, Brigade, Farm};
+    let adversaries = Adversaries {
+        farm: Some(Farm {
+            addresses: 30,
+            messages: 3,
+            bond_chr: 10,
+            developer_bond_chr: 100,
+            own_agent: true,
+            developer_asks: false,
+        }),
+        inflating_provider: Some(20),
+        grabbing_provider: Some(40),
+        unstaking_provider: Some(true),
+        brigade: Some(Brigade {
+            raters: 5,
+            rival_exchanges: 30,
+            attacks: true,
+        }),
+    };
+    let events = chorus_integration_tests::poi::synthetic_events_with(
+        Workload {
+            events: 3_000,
+            users: 40,
+            agent_developers: 6,
+            providers: 4,
+            seed: 23,
+        },
+        &adversaries,
+    );
+    let (_, config) = scoring_config_file("v3-plan-").unwrap();
+    assert!(config.standing.is_some(), "the shipped default is poi-v3");
+    let rows = score_directly(&events, &config, "v3-plan").await;
+    assert!(rows.iter().any(|r| r.role == "agent_developer" && r.points > 0));
+    assert!(rows.iter().any(|r| r.role == "user" && r.points > 0));
+}
+
+/// The attack benchmark's goals (issue 18), on a small workload: under poi-v3 no
+/// adversary earns more than the same actor doing the same real work from one honest
+/// address, except a bonded sock puppet, whose take its bond bounds; a farm of fresh
+/// addresses earns less than 0.1% of the pool; a brigade changes nothing for its rival;
+/// the honest ranking of users and developers is what poi-v2 gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_poi_v3_no_adversary_earns_more_than_its_real_work() {
+    let workload = Workload {
+        events: 6_000,
+        users: 200,
+        agent_developers: 6,
+        providers: 4,
+        seed: 5,
+    };
+    let v2 = chorus_scoring::ScoringConfig::load(&repo_root().join("infra/poi/scoring-v2.toml"))
+        .unwrap();
+    let v3 = chorus_scoring::ScoringConfig::load(&repo_root().join("infra/poi/scoring-v3.toml"))
+        .unwrap();
+    let dir = repo_root().join("target/test-logs/attacks");
+    let engine = EngineConfig {
+        memory_limit: 256 * 1024 * 1024,
+        ..EngineConfig::default()
+    };
+    let scenarios = chorus_scoring::attacks::scenarios(200);
+    let rows = chorus_scoring::attacks::run(
+        workload,
+        &scenarios,
+        &[v2.clone(), v3.clone()],
+        &dir,
+        engine,
+    )
+    .await
+    .unwrap();
+    for row in &rows {
+        let (attack, honest) = (row.attack["poi-v3"], row.honest["poi-v3"]);
+        eprintln!(
+            "{}: v2 {:.4}%, v3 {:.4}% (honest {:.4}%)",
+            row.adversary,
+            row.attack["poi-v2"] * 100.0,
+            attack * 100.0,
+            honest * 100.0
+        );
+        if row.adversary.starts_with("sybil farm") {
+            assert!(attack < 0.001, "{}: {attack}", row.adversary);
+            assert!(row.attack["poi-v2"] > 0.01, "v2 paid the farm: {}", row.adversary);
+        } else if row.adversary.starts_with("sock puppet") {
+            assert!(attack < 0.01, "{}: {attack}", row.adversary);
+        } else {
+            assert!(
+                attack <= honest + 1e-9,
+                "{} earned {attack} against {honest}",
+                row.adversary
+            );
+        }
+        if row.adversary.contains("rival developer") {
+            assert_eq!(attack, honest, "the brigade moved its rival's take");
+        }
+    }
+    let ranking = chorus_scoring::attacks::ranking_changes(workload, &v2, &v3, &dir, engine)
+        .await
+        .unwrap();
+    assert_eq!(ranking["User"].0, 0, "{ranking:?}");
+    assert_eq!(ranking["AgentDeveloper"].0, 0, "{ranking:?}");
+}
