@@ -18,7 +18,9 @@ use alloy::transports::{RpcError, TransportErrorKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::contracts::{AgentRegistry, ChorusToken, LogFixture, PoiDistributor, ProviderRegistry};
+use crate::contracts::{
+    AgentRegistry, ChorusToken, LogFixture, PoiDistributor, ProviderRegistry, StandingBond,
+};
 
 /// Chain access errors.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +198,15 @@ pub struct Deployment {
     pub agent_registry: Address,
     pub provider_registry: Address,
     pub poi_distributor: Address,
+    /// The users' and developers' bonds (deployment files from before it have none).
+    #[serde(default)]
+    pub standing_bond: Option<Address>,
+    /// The account allowed to revoke pending roots and pause claims.
+    #[serde(default)]
+    pub guardian: Option<Address>,
+    /// Seconds a posted root stays pending (revocable) before claims against it pay.
+    #[serde(default)]
+    pub challenge_window_seconds: u64,
     #[serde(default)]
     pub log_fixture: Option<Address>,
     /// The block of the first deployment transaction (where indexing can start).
@@ -237,6 +248,9 @@ impl Deployment {
             (K::ProviderRegistry, self.provider_registry),
             (K::PoiDistributor, self.poi_distributor),
         ];
+        if let Some(bond) = self.standing_bond {
+            list.push((K::StandingBond, bond));
+        }
         if let Some(fixture) = self.log_fixture {
             list.push((K::LogFixture, fixture));
         }
@@ -252,8 +266,48 @@ pub struct DeployPlan {
     pub checkpointer: Address,
     /// Minimum provider stake, in token wei.
     pub min_stake: U256,
+    /// The account allowed to revoke pending roots and pause claims.
+    pub guardian: Address,
+    /// Seconds a posted root stays pending before it pays (longer than the indexer's
+    /// confirmations plus the time to recompute an epoch).
+    pub challenge_window_seconds: u64,
+    /// The most one epoch may add to the distributor's cumulative total, in token wei.
+    pub epoch_budget: U256,
+    /// The first epoch the distributor pays.
+    pub first_epoch: u64,
+    /// The token's supply cap, in wei.
+    pub token_cap: U256,
+    /// Seconds a change of the distributor's admin waits (AccessControlDefaultAdminRules).
+    pub admin_delay_seconds: u64,
     /// Also deploy the log fixture (tests and benchmarks).
     pub with_log_fixture: bool,
+}
+
+impl DeployPlan {
+    /// A plan for a local chain (anvil): the deployer checkpoints, `guardian` guards, a
+    /// challenge window of `challenge_window_seconds`, a budget of 1,000,000 CHR per
+    /// epoch from epoch 0, a supply cap of 1,000,000,000 CHR and no admin-change delay.
+    pub fn local(
+        chain_id: u64,
+        checkpointer: Address,
+        guardian: Address,
+        challenge_window_seconds: u64,
+        min_stake: U256,
+    ) -> DeployPlan {
+        let chr = U256::from(10u64).pow(U256::from(18u64));
+        DeployPlan {
+            chain_id,
+            checkpointer,
+            min_stake,
+            guardian,
+            challenge_window_seconds,
+            epoch_budget: U256::from(1_000_000u64) * chr,
+            first_epoch: 0,
+            token_cap: U256::from(1_000_000_000u64) * chr,
+            admin_delay_seconds: 0,
+            with_log_fixture: false,
+        }
+    }
 }
 
 /// Deploys the token, both registries and the distributor (and the log fixture when
@@ -266,6 +320,7 @@ pub async fn deploy_all(client: &ChainClient, plan: &DeployPlan) -> Result<Deplo
             &ChorusToken::BYTECODE,
             ChorusToken::constructorCall {
                 initialOwner: owner,
+                cap_: plan.token_cap,
             }
             .abi_encode(),
         )
@@ -293,8 +348,20 @@ pub async fn deploy_all(client: &ChainClient, plan: &DeployPlan) -> Result<Deplo
                 token_: token,
                 admin: owner,
                 checkpointer: plan.checkpointer,
+                guardian: plan.guardian,
+                challengeWindow_: plan.challenge_window_seconds,
+                epochBudget_: plan.epoch_budget,
+                firstEpoch_: plan.first_epoch,
+                adminDelay: alloy::primitives::Uint::<48, 1>::from(plan.admin_delay_seconds),
             }
             .abi_encode(),
+        )
+        .await?;
+    let (standing_bond, _) = client
+        .deploy(
+            "deploy StandingBond",
+            &StandingBond::BYTECODE,
+            StandingBond::constructorCall { token_: token }.abi_encode(),
         )
         .await?;
     let log_fixture = if plan.with_log_fixture {
@@ -315,6 +382,9 @@ pub async fn deploy_all(client: &ChainClient, plan: &DeployPlan) -> Result<Deplo
         agent_registry,
         provider_registry,
         poi_distributor,
+        standing_bond: Some(standing_bond),
+        guardian: Some(plan.guardian),
+        challenge_window_seconds: plan.challenge_window_seconds,
         log_fixture,
         start_block,
     })

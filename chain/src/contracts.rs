@@ -38,6 +38,12 @@ sol!(
 sol!(
     #[sol(rpc)]
     #[derive(Debug)]
+    StandingBond,
+    "../infra/contracts/artifacts/StandingBond.json"
+);
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
     LogFixture,
     "../infra/contracts/artifacts/LogFixture.json"
 );
@@ -50,16 +56,19 @@ pub enum ContractKind {
     AgentRegistry,
     ProviderRegistry,
     PoiDistributor,
+    /// Users' and developers' bonds (standing in PoI scoring).
+    StandingBond,
     /// A test contract that emits logs on demand (load and fault tests).
     LogFixture,
 }
 
 impl ContractKind {
-    pub const ALL: [ContractKind; 5] = [
+    pub const ALL: [ContractKind; 6] = [
         ContractKind::Token,
         ContractKind::AgentRegistry,
         ContractKind::ProviderRegistry,
         ContractKind::PoiDistributor,
+        ContractKind::StandingBond,
         ContractKind::LogFixture,
     ];
 
@@ -70,6 +79,7 @@ impl ContractKind {
             ContractKind::AgentRegistry => "agent_registry",
             ContractKind::ProviderRegistry => "provider_registry",
             ContractKind::PoiDistributor => "poi_distributor",
+            ContractKind::StandingBond => "standing_bond",
             ContractKind::LogFixture => "log_fixture",
         }
     }
@@ -89,6 +99,9 @@ impl ContractKind {
             }
             ContractKind::PoiDistributor => {
                 include_str!("../../infra/contracts/artifacts/PoiDistributor.json")
+            }
+            ContractKind::StandingBond => {
+                include_str!("../../infra/contracts/artifacts/StandingBond.json")
             }
             ContractKind::LogFixture => {
                 include_str!("../../infra/contracts/artifacts/LogFixture.json")

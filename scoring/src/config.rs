@@ -269,6 +269,29 @@ mod tests {
     }
 
     #[test]
+    fn v3_adds_standing_and_v2_hashes_as_it_always_did() {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/../infra/poi/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let v2 = ScoringConfig::parse(&read("scoring-v2.toml")).unwrap();
+        let v3 = ScoringConfig::parse(&read("scoring-v3.toml")).unwrap();
+        assert!(v2.standing.is_none());
+        assert!(!v2.rules.providers_paid_only_for_assigned_jobs);
+        assert!(!v2.rules.inference_metered_in_bytes);
+        let canonical = serde_json::to_string(&v2).unwrap();
+        for added in ["standing", "assigned_jobs", "metered_in_bytes"] {
+            assert!(!canonical.contains(added), "{canonical}");
+        }
+        assert!(v3.standing.is_some());
+        assert!(v3.rules.providers_paid_only_for_assigned_jobs && v3.rules.inference_metered_in_bytes);
+        assert_ne!(v2.hash(), v3.hash());
+    }
+
+    #[test]
     fn rejects_bad_shares_and_unknown_keys() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

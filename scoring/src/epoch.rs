@@ -672,6 +672,9 @@ pub struct Verification {
     pub epoch: u64,
     pub computed_root: String,
     pub recorded_root: String,
+    /// The recorded checkpoint's manifest hash (what the chain's must be).
+    #[serde(default)]
+    pub recorded_manifest_hash: String,
     pub on_chain_root: Option<String>,
     pub events_replayed: u64,
     pub ok: bool,
@@ -756,6 +759,7 @@ pub async fn verify_epoch(
         epoch,
         computed_root,
         recorded_root: checkpoint.merkle_root.clone(),
+        recorded_manifest_hash: checkpoint.manifest_hash.clone(),
         on_chain_root,
         events_replayed: computed.as_ref().map(|r| r.events_read).unwrap_or_default(),
         ok: problems.is_empty(),

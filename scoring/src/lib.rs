@@ -15,6 +15,7 @@ pub mod payout;
 pub mod source;
 pub mod sql;
 pub mod synthetic;
+pub mod watch;
 
 pub use config::ScoringConfig;
 pub use engine::{Contribution, EngineConfig};

@@ -10,9 +10,10 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use chorus_chain::{ChainClient, DeployPlan, Deployment, deploy_all};
 
-/// anvil's first two dev accounts (public test keys of its default mnemonic).
+/// anvil's first three dev accounts (public test keys of its default mnemonic).
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+pub const DEV_KEY_2: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 
 /// A private anvil process, killed on drop.
 pub struct Anvil {
@@ -94,16 +95,46 @@ pub async fn deploy(client: &ChainClient, name: &str) -> anyhow::Result<(Deploym
     let deployment = deploy_all(
         client,
         &DeployPlan {
-            chain_id: 56,
-            checkpointer: client.address(),
-            min_stake: U256::from(100u64),
             with_log_fixture: true,
+            ..DeployPlan::local(
+                56,
+                client.address(),
+                guardian_address(),
+                CHALLENGE_WINDOW_SECONDS,
+                U256::from(100u64),
+            )
         },
     )
     .await?;
     let path = crate::repo_root().join(format!("target/test-logs/{name}-deployment.json"));
     deployment.save(&path)?;
     Ok((deployment, path))
+}
+
+/// The challenge window of the tests' distributors: an hour, which tests pass with
+/// [`advance_time`] instead of waiting.
+pub const CHALLENGE_WINDOW_SECONDS: u64 = 3_600;
+
+/// The guardian of the tests' distributors: anvil's dev account #2 ([`DEV_KEY_2`]).
+pub fn guardian_address() -> alloy::primitives::Address {
+    DEV_KEY_2
+        .parse::<alloy::signers::local::PrivateKeySigner>()
+        .map(|s| s.address())
+        .unwrap_or_default()
+}
+
+/// Moves anvil's clock `seconds` forward and mines a block (`evm_increaseTime`,
+/// `evm_mine`), so a challenge window passes without waiting.
+pub async fn advance_time(client: &ChainClient, seconds: u64) -> anyhow::Result<()> {
+    use alloy::providers::Provider;
+    let provider = client.provider();
+    let _: serde_json::Value = provider
+        .raw_request("evm_increaseTime".into(), [seconds])
+        .await?;
+    let _: serde_json::Value = provider
+        .raw_request("evm_mine".into(), Vec::<u64>::new())
+        .await?;
+    Ok(())
 }
 
 /// A loopback TCP relay to `target_port`; `kill` closes the listener and every open

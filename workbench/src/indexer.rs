@@ -37,10 +37,14 @@ pub async fn run(
     let deployment = deploy_all(
         &client,
         &DeployPlan {
-            chain_id: chain.chain_id,
-            checkpointer: client.address(),
-            min_stake: U256::from(1u64),
             with_log_fixture: true,
+            ..DeployPlan::local(
+                chain.chain_id,
+                client.address(),
+                client.address(),
+                3_600,
+                U256::from(1u64),
+            )
         },
     )
     .await?;

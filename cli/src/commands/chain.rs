@@ -74,7 +74,8 @@ pub struct ChainCommandArgs {
 
 #[derive(Debug, Subcommand)]
 enum ChainCommand {
-    /// Deploy the token, the registries and the PoI distributor; write the deployment file.
+    /// Deploy the token, the registries, the standing bond and the PoI distributor; write
+    /// the deployment file.
     Deploy(DeployArgs),
 }
 
@@ -90,6 +91,26 @@ pub struct DeployArgs {
     /// Minimum provider stake, in whole tokens.
     #[arg(long, default_value_t = 100)]
     min_stake_tokens: u64,
+    /// Account allowed to revoke pending PoI roots and pause claims (the watcher's key;
+    /// default: the deployer).
+    #[arg(long, env = "CHORUS_GUARDIAN")]
+    guardian: Option<Address>,
+    /// Seconds a posted root stays pending (revocable) before claims pay. Keep it longer
+    /// than the indexer's confirmations plus the time to recompute an epoch.
+    #[arg(long, default_value_t = 86_400)]
+    challenge_window_seconds: u64,
+    /// The most one epoch may add to the distributor's cumulative total, in whole tokens.
+    #[arg(long, default_value_t = 1_000_000)]
+    epoch_budget_tokens: u64,
+    /// The first epoch the distributor pays (epochs are then posted in sequence).
+    #[arg(long, default_value_t = 0)]
+    first_epoch: u64,
+    /// The token's supply cap, in whole tokens.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    token_cap_tokens: u64,
+    /// Seconds a change of the distributor's admin waits.
+    #[arg(long, default_value_t = 172_800)]
+    admin_delay_seconds: u64,
     /// Also deploy the log fixture (tests and benchmarks only).
     #[arg(long)]
     with_log_fixture: bool,
@@ -99,11 +120,17 @@ pub async fn run(args: ChainCommandArgs) -> anyhow::Result<()> {
     match args.command {
         ChainCommand::Deploy(args) => {
             let client = args.key.client(&args.chain).await?;
+            let chr = U256::from(10u64).pow(U256::from(18));
             let plan = DeployPlan {
                 chain_id: args.chain.chain_id,
                 checkpointer: args.checkpointer.unwrap_or(client.address()),
-                min_stake: U256::from(args.min_stake_tokens)
-                    * U256::from(10u64).pow(U256::from(18)),
+                min_stake: U256::from(args.min_stake_tokens) * chr,
+                guardian: args.guardian.unwrap_or(client.address()),
+                challenge_window_seconds: args.challenge_window_seconds,
+                epoch_budget: U256::from(args.epoch_budget_tokens) * chr,
+                first_epoch: args.first_epoch,
+                token_cap: U256::from(args.token_cap_tokens) * chr,
+                admin_delay_seconds: args.admin_delay_seconds,
                 with_log_fixture: args.with_log_fixture,
             };
             let deployment = deploy_all(&client, &plan).await?;

@@ -18,7 +18,7 @@ use super::chain::{ChainArgs, KeyArgs};
 #[derive(Debug, Clone, Args)]
 pub struct PoiArgs {
     /// The versioned scoring config (weights, caps, prices, pool, epoch length).
-    #[arg(long = "scoring-config", env = "CHORUS_SCORING_CONFIG", default_value_os_t = super::repo_path("infra/poi/scoring-v2.toml"))]
+    #[arg(long = "scoring-config", env = "CHORUS_SCORING_CONFIG", default_value_os_t = super::repo_path("infra/poi/scoring-v3.toml"))]
     pub scoring_config: PathBuf,
     /// Working directory for epoch archives and claim files.
     #[arg(long, env = "CHORUS_POI_WORK_DIR", default_value = "target/chorus/poi")]
@@ -160,19 +160,35 @@ async fn score_and_report(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    #[arg(long)]
-    epoch: u64,
+    /// The epoch to verify (not with --watch).
+    #[arg(long, required_unless_present = "watch", conflicts_with = "watch")]
+    epoch: Option<u64>,
     /// Compare with the recorded checkpoint only, not the chain.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     no_chain: bool,
+    /// Keep running: follow the distributor's posted roots through the indexer's chain
+    /// events, recompute each epoch from the log as soon as its root is posted, export
+    /// the outcome (chorus_poi_watch_roots_total{outcome}) and, with a guardian key,
+    /// revoke a root that does not match while its challenge window is open.
+    #[arg(long)]
+    watch: bool,
+    /// The guardian's key file (a 0x-hex private key, mode 600), else CHORUS_GUARDIAN_KEY;
+    /// without either the watcher only reports.
+    #[arg(long, env = "CHORUS_GUARDIAN_KEY_FILE")]
+    guardian_key_file: Option<PathBuf>,
     #[command(flatten)]
     poi: PoiArgs,
     #[command(flatten)]
     chain: ChainArgs,
+    #[command(flatten)]
+    service: crate::ServiceArgs,
 }
 
 pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
     let config = args.poi.config()?;
+    let Some(epoch) = args.epoch else {
+        return watch(kafka, config, args).await;
+    };
     let chain = if args.no_chain {
         None
     } else {
@@ -186,7 +202,7 @@ pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
     let verification = verify_epoch(
         kafka,
         &config,
-        args.epoch,
+        epoch,
         &args.poi.work_dir,
         args.poi.engine(),
         chain.as_ref().map(|(c, d)| (c, *d)),
@@ -206,6 +222,36 @@ pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
             verification.problems.join("; ")
         )
     }
+}
+
+/// `chorus verify --watch`.
+async fn watch(kafka: &KafkaArgs, config: ScoringConfig, args: VerifyArgs) -> anyhow::Result<()> {
+    let deployment = Deployment::load(&args.chain.deployment)?;
+    let url = args.chain.rpc_urls.first().context("--rpc-url")?;
+    let env_key = std::env::var("CHORUS_GUARDIAN_KEY").ok();
+    let guardian = match (env_key.as_deref(), args.guardian_key_file.as_deref()) {
+        (None, None) => {
+            tracing::warn!("no guardian key (CHORUS_GUARDIAN_KEY or --guardian-key-file): mismatching roots are reported, not revoked");
+            None
+        }
+        (env, file) => {
+            let signer = chorus_chain::load_signer(env, file)?;
+            Some(chorus_chain::ChainClient::new(url, signer, args.chain.chain_id)?)
+        }
+    };
+    let (shutdown, readiness) = args.service.start().await?;
+    chorus_scoring::watch::Watcher {
+        kafka: kafka.clone(),
+        config,
+        work_dir: args.poi.work_dir.clone(),
+        engine: args.poi.engine(),
+        reader: chorus_chain::read_only_provider(url)?,
+        distributor: deployment.poi_distributor,
+        guardian,
+    }
+    .run(shutdown, readiness)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,10 @@ const RPC: &str = "http://127.0.0.1:8545";
 const DEVELOPER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const OPERATOR_KEY: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 
+/// The demo distributor's challenge window; the demo moves anvil's clock past it
+/// (`evm_increaseTime`) before it claims.
+const CHALLENGE_WINDOW_SECONDS: u64 = 600;
+
 async fn anvil_answers() -> bool {
     tokio::net::TcpStream::connect("127.0.0.1:8545")
         .await
@@ -91,12 +95,13 @@ pub async fn run(
     let owner = ChainClient::new(RPC, deployer_key, 56)?;
     let deployment = deploy_all(
         &owner,
-        &DeployPlan {
-            chain_id: 56,
-            checkpointer: owner.address(),
-            min_stake: U256::from(10u64).pow(U256::from(20u64)),
-            with_log_fixture: false,
-        },
+        &DeployPlan::local(
+            56,
+            owner.address(),
+            owner.address(),
+            CHALLENGE_WINDOW_SECONDS,
+            U256::from(10u64).pow(U256::from(20u64)),
+        ),
     )
     .await?;
     let deployment_file = run_dir.join("deployment.json");
@@ -211,9 +216,9 @@ pub async fn run(
         kafka.topic(chorus_schemas::Topic::ChainEvents)
     );
 
-    // The epoch of this run: its config differs from infra/poi/scoring-v2.toml only in
+    // The epoch of this run: its config differs from infra/poi/scoring-v3.toml only in
     // the epoch window, which starts when this run started.
-    let text = std::fs::read_to_string(crate::commands::repo_path("infra/poi/scoring-v2.toml"))?;
+    let text = std::fs::read_to_string(crate::commands::repo_path("infra/poi/scoring-v3.toml"))?;
     let text = text.replace(
         "genesis_ms = 1764547200000",
         &format!("genesis_ms = {genesis_ms}"),
