@@ -390,6 +390,77 @@ pub async fn deploy_all(client: &ChainClient, plan: &DeployPlan) -> Result<Deplo
     })
 }
 
+/// Bonds `amount` for each account in the standing bond, paid by `owner` (the token's
+/// owner, which mints it first): how a local chain gives its users and developers
+/// standing (poi-v3). A real deployment's users bond their own tokens.
+pub async fn sponsor_bonds(
+    owner: &ChainClient,
+    deployment: &Deployment,
+    bonds: &[(Address, U256)],
+) -> Result<(), ChainError> {
+    let Some(bond) = deployment.standing_bond else {
+        return Err(ChainError::DeploymentFile {
+            path: PathBuf::from("(deployment)"),
+            reason: "the deployment has no standing bond".into(),
+        });
+    };
+    let total: U256 = bonds.iter().map(|(_, amount)| *amount).sum();
+    owner
+        .transact(
+            "mint bonds",
+            deployment.token,
+            &ChorusToken::mintCall {
+                to: owner.address(),
+                amount: total,
+            },
+        )
+        .await?;
+    owner
+        .transact(
+            "approve bonds",
+            deployment.token,
+            &ChorusToken::approveCall {
+                spender: bond,
+                value: total,
+            },
+        )
+        .await?;
+    for (account, amount) in bonds {
+        owner
+            .transact(
+                "bond",
+                bond,
+                &StandingBond::bondForCall {
+                    account: *account,
+                    amount: *amount,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Moves a local anvil's clock `seconds` forward and mines a block (`evm_increaseTime`,
+/// `evm_mine`): how the demo and the tests pass a challenge window without waiting.
+pub async fn anvil_advance_time(client: &ChainClient, seconds: u64) -> Result<(), ChainError> {
+    let provider = client.provider();
+    let _: serde_json::Value = provider
+        .raw_request("evm_increaseTime".into(), [seconds])
+        .await
+        .map_err(|source| ChainError::Rpc {
+            what: "evm_increaseTime".into(),
+            source,
+        })?;
+    let _: serde_json::Value = provider
+        .raw_request("evm_mine".into(), Vec::<u64>::new())
+        .await
+        .map_err(|source| ChainError::Rpc {
+            what: "evm_mine".into(),
+            source,
+        })?;
+    Ok(())
+}
+
 /// A 32-byte id from a readable name (`keccak256(name)`), as the registries use.
 pub fn id_from_name(name: &str) -> B256 {
     alloy::primitives::keccak256(name.as_bytes())

@@ -7,8 +7,8 @@ pub mod merkle;
 pub mod rpc;
 
 pub use client::{
-    ANVIL_DEV_KEY, ChainClient, ChainError, DeployPlan, Deployment, anvil_dev_signer, deploy_all,
-    id_from_name, load_signer, read_only_provider,
+    ANVIL_DEV_KEY, ChainClient, ChainError, DeployPlan, Deployment, anvil_advance_time,
+    anvil_dev_signer, deploy_all, id_from_name, load_signer, read_only_provider, sponsor_bonds,
 };
 pub use contracts::{ContractKind, EventDecoder, LogDecodeError};
 pub use rpc::{RpcFailure, RpcPool, RpcPoolConfig};

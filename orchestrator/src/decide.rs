@@ -190,6 +190,8 @@ impl Orchestrator {
                     agent_id: agent.agent_id.clone(),
                     agent_owner: agent.owner.clone(),
                     trigger_message_id: event.id,
+                    trigger_author: (event.data.author_kind == AuthorKind::Human)
+                        .then(|| event.data.author_id.to_lowercase()),
                     job_id,
                     hop: event.data.hop + 1,
                     reason,
@@ -205,7 +207,7 @@ impl Orchestrator {
                     max_tokens: Some(self.settings.max_tokens),
                     temperature: Some(0.7),
                     stream: true,
-                    provider_ids: Vec::new(),
+                    provider_ids: self.agents.assign(&agent.model, &job_id),
                     call_id: Some(call_id),
                     conversation_id: Some(event.data.conversation_id.clone()),
                     agent_id: Some(agent.agent_id.clone()),

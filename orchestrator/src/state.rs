@@ -7,12 +7,18 @@ use uuid::Uuid;
 
 use chorus_schemas::{
     AgentRegistered, AnyEvent, AuthorKind, ChatMessage, ConversationAction, ConversationUpdated,
+    ProviderRegistered,
 };
 
-/// Registered agents by id.
+/// Providers named on each inference job: the worker tries them in order, so one
+/// failing provider does not fail the job.
+pub const PROVIDERS_PER_JOB: usize = 2;
+
+/// Registered agents and providers by id.
 #[derive(Debug, Default)]
 pub struct AgentDirectory {
     agents: RwLock<HashMap<String, AgentRegistered>>,
+    providers: RwLock<HashMap<String, ProviderRegistered>>,
 }
 
 impl AgentDirectory {
@@ -28,6 +34,40 @@ impl AgentDirectory {
             return;
         }
         agents.insert(agent.agent_id.clone(), agent);
+    }
+
+    /// Adds a provider, or applies its owner's update (another account's is ignored).
+    pub fn upsert_provider(&self, provider: ProviderRegistered) {
+        let mut providers = self.providers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(first) = providers.get(&provider.provider_id)
+            && !first.owner.eq_ignore_ascii_case(&provider.owner)
+        {
+            tracing::warn!(provider = %provider.provider_id, owner = %first.owner, claimed = %provider.owner, "ignoring a provider registration by another owner");
+            return;
+        }
+        providers.insert(provider.provider_id.clone(), provider);
+    }
+
+    /// The providers a job of `model` may go to, in the order to try them: the
+    /// registered providers serving the model, ranked by a hash of (job, provider)
+    /// (rendezvous hashing), the first [`PROVIDERS_PER_JOB`]. Jobs spread evenly over
+    /// the providers of a model whatever their prices, so undercutting (a price of 0)
+    /// wins no more jobs than any other provider gets; every orchestrator replica ranks
+    /// alike. Empty when no registered provider serves the model (the job then names
+    /// none, and pays no provider under poi-v3).
+    pub fn assign(&self, model: &str, job_id: &Uuid) -> Vec<String> {
+        let providers = self.providers.read().unwrap_or_else(|p| p.into_inner());
+        let mut ranked: Vec<(u64, &str)> = providers
+            .values()
+            .filter(|p| p.models.iter().any(|m| m == model))
+            .map(|p| (rendezvous(job_id, &p.provider_id), p.provider_id.as_str()))
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        ranked
+            .into_iter()
+            .take(PROVIDERS_PER_JOB)
+            .map(|(_, id)| id.to_owned())
+            .collect()
     }
 
     pub fn get(&self, agent_id: &str) -> Option<AgentRegistered> {
@@ -50,9 +90,73 @@ impl AgentDirectory {
     pub fn apply(&self, payload: &[u8]) {
         match AnyEvent::decode(None, payload) {
             Ok(AnyEvent::AgentRegistered(event)) => self.upsert(event.data),
+            Ok(AnyEvent::ProviderRegistered(event)) => self.upsert_provider(event.data),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "skipping an undecodable registry record"),
         }
+    }
+}
+
+/// FNV-1a over the job id's bytes and the provider id, then mixed: stable across
+/// builds and machines, unlike the standard library's hasher.
+fn rendezvous(job_id: &Uuid, provider_id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in job_id.as_bytes().iter().chain(provider_id.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // MurmurHash3's finalizer: FNV alone ranks ids that differ in their last bytes
+    // unevenly.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+#[cfg(test)]
+mod assignment_tests {
+    use super::*;
+
+    fn provider(id: &str, price: u64) -> ProviderRegistered {
+        ProviderRegistered {
+            provider_id: id.into(),
+            owner: format!("0x{id}"),
+            endpoint: format!("http://{id}.example/v1"),
+            models: vec!["m".into()],
+            price_per_1k_tokens_micros: price,
+        }
+    }
+
+    #[test]
+    fn jobs_spread_over_providers_whatever_their_price() {
+        let directory = AgentDirectory::default();
+        directory.upsert_provider(provider("free", 0));
+        for (id, price) in [("a", 20), ("b", 30), ("c", 40)] {
+            directory.upsert_provider(provider(id, price));
+        }
+        let mut first: HashMap<String, usize> = HashMap::new();
+        for _ in 0..4_000 {
+            let assigned = directory.assign("m", &Uuid::now_v7());
+            assert_eq!(assigned.len(), PROVIDERS_PER_JOB);
+            assert_ne!(assigned[0], assigned[1]);
+            *first.entry(assigned[0].clone()).or_default() += 1;
+        }
+        for (id, jobs) in &first {
+            assert!(
+                (800..1_200).contains(jobs),
+                "{id} got {jobs} of 4000: {first:?}"
+            );
+        }
+        let job = Uuid::now_v7();
+        assert_eq!(directory.assign("m", &job), directory.assign("m", &job));
+        assert!(directory.assign("other-model", &job).is_empty());
+        // Another owner cannot take a provider id over.
+        let mut thief = provider("a", 1);
+        thief.owner = "0xthief".into();
+        directory.upsert_provider(thief);
+        let providers = directory.providers.read().unwrap();
+        assert_eq!(providers["a"].owner, "0xa");
     }
 }
 

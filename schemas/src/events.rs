@@ -107,6 +107,12 @@ pub struct AgentCall {
     /// The developer account that owns the agent (paid for the call).
     pub agent_owner: String,
     pub trigger_message_id: Uuid,
+    /// The account of the human whose message triggered the call (absent when an
+    /// agent's message did). PoI scoring (poi-v3) pays the agent's owner only for calls
+    /// a bonded human other than the owner asked for, and counts only that human's
+    /// rating of the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_author: Option<String>,
     pub job_id: Uuid,
     pub hop: u32,
     pub reason: CallReason,

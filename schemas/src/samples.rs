@@ -54,6 +54,7 @@ pub fn all() -> Vec<AnyEvent> {
                 agent_id: "agent-helper".into(),
                 agent_owner: account.clone(),
                 trigger_message_id: uuid(1),
+                trigger_author: Some(account.clone()),
                 job_id: uuid(2),
                 hop: 1,
                 reason: CallReason::Mention,

@@ -186,6 +186,7 @@ impl Table {
                 ("agent_owner", Text),
                 ("trigger_message_id", Id),
                 ("conversation_id", Text),
+                ("trigger_author", OptText),
             ],
             Table::ChatMessages => &[
                 ("id", Id),
@@ -213,13 +214,10 @@ impl Table {
                 ("log_index", Int),
             ],
             Table::ChainRetractions => &[("id", Id), ("retracted_event_id", Id)],
-            // An agent call again, bucketed by its trigger: with its job and the job's
-            // bucket (where what the trigger's author did is routed) and conversation.
+            // An agent call again, bucketed by its trigger, with its conversation.
             Table::CallTriggers => &[
                 ("id", Id),
                 ("trigger_message_id", Id),
-                ("job_id", Id),
-                ("job_bucket", Int),
                 ("conversation_id", Text),
             ],
             // Every standing-bond log: the account's total bond after it, in whole CHR
@@ -723,6 +721,11 @@ impl ArchiveWriter {
                 let id = &e.id;
                 let job = &e.data.job_id;
                 let owner = e.data.agent_owner.to_ascii_lowercase();
+                let asker = e
+                    .data
+                    .trigger_author
+                    .as_ref()
+                    .map(|a| a.to_ascii_lowercase());
                 let trigger = &e.data.trigger_message_id;
                 self.push(
                     Table::AgentCalls,
@@ -735,20 +738,14 @@ impl ArchiveWriter {
                         Text(&owner),
                         Id(trigger),
                         Text(&e.data.conversation_id),
+                        OptText(asker.as_deref()),
                     ],
                 )?;
-                let job_bucket = bucket_of(job, self.buckets) as i64;
                 self.push(
                     Table::CallTriggers,
                     RowKey::call(id, job, trigger),
                     trigger,
-                    &[
-                        Id(id),
-                        Id(trigger),
-                        Id(job),
-                        Int(job_bucket),
-                        Text(&e.data.conversation_id),
-                    ],
+                    &[Id(id), Id(trigger), Text(&e.data.conversation_id)],
                 )?;
             }
             AnyEvent::ChatMessage(e) => {

@@ -175,8 +175,9 @@ pub fn scenarios(farm_addresses: u64) -> Vec<Scenario> {
             accounts: vec![adversary_operator(2)],
         },
         Scenario {
-            name: "rating brigade: 50 bonded raters rate a rival's 500 replies 1 star (the brigade)"
-                .into(),
+            name:
+                "rating brigade: 50 bonded raters rate a rival's 500 replies 1 star (the brigade)"
+                    .into(),
             attack: brigade(true),
             honest: brigade(false),
             accounts: (0..50).map(crate::synthetic::brigade_rater).collect(),

@@ -287,7 +287,9 @@ mod tests {
             assert!(!canonical.contains(added), "{canonical}");
         }
         assert!(v3.standing.is_some());
-        assert!(v3.rules.providers_paid_only_for_assigned_jobs && v3.rules.inference_metered_in_bytes);
+        assert!(
+            v3.rules.providers_paid_only_for_assigned_jobs && v3.rules.inference_metered_in_bytes
+        );
         assert_ne!(v2.hash(), v3.hash());
     }
 

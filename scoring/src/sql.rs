@@ -330,7 +330,8 @@ WHERE agent_owner IN (SELECT account FROM bonds)";
 
     /// Users' message units, over a message bucket (or the whole archive) and
     /// `conversation_owners`, `bonds`.
-    const MESSAGE_USERS: &str = "SELECT m.author_id AS account, 'user' AS role, 'message_used' AS kind,
+    const MESSAGE_USERS: &str =
+        "SELECT m.author_id AS account, 'user' AS role, 'message_used' AS kind,
        COUNT(*) AS units, COUNT(*) AS items, '' AS source
 FROM chat_messages m
 WHERE m.author_kind = 'human'
@@ -344,16 +345,11 @@ WHERE m.author_kind = 'human'
     WHERE co.account IS NULL)
 GROUP BY m.author_id";
 
-    /// The rows a message bucket routes to job buckets, `(job_bucket, job_id, kind,
-    /// account, value)`: each call's human asker (`asker`), and each counted rating of
-    /// an agent reply (`rating`, value = stars - 3). Over a message bucket and `ratings`.
-    const ROUTED: &str = "SELECT t.job_bucket, t.job_id, 'asker' AS kind, m.author_id AS account,
-       CAST(0 AS BIGINT) AS value
-FROM call_triggers t
-JOIN chat_messages m ON m.id = t.trigger_message_id
-WHERE m.author_kind = 'human'
-UNION ALL
-SELECT rp.job_bucket, rp.job_id, 'rating' AS kind, r.account, CAST(r.rating - 3 AS BIGINT) AS value
+    /// The rows a message bucket routes to job buckets, `(job_bucket, job_id, account,
+    /// value)`: each counted rating of an agent reply (value = stars - 3). Over a
+    /// message bucket and `ratings`.
+    const ROUTED: &str =
+        "SELECT rp.job_bucket, rp.job_id, r.account, CAST(r.rating - 3 AS BIGINT) AS value
 FROM ratings r
 JOIN chat_messages rp ON rp.id = r.message_id
 WHERE rp.author_kind = 'agent' AND rp.job_id IS NOT NULL";
@@ -364,7 +360,8 @@ WHERE rp.author_kind = 'agent' AND rp.job_id IS NOT NULL";
     fn job_ctes(config: &ScoringConfig) -> String {
         let fb = &config.feedback;
         format!(
-            "askers AS (SELECT job_id, account FROM reply_stars WHERE kind = 'asker'),
+            "askers AS (
+  SELECT job_id, trigger_author AS account FROM agent_calls WHERE trigger_author IS NOT NULL),
 counted AS (
   SELECT r.job_id, r.account, r.value
   FROM reply_stars r
@@ -372,8 +369,7 @@ counted AS (
   JOIN askers a ON a.job_id = r.job_id AND a.account = r.account
   LEFT JOIN conversation_owners co
     ON co.conversation_id = c.conversation_id AND co.account = r.account
-  WHERE r.kind = 'rating' AND co.account IS NULL
-    AND r.account IN (SELECT account FROM bonds)),
+  WHERE co.account IS NULL AND r.account IN (SELECT account FROM bonds)),
 stars AS (SELECT job_id, SUM(value) AS stars FROM counted GROUP BY job_id),
 served AS (
   SELECT c.agent_owner AS account, a.account AS asker,
@@ -391,7 +387,8 @@ served AS (
 
     /// A job bucket's partial units, after [`job_ctes`] and `provider_units`; an agent
     /// owner's call units per asker (`source`), for the per-asker cap.
-    const JOB_UNITS: &str = "SELECT account, role, kind, units, items, '' AS source FROM provider_units
+    const JOB_UNITS: &str =
+        "SELECT account, role, kind, units, items, '' AS source FROM provider_units
 UNION ALL
 SELECT account, 'agent_developer' AS role, 'agent_call' AS kind,
        SUM(weight) AS units, COUNT(*) AS items, asker AS source

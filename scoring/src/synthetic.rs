@@ -164,6 +164,7 @@ pub fn generate_with(
                 agent_id: agent.clone(),
                 agent_owner: developer,
                 trigger_message_id: message_id,
+                trigger_author: Some(user.clone()),
                 job_id,
                 hop: 1,
                 reason: CallReason::Mention,
@@ -463,6 +464,7 @@ impl<F: FnMut(&AnyEvent) -> Result<(), ArchiveError>> Out<'_, F> {
                 agent_id: x.agent.into(),
                 agent_owner: x.developer.into(),
                 trigger_message_id: message_id,
+                trigger_author: Some(x.asker.into()),
                 job_id,
                 hop: 1,
                 reason: CallReason::Mention,
@@ -570,10 +572,18 @@ fn wei_per_chr() -> alloy::primitives::U256 {
 /// `prompt_bytes` bytes and a completion of `completion_bytes` bytes under `max_tokens`
 /// (the bound of `chorus_inference_workers::call::metered_usage`: a token is at least a
 /// byte; 8 template tokens per turn and 8 per request).
-pub fn metered(reported: (u32, u32), prompt_bytes: u32, completion_bytes: u32, max_tokens: u32) -> (u32, u32) {
+pub fn metered(
+    reported: (u32, u32),
+    prompt_bytes: u32,
+    completion_bytes: u32,
+    max_tokens: u32,
+) -> (u32, u32) {
     let prompt_bound = prompt_bytes + 4 + 8 + 8; // "user" + per turn + per request
     let completion_bound = (completion_bytes + 1).min(max_tokens);
-    (reported.0.min(prompt_bound), reported.1.min(completion_bound))
+    (
+        reported.0.min(prompt_bound),
+        reported.1.min(completion_bound),
+    )
 }
 
 /// Adversaries added to the honest workload (`chorus-bench poi attacks`). Their accounts

@@ -104,8 +104,14 @@ pub enum Outcome {
     Superseded,
     /// The root does not match and was left alone (no guardian key); why.
     Mismatch(String),
-    Revoked { reason: String, tx: String },
-    RevokeFailed { reason: String, error: String },
+    Revoked {
+        reason: String,
+        tx: String,
+    },
+    RevokeFailed {
+        reason: String,
+        error: String,
+    },
     TooLate(String),
 }
 

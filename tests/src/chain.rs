@@ -126,15 +126,7 @@ pub fn guardian_address() -> alloy::primitives::Address {
 /// Moves anvil's clock `seconds` forward and mines a block (`evm_increaseTime`,
 /// `evm_mine`), so a challenge window passes without waiting.
 pub async fn advance_time(client: &ChainClient, seconds: u64) -> anyhow::Result<()> {
-    use alloy::providers::Provider;
-    let provider = client.provider();
-    let _: serde_json::Value = provider
-        .raw_request("evm_increaseTime".into(), [seconds])
-        .await?;
-    let _: serde_json::Value = provider
-        .raw_request("evm_mine".into(), Vec::<u64>::new())
-        .await?;
-    Ok(())
+    Ok(chorus_chain::anvil_advance_time(client, seconds).await?)
 }
 
 /// A loopback TCP relay to `target_port`; `kill` closes the listener and every open

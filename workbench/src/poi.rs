@@ -163,10 +163,9 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
                 chorus_scoring::attacks::run(workload, &scenarios, &configs, &work_dir, engine)
                     .await?;
             let (first, last) = (&configs[0], &configs[configs.len() - 1]);
-            let ranking = chorus_scoring::attacks::ranking_changes(
-                workload, first, last, &work_dir, engine,
-            )
-            .await?;
+            let ranking =
+                chorus_scoring::attacks::ranking_changes(workload, first, last, &work_dir, engine)
+                    .await?;
             let _ = std::fs::remove_dir_all(&work_dir);
             if json {
                 println!(
@@ -186,7 +185,9 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
             );
             let mut header = String::from("| adversary |");
             for v in &versions {
-                header.push_str(&format!(" earned ({v}) | same real work, one honest address ({v}) |"));
+                header.push_str(&format!(
+                    " earned ({v}) | same real work, one honest address ({v}) |"
+                ));
             }
             println!("{header}");
             println!("|---|{}", "---:|---:|".repeat(versions.len()));
@@ -194,7 +195,8 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
                 let mut line = format!("| {} |", row.adversary);
                 for v in &versions {
                     let cell = |m: &std::collections::BTreeMap<String, f64>| {
-                        m.get(*v).map_or("-".to_string(), |x| format!("{:.4}%", x * 100.0))
+                        m.get(*v)
+                            .map_or("-".to_string(), |x| format!("{:.4}%", x * 100.0))
                     };
                     line.push_str(&format!(" {} | {} |", cell(&row.attack), cell(&row.honest)));
                 }

@@ -231,12 +231,18 @@ async fn watch(kafka: &KafkaArgs, config: ScoringConfig, args: VerifyArgs) -> an
     let env_key = std::env::var("CHORUS_GUARDIAN_KEY").ok();
     let guardian = match (env_key.as_deref(), args.guardian_key_file.as_deref()) {
         (None, None) => {
-            tracing::warn!("no guardian key (CHORUS_GUARDIAN_KEY or --guardian-key-file): mismatching roots are reported, not revoked");
+            tracing::warn!(
+                "no guardian key (CHORUS_GUARDIAN_KEY or --guardian-key-file): mismatching roots are reported, not revoked"
+            );
             None
         }
         (env, file) => {
             let signer = chorus_chain::load_signer(env, file)?;
-            Some(chorus_chain::ChainClient::new(url, signer, args.chain.chain_id)?)
+            Some(chorus_chain::ChainClient::new(
+                url,
+                signer,
+                args.chain.chain_id,
+            )?)
         }
     };
     let (shutdown, readiness) = args.service.start().await?;

@@ -7,7 +7,9 @@ use std::process::Command;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 
-use chorus_chain::contracts::{AgentRegistry, ChorusToken, PoiDistributor, ProviderRegistry};
+use chorus_chain::contracts::{
+    AgentRegistry, ChorusToken, PoiDistributor, ProviderRegistry, StandingBond,
+};
 use chorus_chain::merkle::{Claim, ClaimTree};
 use chorus_chain::{ChainClient, id_from_name};
 use chorus_integration_tests::chain::{Anvil, DEV_KEY_1, deploy};
@@ -23,7 +25,7 @@ fn npm_modules() -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registries_staking_checkpoints_and_claims_follow_their_rules() {
+async fn registries_staking_bonds_and_the_token_cap_follow_their_rules() {
     let anvil = Anvil::start().unwrap();
     let owner = anvil.client();
     let (deployment, _) = deploy(&owner, "contracts-test").await.unwrap();
@@ -145,153 +147,406 @@ async fn registries_staking_checkpoints_and_claims_follow_their_rules() {
         U256::from(200u64)
     );
 
-    // Distributor: only the checkpointer posts, once per epoch, epochs increase.
-    let accounts: Vec<Address> = (1..=5u8)
-        .map(Address::repeat_byte)
-        .chain([other.address()])
-        .collect();
-    let claims: Vec<Claim> = accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Claim {
-            account: *a,
-            cumulative_amount: U256::from(100 * (i as u64 + 1)),
-        })
-        .collect();
-    let tree = ClaimTree::build(&claims).unwrap();
-    let total: U256 = claims.iter().map(|c| c.cumulative_amount).sum();
+    // Standing bonds: the total follows bond and unbond; unbonding more is refused.
+    let bond_contract = deployment
+        .standing_bond
+        .expect("the standing bond is deployed");
+    owner
+        .transact(
+            "mint for bond",
+            deployment.token,
+            &ChorusToken::mintCall {
+                to: other.address(),
+                amount: U256::from(1_000u64),
+            },
+        )
+        .await
+        .unwrap();
+    other
+        .transact(
+            "approve bond",
+            deployment.token,
+            &ChorusToken::approveCall {
+                spender: bond_contract,
+                value: U256::from(1_000u64),
+            },
+        )
+        .await
+        .unwrap();
+    other
+        .transact(
+            "bond",
+            bond_contract,
+            &StandingBond::bondCall {
+                amount: U256::from(300u64),
+            },
+        )
+        .await
+        .unwrap();
+    other
+        .transact(
+            "unbond",
+            bond_contract,
+            &StandingBond::unbondCall {
+                amount: U256::from(100u64),
+            },
+        )
+        .await
+        .unwrap();
+    let bonds = StandingBond::new(bond_contract, owner.provider());
+    assert_eq!(
+        bonds.bondOf(other.address()).call().await.unwrap(),
+        U256::from(200u64)
+    );
+    assert!(
+        other
+            .transact(
+                "unbond too much",
+                bond_contract,
+                &StandingBond::unbondCall {
+                    amount: U256::from(201u64),
+                },
+            )
+            .await
+            .is_err()
+    );
+    // The token's supply is capped.
+    let cap = token.cap().call().await.unwrap();
+    let supply = token.totalSupply().call().await.unwrap();
+    assert!(
+        owner
+            .transact(
+                "mint past the cap",
+                deployment.token,
+                &ChorusToken::mintCall {
+                    to: other.address(),
+                    amount: cap - supply + U256::from(1u64),
+                },
+            )
+            .await
+            .is_err()
+    );
+    assert!(owner.provider().get_block_number().await.unwrap() > 10);
+}
+
+/// Every brake of the distributor (issue 18) on anvil, with its clock moved instead of
+/// waited for: posting is the checkpointer's, in sequence, within the budget; roots are
+/// pending for the challenge window, revocable by the guardian only, and a revocation
+/// takes the later pending roots with it and makes the epoch postable again; claims pay
+/// only after the window, exactly the difference, never beyond the epoch's cumulative
+/// total, and not while paused; only the admin unpauses; the admin role moves in two
+/// steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_distributor_brakes_hold() {
+    use chorus_integration_tests::chain::{CHALLENGE_WINDOW_SECONDS, DEV_KEY_2, advance_time};
+    let anvil = Anvil::start().unwrap();
+    let owner = anvil.client();
+    let (deployment, _) = deploy(&owner, "distributor-test").await.unwrap();
+    let other = ChainClient::new(&anvil.url(), DEV_KEY_1.parse().unwrap(), 56).unwrap();
+    let guardian = ChainClient::new(&anvil.url(), DEV_KEY_2.parse().unwrap(), 56).unwrap();
+    let token = ChorusToken::new(deployment.token, owner.provider());
+    let distributor = PoiDistributor::new(deployment.poi_distributor, owner.provider());
+    let at = deployment.poi_distributor;
+    let chr = U256::from(10u64).pow(U256::from(18u64));
+    let budget = distributor.epochBudget().call().await.unwrap();
+    assert_eq!(budget, U256::from(1_000_000u64) * chr);
     owner
         .transact(
             "fund",
             deployment.token,
             &ChorusToken::mintCall {
-                to: deployment.poi_distributor,
-                amount: U256::from(1_000_000u64),
+                to: at,
+                amount: U256::from(10_000_000u64) * chr,
             },
         )
         .await
         .unwrap();
-    let checkpoint = |epoch: u64, root: B256| PoiDistributor::checkpointCall {
+    let accounts: Vec<Address> = (1..=5u8)
+        .map(Address::repeat_byte)
+        .chain([other.address()])
+        .collect();
+    let tree_of = |extra: u64| {
+        let claims: Vec<Claim> = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Claim {
+                account: *a,
+                cumulative_amount: U256::from(100 * (i as u64 + 1) + extra),
+            })
+            .collect();
+        let total: U256 = claims.iter().map(|c| c.cumulative_amount).sum();
+        (ClaimTree::build(&claims).unwrap(), total)
+    };
+    let (tree0, total0) = tree_of(0);
+    let checkpoint = |epoch: u64, root: B256, total: U256| PoiDistributor::checkpointCall {
         epoch,
         root,
         manifestHash: B256::repeat_byte(0xee),
         cumulativeTotal: total,
     };
-    assert!(
+    let refused =
+        |result: Result<alloy::rpc::types::TransactionReceipt, chorus_chain::ChainError>,
+         what: &str| {
+            assert!(result.is_err(), "{what} was accepted");
+        };
+    // Posting: the checkpointer only, the next epoch only (0 first; no far-future epoch
+    // can block later ones), within the budget.
+    refused(
         other
+            .transact("unauthorised", at, &checkpoint(0, tree0.root(), total0))
+            .await,
+        "a checkpoint by another account",
+    );
+    refused(
+        owner
+            .transact("skip", at, &checkpoint(1, tree0.root(), total0))
+            .await,
+        "epoch 1 before epoch 0",
+    );
+    refused(
+        owner
+            .transact("far", at, &checkpoint(u64::MAX, tree0.root(), total0))
+            .await,
+        "epoch 2^64-1",
+    );
+    refused(
+        owner
             .transact(
-                "unauthorised",
-                deployment.poi_distributor,
-                &checkpoint(1, tree.root())
+                "over budget",
+                at,
+                &checkpoint(0, tree0.root(), budget + U256::from(1u64)),
             )
-            .await
-            .is_err()
+            .await,
+        "a total over one epoch's budget",
+    );
+    owner
+        .transact("checkpoint 0", at, &checkpoint(0, tree0.root(), total0))
+        .await
+        .unwrap();
+    refused(
+        owner
+            .transact("again", at, &checkpoint(0, tree0.root(), total0))
+            .await,
+        "epoch 0 twice",
+    );
+    // Pending: no claim before the window ends.
+    let claim_of = |tree: &ClaimTree, epoch: u64, account: Address| {
+        let (claim, proof) = tree.proof(account).unwrap();
+        PoiDistributor::claimCall {
+            epoch,
+            account: claim.account,
+            cumulativeAmount: claim.cumulative_amount,
+            proof,
+        }
+    };
+    refused(
+        owner
+            .transact("early claim", at, &claim_of(&tree0, 0, other.address()))
+            .await,
+        "a claim inside the challenge window",
+    );
+    // A wrong epoch 1 (its total decreasing is refused; a growing one is posted), then
+    // the guardian revokes epoch 0, which takes epoch 1 with it.
+    let (wrong1, wrong_total) = tree_of(1_000);
+    refused(
+        owner
+            .transact(
+                "decreasing",
+                at,
+                &checkpoint(1, wrong1.root(), total0 - U256::from(1u64)),
+            )
+            .await,
+        "a cumulative total that decreases",
     );
     owner
         .transact(
             "checkpoint 1",
-            deployment.poi_distributor,
-            &checkpoint(1, tree.root()),
+            at,
+            &checkpoint(1, wrong1.root(), wrong_total),
         )
         .await
         .unwrap();
-    assert!(
-        owner
+    refused(
+        other
             .transact(
-                "again",
-                deployment.poi_distributor,
-                &checkpoint(1, tree.root())
+                "revoke by another",
+                at,
+                &PoiDistributor::revokeCall { epoch: 0 },
             )
-            .await
-            .is_err()
+            .await,
+        "a revocation by another account",
     );
-    assert!(
-        owner
-            .transact(
-                "older",
-                deployment.poi_distributor,
-                &checkpoint(0, tree.root())
-            )
-            .await
-            .is_err()
-    );
-    let distributor = PoiDistributor::new(deployment.poi_distributor, owner.provider());
-    assert_eq!(distributor.rootOf(1).call().await.unwrap(), tree.root());
-
-    // Claims: a valid proof pays; a second claim and a wrong proof are refused.
-    let (claim, proof) = tree.proof(other.address()).unwrap();
-    let call = PoiDistributor::claimCall {
-        epoch: 1,
-        account: claim.account,
-        cumulativeAmount: claim.cumulative_amount,
-        proof: proof.clone(),
-    };
-    let before = token.balanceOf(other.address()).call().await.unwrap();
-    owner
-        .transact("claim", deployment.poi_distributor, &call)
+    guardian
+        .transact("revoke 0", at, &PoiDistributor::revokeCall { epoch: 0 })
         .await
         .unwrap();
+    assert_eq!(distributor.rootOf(0).call().await.unwrap(), B256::ZERO);
+    assert_eq!(distributor.rootOf(1).call().await.unwrap(), B256::ZERO);
+    assert_eq!(distributor.nextEpoch().call().await.unwrap(), 0);
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
+    refused(
+        owner
+            .transact("claim revoked", at, &claim_of(&wrong1, 1, other.address()))
+            .await,
+        "a claim against a revoked root, after its window",
+    );
+    // The revoked epoch is posted again, correctly; it pays after its window, exactly.
+    owner
+        .transact(
+            "checkpoint 0 again",
+            at,
+            &checkpoint(0, tree0.root(), total0),
+        )
+        .await
+        .unwrap();
+    refused(
+        owner
+            .transact("early claim", at, &claim_of(&tree0, 0, other.address()))
+            .await,
+        "a claim inside the new root's window",
+    );
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
+    refused(
+        guardian
+            .transact("late revoke", at, &PoiDistributor::revokeCall { epoch: 0 })
+            .await,
+        "a revocation after the window",
+    );
+    let before = token.balanceOf(other.address()).call().await.unwrap();
+    let call = claim_of(&tree0, 0, other.address());
+    owner.transact("claim", at, &call).await.unwrap();
     assert_eq!(
         token.balanceOf(other.address()).call().await.unwrap() - before,
-        claim.cumulative_amount
+        call.cumulativeAmount
     );
-    assert!(
+    refused(
+        owner.transact("claim twice", at, &call).await,
+        "a second claim",
+    );
+    let (_, wrong_proof) = tree0.proof(Address::repeat_byte(1)).unwrap();
+    refused(
         owner
-            .transact("claim twice", deployment.poi_distributor, &call)
-            .await
-            .is_err()
+            .transact(
+                "wrong proof",
+                at,
+                &PoiDistributor::claimCall {
+                    epoch: 0,
+                    account: Address::repeat_byte(2),
+                    cumulativeAmount: U256::from(200u64),
+                    proof: wrong_proof,
+                },
+            )
+            .await,
+        "a claim with another account's proof",
     );
-    let (_, wrong_proof) = tree.proof(Address::repeat_byte(1)).unwrap();
-    let forged = PoiDistributor::claimCall {
-        epoch: 1,
-        account: Address::repeat_byte(2),
-        cumulativeAmount: U256::from(200u64),
-        proof: wrong_proof,
-    };
-    assert!(
-        owner
-            .transact("wrong proof", deployment.poi_distributor, &forged)
-            .await
-            .is_err()
-    );
-
-    // Next epoch: cumulative amounts grow; a claim pays only the difference.
-    let grown: Vec<Claim> = claims
-        .iter()
-        .map(|c| Claim {
-            account: c.account,
-            cumulative_amount: c.cumulative_amount + U256::from(7u64),
-        })
-        .collect();
-    let tree2 = ClaimTree::build(&grown).unwrap();
-    owner
-        .transact(
-            "checkpoint 2",
-            deployment.poi_distributor,
-            &checkpoint(2, tree2.root()),
-        )
+    // Paused by the guardian: no claim; only the admin unpauses.
+    guardian
+        .transact("pause", at, &PoiDistributor::pauseCall {})
         .await
         .unwrap();
-    let (claim2, proof2) = tree2.proof(other.address()).unwrap();
+    let call2 = claim_of(&tree0, 0, Address::repeat_byte(2));
+    refused(
+        owner.transact("paused claim", at, &call2).await,
+        "a claim while paused",
+    );
+    refused(
+        guardian
+            .transact("guardian unpause", at, &PoiDistributor::unpauseCall {})
+            .await,
+        "an unpause by the guardian",
+    );
+    owner
+        .transact("unpause", at, &PoiDistributor::unpauseCall {})
+        .await
+        .unwrap();
+    owner
+        .transact("claim after unpause", at, &call2)
+        .await
+        .unwrap();
+    // Next epoch: a claim pays only the difference.
+    let (tree1, total1) = tree_of(7);
+    owner
+        .transact("checkpoint 1", at, &checkpoint(1, tree1.root(), total1))
+        .await
+        .unwrap();
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
     let before = token.balanceOf(other.address()).call().await.unwrap();
     owner
-        .transact(
-            "claim 2",
-            deployment.poi_distributor,
-            &PoiDistributor::claimCall {
-                epoch: 2,
-                account: claim2.account,
-                cumulativeAmount: claim2.cumulative_amount,
-                proof: proof2,
-            },
-        )
+        .transact("claim 1", at, &claim_of(&tree1, 1, other.address()))
         .await
         .unwrap();
     assert_eq!(
         token.balanceOf(other.address()).call().await.unwrap() - before,
         U256::from(7u64)
     );
-    assert!(owner.provider().get_block_number().await.unwrap() > 10);
+    // Claims never pay beyond the epoch's cumulative total: a tree whose leaves add up
+    // to more than the total posted with it pays until the total is reached.
+    let (tree2, _) = tree_of(1_000_000);
+    let claimed = distributor.totalClaimed().call().await.unwrap();
+    let small_total = total1 + U256::from(1_000u64);
+    owner
+        .transact(
+            "checkpoint 2",
+            at,
+            &checkpoint(2, tree2.root(), small_total),
+        )
+        .await
+        .unwrap();
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
+    assert!(small_total - claimed < U256::from(2_000_000u64));
+    refused(
+        owner
+            .transact("over the total", at, &claim_of(&tree2, 2, other.address()))
+            .await,
+        "a claim beyond the epoch's cumulative total",
+    );
+    // The admin role moves in two steps (AccessControlDefaultAdminRules): granting it
+    // directly is refused; begin, then accept after the (zero) delay.
+    let admin_role = distributor.DEFAULT_ADMIN_ROLE().call().await.unwrap();
+    refused(
+        owner
+            .transact(
+                "grant admin",
+                at,
+                &PoiDistributor::grantRoleCall {
+                    role: admin_role,
+                    account: other.address(),
+                },
+            )
+            .await,
+        "granting the admin role directly",
+    );
+    owner
+        .transact(
+            "begin admin transfer",
+            at,
+            &PoiDistributor::beginDefaultAdminTransferCall {
+                newAdmin: other.address(),
+            },
+        )
+        .await
+        .unwrap();
+    advance_time(&owner, 2).await.unwrap();
+    other
+        .transact(
+            "accept admin",
+            at,
+            &PoiDistributor::acceptDefaultAdminTransferCall {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        distributor.defaultAdmin().call().await.unwrap(),
+        other.address()
+    );
 }
 
 #[test]
@@ -365,6 +620,6 @@ fn checked_in_artifacts_match_a_fresh_solc_build() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 5);
+    assert_eq!(compared, 6);
     let _ = std::fs::remove_dir_all(out);
 }

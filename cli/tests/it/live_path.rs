@@ -402,6 +402,18 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
         )
         .await
         .unwrap();
+    // Standing (poi-v3): the human bonds 10 CHR, the agents' developer 100 CHR.
+    let chr = U256::from(10u64).pow(U256::from(18u64));
+    chorus_chain::sponsor_bonds(
+        &owner,
+        &deployment,
+        &[
+            (human, U256::from(10u64) * chr),
+            (operator.address(), U256::from(100u64) * chr),
+        ],
+    )
+    .await
+    .unwrap();
     let head = owner
         .provider()
         .get_block_number()
@@ -483,7 +495,42 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
     );
     assert!(ok && out.contains("verified"), "{out}");
 
+    // The root is pending: claims pay only after the challenge window (anvil's clock is
+    // moved past it).
     let token = ChorusToken::new(deployment.token, owner.provider());
+    let (claim, _) = {
+        let (ok, out) = run_chorus(
+            kafka,
+            &["proof", "--epoch", "0", "--account", &format!("{human:#x}")],
+        );
+        assert!(ok, "{out}");
+        let proof: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        (proof, ())
+    };
+    let early = PoiDistributor::claimCall {
+        epoch: 0,
+        account: human,
+        cumulativeAmount: U256::from_str_radix(claim["cumulative_amount"].as_str().unwrap(), 10)
+            .unwrap(),
+        proof: claim["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().parse().unwrap())
+            .collect(),
+    };
+    assert!(
+        owner
+            .transact("claim while pending", deployment.poi_distributor, &early)
+            .await
+            .is_err()
+    );
+    chorus_integration_tests::chain::advance_time(
+        &owner,
+        chorus_integration_tests::chain::CHALLENGE_WINDOW_SECONDS + 1,
+    )
+    .await
+    .unwrap();
     let mut proofs = Vec::new();
     for account in [human, operator.address()] {
         let (ok, out) = run_chorus(

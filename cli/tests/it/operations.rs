@@ -136,7 +136,7 @@ async fn every_metric_named_in_the_alert_rules_is_exported_by_a_running_role() {
             "checkpoint",
             deployment.poi_distributor,
             &PoiDistributor::checkpointCall {
-                epoch: 1,
+                epoch: 0,
                 root: B256::repeat_byte(1),
                 manifestHash: B256::repeat_byte(2),
                 cumulativeTotal: U256::from(5u64),

@@ -47,8 +47,10 @@ async fn score_directly(
         writer.finish().unwrap();
         dir
     };
+    // poi-v3's one-query reference runs many spilling operators at once, each with a
+    // fair share of the pool.
     let engine = EngineConfig {
-        memory_limit: 64 * 1024 * 1024,
+        memory_limit: 256 * 1024 * 1024,
         ..EngineConfig::default()
     };
     let sql = chorus_scoring::sql::contribution_sql(config);
@@ -543,7 +545,10 @@ async fn poi_v3_plan_matches_the_reference_with_every_adversary() {
     let (_, config) = scoring_config_file("v3-plan-").unwrap();
     assert!(config.standing.is_some(), "the shipped default is poi-v3");
     let rows = score_directly(&events, &config, "v3-plan").await;
-    assert!(rows.iter().any(|r| r.role == "agent_developer" && r.points > 0));
+    assert!(
+        rows.iter()
+            .any(|r| r.role == "agent_developer" && r.points > 0)
+    );
     assert!(rows.iter().any(|r| r.role == "user" && r.points > 0));
 }
 
@@ -591,9 +596,20 @@ async fn under_poi_v3_no_adversary_earns_more_than_its_real_work() {
         );
         if row.adversary.starts_with("sybil farm") {
             assert!(attack < 0.001, "{}: {attack}", row.adversary);
-            assert!(row.attack["poi-v2"] > 0.01, "v2 paid the farm: {}", row.adversary);
+            assert!(
+                row.attack["poi-v2"] > 0.01,
+                "v2 paid the farm: {}",
+                row.adversary
+            );
         } else if row.adversary.starts_with("sock puppet") {
-            assert!(attack < 0.01, "{}: {attack}", row.adversary);
+            // Bounded by its 110 CHR: in this small epoch (200 users, 2,000 CHR of
+            // user bonds), about what 10 CHR of user bond and 1,000 call units buy.
+            assert!(attack < 0.02, "{}: {attack}", row.adversary);
+            assert!(
+                attack < row.attack["poi-v2"] / 10.0,
+                "{}: {attack}",
+                row.adversary
+            );
         } else {
             assert!(
                 attack <= honest + 1e-9,
@@ -610,4 +626,235 @@ async fn under_poi_v3_no_adversary_earns_more_than_its_real_work() {
         .unwrap();
     assert_eq!(ranking["User"].0, 0, "{ranking:?}");
     assert_eq!(ranking["AgentDeveloper"].0, 0, "{ranking:?}");
+}
+
+/// The watcher (issue 18), end to end on anvil with the indexer and the watcher running
+/// as their own processes: a compromised checkpointer key posts a root that pays its
+/// holder; `chorus verify --watch` sees it through the indexed chain events, finds that
+/// no scorer computed it and revokes it with the guardian key inside the challenge
+/// window; no claim against it succeeds, even after the window; the epoch is posted
+/// again by `chorus score` from its recomputation, the watcher finds that root right,
+/// and after the window claims pay exactly what the recorded scores say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_revokes_a_wrong_root_and_the_right_one_pays_after_the_window() {
+    use chorus_integration_tests::chain::{
+        CHALLENGE_WINDOW_SECONDS, DEV_KEY_2, advance_time, guardian_address,
+    };
+    let kafka = test_kafka("watch");
+    create_topics_with(&kafka, 3).await.unwrap();
+    let events = workload_events(1_500, 29);
+    produce_events(&kafka, &events).await.unwrap();
+    let anvil = Anvil::start().unwrap();
+    let owner = anvil.client();
+    let (deployment, path) = deploy(&owner, &kafka.topic_prefix).await.unwrap();
+    let at = deployment.poi_distributor;
+    assert_eq!(deployment.guardian, Some(guardian_address()));
+    owner
+        .transact(
+            "fund",
+            deployment.token,
+            &chorus_chain::contracts::ChorusToken::mintCall {
+                to: at,
+                amount: U256::from(10u64).pow(U256::from(24u64)),
+            },
+        )
+        .await
+        .unwrap();
+    let flags = chorus_integration_tests::poi::poi_flags(&kafka, &anvil.url(), &path);
+    let poi: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let url = anvil.url();
+    let deployment_path = path.to_string_lossy().to_string();
+    let name = format!("{}indexer", kafka.topic_prefix);
+    let mut indexer = spawn_role(
+        &kafka,
+        "watch-indexer",
+        &RoleCommand::new(&["indexer"])
+            .metrics_addr("127.0.0.1:0")
+            .args([
+                "--rpc-url",
+                &url,
+                "--deployment",
+                &deployment_path,
+                "--name",
+                &name,
+                "--confirmations",
+                "0",
+                "--poll-ms",
+                "200",
+                "--no-progress",
+            ]),
+    )
+    .unwrap();
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut watcher = spawn_role_with_env(
+        &kafka,
+        "watch-watcher",
+        &RoleCommand::new(&["verify", "--watch"])
+            .metrics_addr(&metrics_addr)
+            .args(poi.iter().copied()),
+        &[("CHORUS_GUARDIAN_KEY", DEV_KEY_2)],
+    )
+    .unwrap();
+
+    // The honest scorer records epoch 0 (not yet on chain).
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[
+            &["score", "--epoch", "0", "--allow-open", "--no-chain"][..],
+            &poi[..],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{out}");
+
+    // The compromised checkpointer key posts a root that pays its holder 1,000 CHR.
+    let attacker = owner.address();
+    let stolen = U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18u64));
+    let forged = ClaimTree::build(&[Claim {
+        account: attacker,
+        cumulative_amount: stolen,
+    }])
+    .unwrap();
+    owner
+        .transact(
+            "forged root",
+            at,
+            &PoiDistributor::checkpointCall {
+                epoch: 0,
+                root: forged.root(),
+                manifestHash: B256::repeat_byte(0x66),
+                cumulativeTotal: stolen,
+            },
+        )
+        .await
+        .unwrap();
+    let (_, forged_proof) = forged.proof(attacker).unwrap();
+    let steal = PoiDistributor::claimCall {
+        epoch: 0,
+        account: attacker,
+        cumulativeAmount: stolen,
+        proof: forged_proof,
+    };
+    assert!(
+        owner
+            .transact("steal while pending", at, &steal)
+            .await
+            .is_err(),
+        "a pending root pays nothing"
+    );
+    let distributor = PoiDistributor::new(at, owner.provider());
+    let status = |epoch: u64| {
+        let distributor = distributor.clone();
+        async move { distributor.checkpointOf(epoch).call().await.unwrap().status }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while status(0).await != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not revoke the forged root; see target/test-logs/watch-watcher.log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(distributor.rootOf(0).call().await.unwrap(), B256::ZERO);
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
+    assert!(
+        owner
+            .transact("steal after the window", at, &steal)
+            .await
+            .is_err(),
+        "a revoked root pays nothing, ever"
+    );
+
+    // The scorer posts epoch 0 again from its recomputation; the watcher finds it right.
+    let (ok, out) = run_chorus(
+        &kafka,
+        &[&["score", "--epoch", "0", "--allow-open"][..], &poi[..]].concat(),
+    );
+    assert!(ok && out.contains("checkpoint tx 0x"), "{out}");
+    let metric = |name: &str| -> u64 {
+        let (_, body) = http_get(metrics_port, "/metrics").unwrap_or_default();
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while metric("chorus_poi_watch_roots_total{outcome=\"ok\"}") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not check the right root"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        metric("chorus_poi_watch_roots_total{outcome=\"revoked\"}"),
+        1
+    );
+    assert_eq!(status(0).await, 1, "the right root stays");
+    let recorded = distributor.checkpointOf(0).call().await.unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join(format!(
+            "target/test-logs/{}poi/epoch-0/claims.json",
+            kafka.topic_prefix
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:#x}", recorded.root),
+        claims["root"].as_str().unwrap(),
+        "epoch 0 now holds the recomputed root"
+    );
+    let recomputed_total: U256 = claims["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| U256::from_str_radix(c["cumulative_amount"].as_str().unwrap(), 10).unwrap())
+        .sum();
+    assert_eq!(
+        recorded.cumulativeTotal, recomputed_total,
+        "the revoked root's total no longer counts"
+    );
+
+    // Pending, then claimable after the window: claims pay exactly the recorded scores.
+    let token = chorus_chain::contracts::ChorusToken::new(deployment.token, owner.provider());
+    let user = chorus_scoring::synthetic::user_address(3);
+    let (ok, out) = run_chorus(&kafka, &["proof", "--epoch", "0", "--account", &user]);
+    assert!(ok, "{out}");
+    let proof: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let account: Address = proof["account"].as_str().unwrap().parse().unwrap();
+    let call = PoiDistributor::claimCall {
+        epoch: 0,
+        account,
+        cumulativeAmount: U256::from_str_radix(proof["cumulative_amount"].as_str().unwrap(), 10)
+            .unwrap(),
+        proof: proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().parse().unwrap())
+            .collect(),
+    };
+    assert!(owner.transact("early claim", at, &call).await.is_err());
+    advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1)
+        .await
+        .unwrap();
+    let before = token.balanceOf(account).call().await.unwrap();
+    owner.transact("claim", at, &call).await.unwrap();
+    assert_eq!(
+        token.balanceOf(account).call().await.unwrap() - before,
+        call.cumulativeAmount
+    );
+    assert!(call.cumulativeAmount > U256::ZERO);
+    assert_eq!(
+        distributor.totalClaimed().call().await.unwrap(),
+        call.cumulativeAmount
+    );
+    for child in [&mut watcher, &mut indexer] {
+        terminate(child, std::time::Duration::from_secs(30)).unwrap();
+    }
 }

@@ -30,10 +30,20 @@ contract StandingBond {
 
     /// @notice Adds `amount` to the caller's bond, pulled from the caller (needs a prior `approve`).
     function bond(uint256 amount) external {
+        _bond(msg.sender, amount);
+    }
+
+    /// @notice Adds `amount` to `account`'s bond, pulled from the caller: a sponsor (an app, an
+    /// employer) bonds for a user, who alone can unbond it, to itself.
+    function bondFor(address account, uint256 amount) external {
+        _bond(account, amount);
+    }
+
+    function _bond(address account, uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
-        uint256 total = bondOf[msg.sender] + amount;
-        bondOf[msg.sender] = total;
-        emit Bonded(msg.sender, amount, total);
+        uint256 total = bondOf[account] + amount;
+        bondOf[account] = total;
+        emit Bonded(account, amount, total);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 

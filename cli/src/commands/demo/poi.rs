@@ -175,12 +175,23 @@ pub async fn run(
             },
         )
         .await?;
+    // Standing (poi-v3): 10 CHR bonded for each human, 100 CHR for the developer.
+    let chr = U256::from(10u64).pow(U256::from(18u64));
+    let mut bonds = vec![(developer.address(), U256::from(100u64) * chr)];
+    for human in &people.humans {
+        bonds.push((human.parse()?, U256::from(10u64) * chr));
+    }
+    chorus_chain::sponsor_bonds(&owner, &deployment, &bonds).await?;
     say!(
         "-- provider {} staked 500 CHR from {:#x}; agents {:?} registered by {:#x}; distributor funded",
         people.provider_id,
         operator.address(),
         people.agents,
         developer.address()
+    );
+    say!(
+        "-- standing bonds: 10 CHR for each of {} humans, 100 CHR for the developer",
+        people.humans.len()
     );
 
     // Index the chain into this run's topics.
@@ -337,6 +348,12 @@ pub async fn run(
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
     let token = ChorusToken::new(deployment.token, owner.provider());
+    let distributor = PoiDistributor::new(deployment.poi_distributor, owner.provider());
+    let claimable_at = distributor.claimableAt(0).call().await?;
+    say!(
+        "the root is pending: claimable from {claimable_at} (unix time), after the {CHALLENGE_WINDOW_SECONDS} s challenge window in which the guardian may revoke it; moving anvil's clock past it"
+    );
+    chorus_chain::anvil_advance_time(&owner, CHALLENGE_WINDOW_SECONDS + 1).await?;
     let before = token.balanceOf(human).call().await?;
     let receipt = owner
         .transact(
