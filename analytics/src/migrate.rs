@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "session_tables",
         text: include_str!("../../infra/clickhouse/migrations/0004_session_tables.sql"),
     },
+    Migration {
+        version: 5,
+        name: "agent_call_trigger_author",
+        text: include_str!("../../infra/clickhouse/migrations/0005_agent_call_trigger_author.sql"),
+    },
 ];
 
 impl Migration {

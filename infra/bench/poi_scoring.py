@@ -28,7 +28,7 @@ import time
 
 TABLES = ["inference_jobs", "job_assignments", "inference_results", "agent_calls",
           "chat_messages", "feedback", "provider_registrations", "chain_retractions",
-          "call_triggers"]
+          "call_triggers", "account_bonds"]
 
 DUCKDB_WHOLE = r"""
 import duckdb, json, sys, time
@@ -124,6 +124,7 @@ def main():
     parser.add_argument("--archive", default=None, help="score this existing archive instead of generating one")
     parser.add_argument("--plan-only", action="store_true", help="skip the one-query form")
     parser.add_argument("--runs", type=int, default=3, help="runs per engine and form; the median is shown")
+    parser.add_argument("--scoring-config", default=None, help="scoring config for `poi query` (default: the shipped default, poi-v3)")
     args = parser.parse_args()
 
     work = args.work or tempfile.mkdtemp(prefix="chorus-poi-bench-")
@@ -160,7 +161,8 @@ def main():
         extra = ["--whole"] if form == "whole" else []
         repeated(f"DataFusion, {label}", form,
                  [args.bench, "--log", "warn", "poi", "query", "--archive", archive, *extra,
-                  "--sql-out", sql_file, "--memory-mb", str(args.memory_mb)], df_out)
+                  "--sql-out", sql_file, "--memory-mb", str(args.memory_mb),
+                  *(["--scoring-config", args.scoring_config] if args.scoring_config else [])], df_out)
         duck_out = os.path.join(work, f"duckdb-{form}.json")
         duck_args = [archive, sql_file, duck_out, str(args.threads)]
         if form == "whole":

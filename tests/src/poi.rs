@@ -118,3 +118,39 @@ pub fn synthetic_events_with(
     .unwrap();
     events
 }
+
+/// Gives accounts standing on a test chain (poi-v3): `owner` bonds each amount for its
+/// account, then `chorus indexer` indexes the chain up to its head into the test's
+/// topics, so a scored epoch sees the bonds.
+pub async fn bond_and_index(
+    kafka: &KafkaArgs,
+    owner: &chorus_chain::ChainClient,
+    rpc_url: &str,
+    deployment: &chorus_chain::Deployment,
+    deployment_file: &std::path::Path,
+    bonds: &[(alloy::primitives::Address, alloy::primitives::U256)],
+) -> anyhow::Result<()> {
+    use alloy::providers::Provider;
+    chorus_chain::sponsor_bonds(owner, deployment, bonds).await?;
+    let head = owner.provider().get_block_number().await?.to_string();
+    let name = format!("{}indexer", kafka.topic_prefix);
+    let file = deployment_file.to_string_lossy().to_string();
+    let indexer = crate::RoleCommand::new(&["indexer"])
+        .metrics_addr("127.0.0.1:0")
+        .args([
+            "--rpc-url",
+            rpc_url,
+            "--deployment",
+            &file,
+            "--name",
+            &name,
+            "--confirmations",
+            "0",
+            "--stop-at-block",
+            &head,
+            "--no-progress",
+        ]);
+    let (ok, out) = run_chorus(kafka, &indexer.argv());
+    anyhow::ensure!(ok, "indexer: {out}");
+    Ok(())
+}

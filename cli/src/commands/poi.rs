@@ -155,6 +155,14 @@ async fn score_and_report(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<
         Some(tx) => println!("checkpoint tx {tx}"),
         None => println!("not checkpointed on chain (--no-chain)"),
     }
+    if let (Some(client), Some(distributor)) = (&client, distributor) {
+        let contract = chorus_chain::contracts::PoiDistributor::new(distributor, client.provider());
+        if let Ok(at) = contract.claimableAt(epoch).call().await {
+            println!(
+                "pending: claimable from {at} (unix seconds), after the challenge window in which the guardian may revoke it"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -493,7 +493,25 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
 
     // Scores: computed from the log, checkpointed on anvil, recomputed by `verify`.
     let anvil = Anvil::start().unwrap();
-    let (_, deployment) = deploy(&anvil.client(), &kafka.topic_prefix).await.unwrap();
+    let (contracts, deployment) = deploy(&anvil.client(), &kafka.topic_prefix).await.unwrap();
+    // Standing (poi-v3): the human and the developer are bonded on chain.
+    let chr = alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18u64));
+    chorus_integration_tests::poi::bond_and_index(
+        &kafka,
+        &anvil.client(),
+        &anvil.url(),
+        &contracts,
+        &deployment,
+        &[
+            (human.address(), alloy::primitives::U256::from(10u64) * chr),
+            (
+                developer.address(),
+                alloy::primitives::U256::from(100u64) * chr,
+            ),
+        ],
+    )
+    .await
+    .unwrap();
     let flags = poi_flags(&kafka, &anvil.url(), &deployment);
     let common: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (ok, scored) = run_chorus(
