@@ -63,8 +63,11 @@ def bucket_views(bucket, tables):
     for t in tables:
         con.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM read_parquet('{archive}/{t}/bucket-{bucket:05d}.parquet')")
 units_schema = pa.schema([("account", pa.string()), ("role", pa.string()), ("kind", pa.string()),
-                          ("units", pa.int64()), ("items", pa.int64())])
+                          ("units", pa.int64()), ("items", pa.int64()), ("source", pa.string())])
 def units(table):
+    # poi-v3's steps add the asker of the calls as a sixth column (`source`).
+    if table.num_columns == 5:
+        table = table.append_column("source", pa.array([""] * table.num_rows, pa.string()))
     return table.rename_columns(units_schema.names).cast(units_schema)
 start = time.time()
 partials, replies = [], []

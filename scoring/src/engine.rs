@@ -392,8 +392,16 @@ impl PlanRun {
         let schema = Arc::new(verified.schema().as_arrow().clone());
         let verified = MemTable::try_new(schema, vec![verified.collect().await?])?;
         ctx.register_table("verified", Arc::new(verified))?;
-        let units = ctx.sql(&self.plan.job_units).await?.collect().await?;
-        self.partials()?.add(&units)
+        // Streamed: poi-v3's rows are per (owner, asker), many more than participants.
+        let mut units = ctx
+            .sql(&self.plan.job_units)
+            .await?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = units.next().await {
+            self.partials()?.add(&[batch?])?;
+        }
+        Ok(())
     }
 }
 
