@@ -723,7 +723,13 @@ impl Adversaries {
         }
         // The adversarial providers each serve 1,000 jobs of their own (honest users
         // asking honest agents), as much as an honest provider of the workload serves.
-        let serve = |out: &mut Out<'_, F>, provider: &str, usage: (u32, u32), n: u64| {
+        // `n` exchanges of honest users with honest agents served by `provider`, each job
+        // naming `assigned(j)`.
+        let serve = |out: &mut Out<'_, F>,
+                     provider: &str,
+                     usage: (u32, u32),
+                     n: u64,
+                     assigned: &dyn Fn(u64) -> Vec<String>| {
             for j in 0..n {
                 let asker = user_address(j % workload.users.max(1));
                 let d = j % workload.agent_developers.max(1);
@@ -733,7 +739,7 @@ impl Adversaries {
                     asker: &asker,
                     agent: &agent,
                     developer: &developer,
-                    assigned: &[provider.to_string()],
+                    assigned: &assigned(j),
                     served_by: provider,
                     model,
                     prompt: &prompt,
@@ -748,40 +754,29 @@ impl Adversaries {
         if let Some(factor) = self.inflating_provider {
             out.provider(adversary_provider(0), &adversary_operator(0), true, 100)?;
             let usage = metered((120 * factor, 35 * factor), 480, 140, 256);
-            serve(out, adversary_provider(0), usage, 1_000)?;
+            serve(out, adversary_provider(0), usage, 1_000, &|_| {
+                vec![adversary_provider(0).to_string()]
+            })?;
         }
         if let Some(grabbed) = self.grabbing_provider {
             out.provider(adversary_provider(1), &adversary_operator(1), true, 100)?;
-            serve(out, adversary_provider(1), (120, 35), 1_000)?;
+            serve(out, adversary_provider(1), (120, 35), 1_000, &|_| {
+                vec![adversary_provider(1).to_string()]
+            })?;
             // Jobs assigned to an honest provider, and jobs that name none, served by it.
-            for j in 0..grabbed {
-                let asker = user_address(j % workload.users.max(1));
-                let d = j % workload.agent_developers.max(1);
-                let (agent, developer) = (format!("agent-{d}"), address(2, d));
-                let assigned = if j % 2 == 0 {
+            serve(out, adversary_provider(1), (120, 35), grabbed, &|j| {
+                if j % 2 == 0 {
                     vec![honest_provider.clone()]
                 } else {
                     vec![]
-                };
-                out.exchange(&Exchange {
-                    conversation: &format!("conv-{}", j % (workload.users.max(1) * 2)),
-                    asker: &asker,
-                    agent: &agent,
-                    developer: &developer,
-                    assigned: &assigned,
-                    served_by: adversary_provider(1),
-                    model,
-                    prompt: &prompt,
-                    answer: &answer,
-                    prompt_tokens: 120,
-                    completion_tokens: 35,
-                    ratings: &[],
-                })?;
-            }
+                }
+            })?;
         }
         if let Some(unstakes) = self.unstaking_provider {
             out.provider(adversary_provider(2), &adversary_operator(2), true, 100)?;
-            serve(out, adversary_provider(2), (120, 35), 1_000)?;
+            serve(out, adversary_provider(2), (120, 35), 1_000, &|_| {
+                vec![adversary_provider(2).to_string()]
+            })?;
             if unstakes {
                 out.provider(adversary_provider(2), &adversary_operator(2), false, 0)?;
             }
