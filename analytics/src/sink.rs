@@ -22,17 +22,17 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use prometheus::{HistogramVec, IntCounterVec};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
     EventProducer, KafkaArgs, ProduceError, StageContext, await_delivery, blocking,
-    envelope_headers, stage_consumer,
+    cloudevents_headers, stage_consumer,
 };
 use chorus_runtime::metrics::{self, Readiness};
-use chorus_schemas::{DeadLetter, Envelope, HEADER_TYPE, Topic};
+use chorus_schemas::{DeadLetter, Envelope, Topic};
 
 use crate::clickhouse::{ClickHouseArgs, ClickHouseError};
 use crate::tables::{TableDef, encode_row_binary, flatten_record, tables};
@@ -265,16 +265,10 @@ fn add_record(
     if topic == dead_letter_topic && message.payload().is_none() {
         return;
     }
-    let hint = message.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key == HEADER_TYPE)
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-    });
     let payload = message.payload().unwrap_or_default();
     // The typed topics hold events Chorus wrote or its router validated; here each
     // value is checked against its column, in one JSON pass.
-    let row = flatten_record(hint, payload).and_then(|(table, flat)| {
+    let row = flatten_record(payload).and_then(|(table, flat)| {
         let cells = table.cells(&flat).map_err(|e| e.to_string())?;
         Ok((table, cells))
     });
@@ -448,7 +442,7 @@ async fn try_flush(
                     dead_letter_topic,
                     Some(letter.key.as_bytes()),
                     &payload,
-                    Some(envelope_headers(letter)),
+                    Some(cloudevents_headers()),
                 )
                 .await
                 .map_err(|e: ProduceError| e.to_string())?;

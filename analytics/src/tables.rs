@@ -402,62 +402,24 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The flattened JSON of a record as stored in a typed topic, read in one pass: the
-/// envelope's type must have a table and a version Chorus knows, and the `chorus-type`
-/// header (when given) must name the same type. The values themselves are checked
-/// column by column by [`TableDef::cells`]. Returns the table and the flattened fields.
-pub fn flatten_record(
-    type_hint: Option<&str>,
-    payload: &[u8],
-) -> Result<(&'static TableDef, Map<String, Value>), String> {
+/// envelope (a CloudEvent, or envelope 1 during the transition) must name a type that
+/// has a table and a version Chorus knows. The values themselves are checked column by
+/// column by [`TableDef::cells`]. Returns the table and the flattened fields.
+pub fn flatten_record(payload: &[u8]) -> Result<(&'static TableDef, Map<String, Value>), String> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| format!("undecodable event: {e}"))?;
-    let Value::Object(mut map) = value else {
-        return Err("undecodable event: not a JSON object".into());
-    };
-    let type_name = map
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or("undecodable event: no \"type\"")?
-        .to_owned();
-    if let Some(hint) = type_hint
-        && hint != type_name
-    {
-        return Err(format!(
-            "header chorus-type {hint:?} does not match the event type {type_name:?}"
-        ));
-    }
-    let info = chorus_schemas::event_type(&type_name)
-        .ok_or_else(|| format!("unknown event type {type_name:?}"))?;
-    let version = map.get("version").and_then(Value::as_u64).unwrap_or(0);
-    if version == 0 || version > u64::from(info.version) {
-        return Err(format!(
-            "{type_name} version {version} is not one this build knows (1..={})",
-            info.version
-        ));
-    }
-    let table = table_for(&type_name).ok_or_else(|| format!("no table for {type_name}"))?;
-    let Some(Value::Object(data)) = map.remove("data") else {
-        return Err("undecodable event: no data object".into());
-    };
-    for (name, value) in data {
-        map.insert(name, value);
-    }
-    Ok((table, map))
+    let (info, row) = chorus_schemas::flat_row(value).map_err(|e| e.to_string())?;
+    let table =
+        table_for(info.type_name).ok_or_else(|| format!("no table for {}", info.type_name))?;
+    Ok((table, row))
 }
 
 /// The flattened JSON of an event: envelope fields and data fields in one object.
 pub fn flatten(event: &chorus_schemas::AnyEvent) -> Result<Map<String, Value>, String> {
     let value = serde_json::to_value(event).map_err(|e| format!("encoding event: {e}"))?;
-    let Value::Object(mut map) = value else {
-        return Err("event is not a JSON object".into());
-    };
-    let Some(Value::Object(data)) = map.remove("data") else {
-        return Err("event has no data object".into());
-    };
-    for (name, value) in data {
-        map.insert(name, value);
-    }
-    Ok(map)
+    chorus_schemas::flat_row(value)
+        .map(|(_, row)| row)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -510,17 +472,33 @@ mod tests {
     fn records_flatten_in_one_pass_like_decoded_events() {
         for event in chorus_schemas::samples::all() {
             let bytes = event.to_json().unwrap();
-            let (table, flat) = flatten_record(Some(event.type_name()), &bytes).unwrap();
+            let (table, flat) = flatten_record(&bytes).unwrap();
             assert_eq!(table.event_type, event.type_name());
             assert_eq!(flat, flatten(&event).unwrap());
         }
-        let error = flatten_record(Some("feedback"), b"{\"type\":\"chat.message\"}").unwrap_err();
-        assert!(error.contains("does not match"), "{error}");
+        // An envelope-1 record of the same event flattens to the same row.
+        let event = chorus_schemas::samples::all().remove(0);
+        let mut legacy = serde_json::to_value(&event).unwrap();
+        let object = legacy.as_object_mut().unwrap();
+        for attribute in ["specversion", "dataschema", "datacontenttype"] {
+            object.remove(attribute);
+        }
+        let subject = object.remove("subject").unwrap();
+        object.insert("key".into(), subject);
+        object.insert("type".into(), event.type_name().into());
+        object.insert("version".into(), 1.into());
+        let (_, flat) = flatten_record(&serde_json::to_vec(&legacy).unwrap()).unwrap();
+        assert_eq!(flat, flatten(&event).unwrap());
         let error =
-            flatten_record(None, b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();
+            flatten_record(b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();
         assert!(error.contains("version 9"), "{error}");
+        let error = flatten_record(
+            b"{\"specversion\":\"1.0\",\"type\":\"ai.chorus.feedback.v7\",\"data\":{}}",
+        )
+        .unwrap_err();
+        assert!(error.contains("version 7"), "{error}");
         assert!(
-            flatten_record(None, b"{not json")
+            flatten_record(b"{not json")
                 .unwrap_err()
                 .contains("undecodable")
         );

@@ -10,7 +10,7 @@ use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform};
 use chorus_runtime::metrics;
 use chorus_schemas::{
     AgentCall, AgentRegistered, AnyEvent, AuthorKind, CallReason, ChatMessage, ChatTurn, Envelope,
-    HEADER_TYPE, InferenceJob, InferenceResult, JobKind, JobStatus,
+    InferenceJob, InferenceResult, JobKind, JobStatus,
 };
 
 use crate::state::{AgentDirectory, Conversation, Conversations, Seen};
@@ -269,9 +269,7 @@ impl Transform for Orchestrator {
             .payload
             .filter(|p| !p.is_empty())
             .ok_or_else(|| ProcessError::Reject("record has no value".into()))?;
-        match AnyEvent::decode(record.header(HEADER_TYPE), payload)
-            .map_err(|e| ProcessError::Reject(e.to_string()))?
-        {
+        match AnyEvent::decode(None, payload).map_err(|e| ProcessError::Reject(e.to_string()))? {
             AnyEvent::ChatMessage(event) => {
                 self.on_message(&event, (record.partition, record.offset))
             }

@@ -10,8 +10,13 @@
 use std::sync::Arc;
 
 use crate::ownership::Ownership;
-use chorus_runtime::kafka::{InputRecord, OutputRecord, ProcessError, Transform, event_headers};
-use chorus_schemas::{AnyEvent, AuthorKind, EventKind, HEADER_TYPE, HEADER_VERSION, Topic};
+use chorus_runtime::kafka::{
+    InputRecord, OutputRecord, ProcessError, Transform, cloudevents_headers,
+};
+use chorus_schemas::{
+    AnyEvent, AuthorKind, BINARY_MODE_HEADER_PREFIX, CLOUDEVENTS_JSON, EnvelopeForm, EventKind,
+    HEADER_CONTENT_TYPE, LEGACY_HEADER_TYPE, LEGACY_HEADER_VERSION, Topic,
+};
 
 /// Whether an outsider may submit `event` through intake: the allow-list, keyed on the
 /// event's kind (not its type string). The match is exhaustive on purpose: a new kind
@@ -130,14 +135,15 @@ impl IntakeRouter {
         let payload = payload
             .filter(|p| !p.is_empty())
             .ok_or("record has no value")?;
-        let event = AnyEvent::decode(type_header, payload).map_err(|e| e.to_string())?;
+        let (event, form) =
+            AnyEvent::decode_form(type_header, payload).map_err(|e| e.to_string())?;
         if let Some(version) = version_header {
-            let declared: u16 = version
-                .parse()
-                .map_err(|_| format!("header {HEADER_VERSION} is not a number: {version:?}"))?;
+            let declared: u16 = version.parse().map_err(|_| {
+                format!("header {LEGACY_HEADER_VERSION} is not a number: {version:?}")
+            })?;
             if declared != event.version() {
                 return Err(format!(
-                    "header {HEADER_VERSION}={declared} but the envelope says {}",
+                    "header {LEGACY_HEADER_VERSION}={declared} but the envelope says {}",
                     event.version()
                 ));
             }
@@ -149,15 +155,20 @@ impl IntakeRouter {
             )
         })?;
         let topic = event.topic();
+        // A CloudEvent passes as it came (it was decoded strictly: no attribute the
+        // schema does not name); an envelope-1 record is re-encoded, so the typed topics
+        // hold CloudEvents only.
+        let payload = match form {
+            EnvelopeForm::CloudEvents => payload.to_vec(),
+            EnvelopeForm::Legacy => event
+                .to_json()
+                .map_err(|e| format!("re-encoding an envelope-1 event: {e}"))?,
+        };
         let output = OutputRecord {
             topic: topic.name(&self.topic_prefix),
             key: Some(event.key().as_bytes().to_vec()),
-            payload: payload.to_vec(),
-            headers: Some(event_headers(
-                event.type_name(),
-                event.version(),
-                &event.id(),
-            )),
+            payload,
+            headers: Some(cloudevents_headers()),
         };
         Ok((output, event))
     }
@@ -165,15 +176,37 @@ impl IntakeRouter {
 
 impl Transform for IntakeRouter {
     async fn process(&self, record: &InputRecord<'_>) -> Result<Vec<OutputRecord>, ProcessError> {
+        check_mode(record).map_err(ProcessError::Reject)?;
         self.route_and_decide(
             (record.topic, record.partition, record.offset),
             record.key,
-            record.header(HEADER_TYPE),
-            record.header(HEADER_VERSION),
+            record.header(LEGACY_HEADER_TYPE),
+            record.header(LEGACY_HEADER_VERSION),
             record.payload,
         )
         .map(|output| vec![output])
         .map_err(ProcessError::Reject)
+    }
+}
+
+/// One mode only: a CloudEvent in structured mode (`content-type:
+/// application/cloudevents+json`, or no content type), never binary mode (`ce_*`
+/// headers), so that no header can say something the value does not.
+fn check_mode(record: &InputRecord<'_>) -> Result<(), String> {
+    if let Some(name) = record
+        .header_names()
+        .find(|name| name.starts_with(BINARY_MODE_HEADER_PREFIX))
+    {
+        return Err(format!(
+            "header {name:?}: binary-mode CloudEvents are not accepted; send the whole event as the value (structured mode, content-type {CLOUDEVENTS_JSON})"
+        ));
+    }
+    match record.header(HEADER_CONTENT_TYPE) {
+        None => Ok(()),
+        Some(content_type) if content_type == CLOUDEVENTS_JSON => Ok(()),
+        Some(other) => Err(format!(
+            "content-type {other:?}: intake accepts {CLOUDEVENTS_JSON} (structured mode) only"
+        )),
     }
 }
 
@@ -188,7 +221,7 @@ mod tests {
         let mut forwarded = Vec::new();
         for event in samples::all() {
             let bytes = event.to_json().unwrap();
-            let result = router.route(Some(event.type_name()), Some("1"), Some(&bytes));
+            let result = router.route(None, None, Some(&bytes));
             if admission(&event).is_err() {
                 let err = result.unwrap_err();
                 assert!(err.contains("cannot be submitted through intake"), "{err}");
@@ -220,7 +253,7 @@ mod tests {
             let offset = 10 * n as i64;
             let bytes = event.to_json().unwrap();
             let key = Some(event.key().as_bytes());
-            let header = Some(event.type_name());
+            let header = None;
             let refused = router
                 .route_and_decide(("p.chorus.intake", 0, 1), key, header, None, Some(&bytes))
                 .unwrap_err();
@@ -291,7 +324,19 @@ mod tests {
                 None,
                 None,
                 br#"{"type":"chat.message"}"#,
-                "not valid JSON for chat.message",
+                "not valid JSON for ai.chorus.chat.message.v1",
+            ),
+            (
+                None,
+                None,
+                br#"{"specversion":"1.0","type":"ai.chorus.chat.message.v9"}"#,
+                "has version 9, this build knows up to 1",
+            ),
+            (
+                None,
+                None,
+                br#"{"type":"ai.chorus.chat.message.v1"}"#,
+                "specversion is missing",
             ),
         ];
         for (type_header, version, payload, expected) in cases {
@@ -311,12 +356,48 @@ mod tests {
         assert!(err.contains("header says"), "{err}");
         let err = router.route(None, Some("9"), Some(&bytes)).unwrap_err();
         assert!(err.contains("envelope says 1"), "{err}");
-        let tampered = String::from_utf8(bytes)
-            .unwrap()
-            .replace("\"key\":\"conv-1\"", "\"key\":\"other\"");
+        let text = String::from_utf8(bytes).unwrap();
+        let tampered = text.replace("\"subject\":\"conv-1\"", "\"subject\":\"other\"");
+        assert_ne!(tampered, text);
         let err = router
             .route(None, None, Some(tampered.as_bytes()))
             .unwrap_err();
         assert!(err.contains("does not match"), "{err}");
+        // Strict CloudEvents: no attribute the schema does not name, no other spec
+        // version, the type's own dataschema, a URI-reference source.
+        for (from, to, expected) in [
+            (
+                "\"data\":",
+                "\"ce_extra\":1,\"data\":",
+                "unknown field `ce_extra`",
+            ),
+            (
+                "\"specversion\":\"1.0\"",
+                "\"specversion\":\"0.3\"",
+                "specversion",
+            ),
+            ("urn:chorus:schema:", "urn:other:", "dataschema"),
+            ("\"source\":\"", "\"source\":\"a b ", "URI-reference"),
+            (
+                "\"datacontenttype\":\"application/json\"",
+                "\"datacontenttype\":\"text/plain\"",
+                "datacontenttype",
+            ),
+            (
+                "\"specversion\":\"1.0\",",
+                "\"version\":1,\"specversion\":\"1.0\",",
+                "envelope-1 attributes",
+            ),
+        ] {
+            let changed = text.replacen(from, to, 1);
+            assert_ne!(changed, text, "{from}");
+            let err = router
+                .route(None, None, Some(changed.as_bytes()))
+                .unwrap_err();
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+        }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The Arrow schema of a type is derived from its JSON Schema, so the two cannot drift:
 //! the envelope's fields (`id`, `type`, `version`, `source`, `time`, `key`) come first,
-//! then the fields of `data`, flattened to top-level columns for SQL.
+//! then the fields of `data`, flattened to top-level columns for SQL. These are the same
+//! columns whichever envelope the event came in ([`crate::flat_row`]): `type` is Chorus's
+//! name (`chat.message`) and `key` the CloudEvents `subject`.
 
 use std::sync::Arc;
 
@@ -29,8 +31,8 @@ pub enum ArrowConvertError {
     },
     #[error("field {0:?} of data collides with an envelope field")]
     Collision(String),
-    #[error("event is not an object with a data object")]
-    NotAnEnvelope,
+    #[error("not an event envelope: {0}")]
+    NotAnEnvelope(String),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
@@ -199,21 +201,14 @@ fn is_string_enum(node: &Value) -> bool {
         .is_some_and(|v| v.iter().all(Value::is_string))
 }
 
-/// Flattens an envelope's JSON into one row: envelope fields plus data fields.
+/// Flattens an envelope's JSON (either form) into one row: envelope fields plus data
+/// fields.
 fn flatten_row(envelope: Value) -> Result<Value, ArrowConvertError> {
-    let Value::Object(mut map) = envelope else {
-        return Err(ArrowConvertError::NotAnEnvelope);
-    };
-    let Some(Value::Object(data)) = map.remove("data") else {
-        return Err(ArrowConvertError::NotAnEnvelope);
-    };
-    for (name, value) in data {
-        if map.contains_key(&name) {
-            return Err(ArrowConvertError::Collision(name));
-        }
-        map.insert(name, value);
-    }
-    Ok(Value::Object(map))
+    let (_, row) = crate::flat_row(envelope).map_err(|e| match e {
+        crate::DecodeError::UnknownType(t) => ArrowConvertError::UnknownType(t),
+        other => ArrowConvertError::NotAnEnvelope(other.to_string()),
+    })?;
+    Ok(Value::Object(row))
 }
 
 /// Accumulates events of one type and emits Arrow record batches.

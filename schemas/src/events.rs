@@ -47,6 +47,8 @@ pub struct ChatMessage {
 impl EventData for ChatMessage {
     const TYPE: &'static str = "chat.message";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.chat.message.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.chat.message.v1";
     const TOPIC: Topic = Topic::ChatMessages;
     fn key(&self) -> String {
         self.conversation_id.clone()
@@ -83,6 +85,8 @@ pub struct ConversationUpdated {
 impl EventData for ConversationUpdated {
     const TYPE: &'static str = "conversation.updated";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.conversation.updated.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.conversation.updated.v1";
     const TOPIC: Topic = Topic::ChatMessages;
     fn key(&self) -> String {
         self.conversation_id.clone()
@@ -121,6 +125,8 @@ pub struct AgentCall {
 impl EventData for AgentCall {
     const TYPE: &'static str = "agent.call";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.agent.call.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.agent.call.v1";
     const TOPIC: Topic = Topic::AgentCalls;
     fn key(&self) -> String {
         self.conversation_id.clone()
@@ -181,6 +187,8 @@ pub struct InferenceJob {
 impl EventData for InferenceJob {
     const TYPE: &'static str = "inference.job";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.inference.job.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.inference.job.v1";
     const TOPIC: Topic = Topic::InferenceJobs;
     fn key(&self) -> String {
         self.job_id.to_string()
@@ -253,6 +261,8 @@ pub struct InferenceResult {
 impl EventData for InferenceResult {
     const TYPE: &'static str = "inference.result";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.inference.result.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.inference.result.v1";
     const TOPIC: Topic = Topic::InferenceResults;
     fn key(&self) -> String {
         self.job_id.to_string()
@@ -273,6 +283,8 @@ pub struct Feedback {
 impl EventData for Feedback {
     const TYPE: &'static str = "feedback";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.feedback.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.feedback.v1";
     const TOPIC: Topic = Topic::Feedback;
     fn key(&self) -> String {
         self.conversation_id.clone()
@@ -295,6 +307,8 @@ pub struct AgentRegistered {
 impl EventData for AgentRegistered {
     const TYPE: &'static str = "agent.registered";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.agent.registered.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.agent.registered.v1";
     const TOPIC: Topic = Topic::Registry;
     fn key(&self) -> String {
         format!("agent:{}", self.agent_id)
@@ -317,6 +331,8 @@ pub struct ProviderRegistered {
 impl EventData for ProviderRegistered {
     const TYPE: &'static str = "provider.registered";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.provider.registered.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.provider.registered.v1";
     const TOPIC: Topic = Topic::Registry;
     fn key(&self) -> String {
         format!("provider:{}", self.provider_id)
@@ -347,6 +363,8 @@ pub struct SessionGranted {
 impl EventData for SessionGranted {
     const TYPE: &'static str = "session.granted";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.session.granted.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.session.granted.v1";
     const TOPIC: Topic = Topic::Sessions;
     fn key(&self) -> String {
         // Each distinct grant keeps its own record through compaction.
@@ -372,6 +390,8 @@ pub struct SessionRevoked {
 impl EventData for SessionRevoked {
     const TYPE: &'static str = "session.revoked";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.session.revoked.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.session.revoked.v1";
     const TOPIC: Topic = Topic::Sessions;
     fn key(&self) -> String {
         format!("revoke:{}:{}", self.wallet, self.session_key)
@@ -391,6 +411,8 @@ pub struct ProviderHeartbeat {
 impl EventData for ProviderHeartbeat {
     const TYPE: &'static str = "provider.heartbeat";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.provider.heartbeat.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.provider.heartbeat.v1";
     const TOPIC: Topic = Topic::ProviderHeartbeats;
     fn key(&self) -> String {
         format!("provider:{}", self.provider_id)
@@ -424,6 +446,8 @@ pub struct ChainLog {
 impl EventData for ChainLog {
     const TYPE: &'static str = "chain.log";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.chain.log.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.chain.log.v1";
     const TOPIC: Topic = Topic::ChainEvents;
     fn key(&self) -> String {
         format!("{}:{}", self.chain_id, self.contract)
@@ -448,6 +472,8 @@ pub struct ChainLogRetracted {
 impl EventData for ChainLogRetracted {
     const TYPE: &'static str = "chain.log.retracted";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.chain.log.retracted.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.chain.log.retracted.v1";
     const TOPIC: Topic = Topic::ChainEvents;
     fn key(&self) -> String {
         format!("{}:{}", self.chain_id, self.contract)
@@ -482,6 +508,8 @@ pub struct PoiScore {
 impl EventData for PoiScore {
     const TYPE: &'static str = "poi.score";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.poi.score.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.poi.score.v1";
     const TOPIC: Topic = Topic::PoiScores;
     fn key(&self) -> String {
         self.epoch.to_string()
@@ -510,6 +538,8 @@ pub struct PoiCheckpoint {
 impl EventData for PoiCheckpoint {
     const TYPE: &'static str = "poi.checkpoint";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.poi.checkpoint.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.poi.checkpoint.v1";
     const TOPIC: Topic = Topic::PoiCheckpoints;
     fn key(&self) -> String {
         self.epoch.to_string()
@@ -536,6 +566,8 @@ pub struct DeadLetter {
 impl EventData for DeadLetter {
     const TYPE: &'static str = "dead.letter";
     const VERSION: u16 = 1;
+    const CLOUDEVENTS_TYPE: &'static str = "ai.chorus.dead.letter.v1";
+    const DATASCHEMA: &'static str = "urn:chorus:schema:ai.chorus.dead.letter.v1";
     const TOPIC: Topic = Topic::DeadLetters;
     fn key(&self) -> String {
         format!("{}:{}", self.source_topic, self.source_partition)

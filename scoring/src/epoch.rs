@@ -206,9 +206,7 @@ impl Recorded {
                 .map_err(|e| PoiError::Kafka(format!("reading {}: {e}", kafka.topic(topic))))
         };
         for record in read(Topic::PoiCheckpoints)? {
-            if let Ok(AnyEvent::PoiCheckpoint(e)) =
-                AnyEvent::decode(record.event_type.as_deref(), &record.payload)
-            {
+            if let Ok(AnyEvent::PoiCheckpoint(e)) = AnyEvent::decode(None, &record.payload) {
                 recorded
                     .roots
                     .entry(e.data.epoch)
@@ -224,9 +222,7 @@ impl Recorded {
             }
         }
         for record in read(Topic::PoiScores)? {
-            if let Ok(AnyEvent::PoiScore(e)) =
-                AnyEvent::decode(record.event_type.as_deref(), &record.payload)
-            {
+            if let Ok(AnyEvent::PoiScore(e)) = AnyEvent::decode(None, &record.payload) {
                 let role = serde_json::to_value(e.data.role)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))

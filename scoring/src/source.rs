@@ -8,7 +8,6 @@ use alloy::primitives::{B256, keccak256};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -229,15 +228,7 @@ pub fn read_sources(
                     pending.remove(&key);
                 }
                 stats.records += 1;
-                let event_type = message.headers().and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == chorus_schemas::HEADER_TYPE)
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_string)
-                });
-                match AnyEvent::decode(event_type.as_deref(), message.payload().unwrap_or_default())
-                {
+                match AnyEvent::decode(None, message.payload().unwrap_or_default()) {
                     Ok(event) => sink(event).map_err(SourceError::Sink)?,
                     Err(_) => stats.undecodable += 1,
                 }

@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, PipelineConfig, Principal, await_all, event_headers, inspect,
+    EventProducer, KafkaArgs, PipelineConfig, Principal, await_all, cloudevents_headers, inspect,
 };
 use chorus_schemas::Topic;
 
@@ -63,19 +63,11 @@ pub async fn run(
     // what outsiders submit (registrations and conversation changes come signed through
     // the API's own topic, not through intake).
     let mut rng = Rng::new(42);
-    let records: Vec<(String, Vec<u8>, &'static str, u16, uuid::Uuid)> = (0..)
+    let records: Vec<(String, Vec<u8>)> = (0..)
         .map(|i| workload_event(&mut rng, i, 500))
         .filter(|event| !chorus_workload::submitted_by_the_api(event))
         .take(usize::try_from(events).unwrap_or(usize::MAX))
-        .map(|event| {
-            Ok((
-                event.key().to_owned(),
-                event.to_json()?,
-                event.type_name(),
-                event.version(),
-                event.id(),
-            ))
-        })
+        .map(|event| Ok((event.key().to_owned(), event.to_json()?)))
         .collect::<Result<_, serde_json::Error>>()?;
     let bytes: usize = records.iter().map(|r| r.1.len()).sum();
     println!(
@@ -116,6 +108,9 @@ pub async fn run(
             "-K",
             "\t",
             "-l",
+            // The same one header Chorus writes (structured-mode CloudEvents).
+            "-H",
+            "content-type=application/cloudevents+json",
         ])
         .args([
             "-X",
@@ -145,8 +140,8 @@ pub async fn run(
     let producer = EventProducer::new(&importer, "bench", 100_000)?;
     let started = Instant::now();
     let mut pending = Vec::with_capacity(records.len());
-    for (key, payload, event_type, version, id) in &records {
-        let headers = event_headers(event_type, *version, id);
+    for (key, payload) in &records {
+        let headers = cloudevents_headers();
         pending.push(
             producer
                 .enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers))

@@ -19,7 +19,7 @@ use chorus_integration_tests::clickhouse::{
 };
 use chorus_integration_tests::poi::synthetic_events;
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, event_headers};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, cloudevents_headers};
 use chorus_schemas::*;
 use chorus_scoring::synthetic::Workload;
 
@@ -106,7 +106,7 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
                     pending.push(delivery.unwrap());
                 }
                 for m in 0..MALFORMED / SLICES {
-                    let headers = event_headers("chat.message", 1, &uuid::Uuid::now_v7());
+                    let headers = cloudevents_headers();
                     let garbage = format!("{{not json, slice {n} record {m}");
                     pending.push(
                         producer
@@ -211,7 +211,7 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     let mut seen = HashSet::with_capacity(expected_ids.len());
     for topic in &topics {
         for record in read_all(&kafka, &kafka.topic(*topic)).unwrap() {
-            let event = AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
+            let event = AnyEvent::decode(None, &record.payload).unwrap();
             routed_records += 1;
             seen.insert(event.id());
         }
@@ -221,12 +221,10 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     let dead: Vec<DeadLetter> = read_all(&kafka, &kafka.topic(Topic::DeadLetters))
         .unwrap()
         .iter()
-        .map(
-            |r| match AnyEvent::decode(r.event_type.as_deref(), &r.payload).unwrap() {
-                AnyEvent::DeadLetter(e) => e.data,
-                other => panic!("not a dead letter: {other:?}"),
-            },
-        )
+        .map(|r| match AnyEvent::decode(None, &r.payload).unwrap() {
+            AnyEvent::DeadLetter(e) => e.data,
+            other => panic!("not a dead letter: {other:?}"),
+        })
         .collect();
     let wrongly_dead = dead
         .iter()

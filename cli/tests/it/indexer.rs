@@ -67,7 +67,7 @@ fn stored(kafka: &KafkaArgs) -> Stored {
         retracted_ids: vec![],
     };
     for record in records {
-        match AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap() {
+        match AnyEvent::decode(None, &record.payload).unwrap() {
             AnyEvent::ChainLog(e) => {
                 out.log_ids.push(e.id);
                 out.logs.push(e.data);
@@ -409,12 +409,10 @@ async fn unknown_and_malformed_logs_are_dead_lettered_and_indexing_goes_on() {
     let letters = read_all(&kafka, &kafka.topic(Topic::DeadLetters)).unwrap();
     let reasons: Vec<String> = letters
         .iter()
-        .map(
-            |r| match AnyEvent::decode(r.event_type.as_deref(), &r.payload).unwrap() {
-                AnyEvent::DeadLetter(e) => e.data.reason,
-                other => panic!("unexpected {}", other.type_name()),
-            },
-        )
+        .map(|r| match AnyEvent::decode(None, &r.payload).unwrap() {
+            AnyEvent::DeadLetter(e) => e.data.reason,
+            other => panic!("unexpected {}", other.type_name()),
+        })
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(

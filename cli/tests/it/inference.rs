@@ -347,7 +347,7 @@ async fn an_oversized_answer_is_dead_lettered_and_the_partition_keeps_flowing() 
                 0,
                 Some(event.key.as_bytes()),
                 &event.to_json().unwrap(),
-                Some(chorus_runtime::kafka::envelope_headers(event)),
+                Some(chorus_runtime::kafka::cloudevents_headers()),
             )
             .await
             .unwrap();

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, await_all, await_delivery, event_headers};
+use chorus_runtime::kafka::{EventProducer, await_all, await_delivery, cloudevents_headers};
 use chorus_schemas::*;
 
 fn chat(conversation: usize, n: usize) -> AnyEvent {
@@ -97,7 +97,7 @@ async fn router_killed_mid_stream_outputs_every_input_exactly_once() {
     let mut seen = HashSet::with_capacity(records.len());
     let mut duplicates = 0;
     for record in &records {
-        let event = AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
+        let event = AnyEvent::decode(None, &record.payload).unwrap();
         assert_eq!(record.key.as_deref(), Some(event.key().as_bytes()));
         if !seen.insert(event.id()) {
             duplicates += 1;
@@ -122,17 +122,32 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     let producer = EventProducer::new(&kafka, "test-producer", 1_000).unwrap();
 
     // All on one key, so on one partition: the bad records sit between good ones.
-    let good: Vec<AnyEvent> = (0..3).map(|n| chat(1, n)).collect();
+    let good: Vec<AnyEvent> = (0..4).map(|n| chat(1, n)).collect();
     let good_json: Vec<Vec<u8>> = good.iter().map(|e| e.to_json().unwrap()).collect();
-    let headers = |e: &AnyEvent| Some(event_headers(e.type_name(), e.version(), &e.id()));
+    let headers = |_: &AnyEvent| Some(cloudevents_headers());
+    // A binary-mode header beside a structured event: two places that could disagree.
+    let binary_mode = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "ce_type",
+        value: Some(b"ai.chorus.feedback.v1".as_slice()),
+    });
+    // The same event in envelope 1, as a producer from before the migration writes it,
+    // with its old headers: routed, and re-encoded as a CloudEvent.
+    let legacy_json = legacy_envelope(&good[3]);
+    let legacy_headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: chorus_schemas::LEGACY_HEADER_TYPE,
+            value: Some(b"chat.message".as_slice()),
+        })
+        .insert(rdkafka::message::Header {
+            key: chorus_schemas::LEGACY_HEADER_VERSION,
+            value: Some(b"1".as_slice()),
+        });
     let records: Vec<(&[u8], Option<rdkafka::message::OwnedHeaders>)> = vec![
         (&good_json[0], headers(&good[0])),
         (b"{not json at all", None),
-        (
-            &good_json[1],
-            Some(event_headers("feedback", 1, &good[1].id())),
-        ), // header lies about the type
+        (&good_json[1], Some(binary_mode)),
         (&good_json[2], headers(&good[2])),
+        (&legacy_json, Some(legacy_headers)),
     ];
     let mut offsets = Vec::new();
     for (payload, headers) in records {
@@ -156,9 +171,9 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     )
     .unwrap();
     wait_for(
-        "router to consume all four",
+        "router to consume all five",
         Duration::from_secs(60),
-        || committed_total(&kafka, &group, &intake) >= 4,
+        || committed_total(&kafka, &group, &intake) >= 5,
     )
     .unwrap();
 
@@ -179,8 +194,16 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
         .collect();
     assert_eq!(
         routed_ids,
-        vec![good[0].id(), good[2].id()],
+        vec![good[0].id(), good[2].id(), good[3].id()],
         "good records routed in order, past the bad ones"
+    );
+    assert_eq!(
+        routed[0].payload, good_json[0],
+        "a CloudEvent passes as it came"
+    );
+    assert_eq!(
+        routed[2].payload, good_json[3],
+        "an envelope-1 record is re-encoded as the same CloudEvent"
     );
 
     let dead = read_all(&kafka, &kafka.topic(Topic::DeadLetters)).unwrap();
@@ -214,10 +237,25 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     assert!(
         letters[1]
             .reason
-            .contains("header says event type \"feedback\""),
+            .contains("binary-mode CloudEvents are not accepted"),
         "{}",
         letters[1].reason
     );
+}
+
+/// An event in envelope 1 (before CloudEvents): `type` is Chorus's name, `version` and
+/// `key` are attributes.
+fn legacy_envelope(event: &AnyEvent) -> Vec<u8> {
+    let mut value = serde_json::to_value(event).unwrap();
+    let object = value.as_object_mut().unwrap();
+    for attribute in ["specversion", "dataschema", "datacontenttype"] {
+        object.remove(attribute);
+    }
+    let subject = object.remove("subject").unwrap();
+    object.insert("key".into(), subject);
+    object.insert("type".into(), event.type_name().into());
+    object.insert("version".into(), event.version().into());
+    serde_json::to_vec(&value).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use chorus_integration_tests::poi::{
     create_topics_with, produce_events, run_chorus, scoring_config_file, synthetic_events,
 };
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, event_headers};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_delivery, cloudevents_headers};
 use chorus_schemas::{AnyEvent, Envelope, Feedback, Topic};
 use chorus_scoring::synthetic::Workload;
 use chorus_scoring::{EngineConfig, ScoreOptions, score_epoch};
@@ -159,7 +159,7 @@ async fn copy_with_insert(from: &KafkaArgs, to: &KafkaArgs, extra: &AnyEvent) {
             let middle = records.len() / 2;
             for (i, record) in records.iter().enumerate() {
                 if topic == extra.topic() && partition == 0 && i == middle {
-                    let headers = event_headers(extra.type_name(), extra.version(), &extra.id());
+                    let headers = cloudevents_headers();
                     let delivery = producer
                         .enqueue_raw_to(
                             &to.topic(topic),
@@ -172,9 +172,7 @@ async fn copy_with_insert(from: &KafkaArgs, to: &KafkaArgs, extra: &AnyEvent) {
                         .unwrap();
                     await_delivery(delivery).await.unwrap();
                 }
-                let event =
-                    AnyEvent::decode(record.event_type.as_deref(), &record.payload).unwrap();
-                let headers = event_headers(event.type_name(), event.version(), &event.id());
+                let headers = cloudevents_headers();
                 let delivery = producer
                     .enqueue_raw_to(
                         &to.topic(topic),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::KafkaArgs;
@@ -180,12 +180,10 @@ pub fn read_committed(
             Some(Err(e)) => return Err(e),
             Some(Ok(message)) => {
                 idle_polls = 0;
-                let event_type = message.headers().and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == chorus_schemas::HEADER_TYPE)
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                });
+                let event_type = message
+                    .payload()
+                    .and_then(chorus_schemas::peek_event_type)
+                    .map(|info| info.type_name.to_owned());
                 out.push(StoredRecord {
                     partition: message.partition(),
                     offset: message.offset(),

@@ -22,7 +22,7 @@ pub use pipeline::{
 pub use producer::{Delivered, EventProducer, ProduceError, await_all, await_delivery};
 pub use transactional::{TransactionError, TransactionalWriter};
 
-use chorus_schemas::{Envelope, EventData, HEADER_ID, HEADER_TYPE, HEADER_VERSION};
+use chorus_schemas::{CLOUDEVENTS_JSON, HEADER_CONTENT_TYPE};
 
 /// How to reach Kafka. Every service takes these flags.
 #[derive(Debug, Clone, Args)]
@@ -288,26 +288,11 @@ impl KafkaArgs {
     }
 }
 
-/// The Kafka headers of an event: type, version and id.
-pub fn event_headers(event_type: &str, version: u16, id: &uuid::Uuid) -> OwnedHeaders {
-    let version = version.to_string();
-    let id = id.to_string();
-    OwnedHeaders::new_with_capacity(3)
-        .insert(Header {
-            key: HEADER_TYPE,
-            value: Some(event_type.as_bytes()),
-        })
-        .insert(Header {
-            key: HEADER_VERSION,
-            value: Some(version.as_bytes()),
-        })
-        .insert(Header {
-            key: HEADER_ID,
-            value: Some(id.as_bytes()),
-        })
-}
-
-/// Headers of a typed envelope.
-pub fn envelope_headers<T: EventData>(event: &Envelope<T>) -> OwnedHeaders {
-    event_headers(&event.event_type, event.version, &event.id)
+/// The Kafka headers of a Chorus record: CloudEvents structured mode has one,
+/// `content-type: application/cloudevents+json`; every attribute is in the value.
+pub fn cloudevents_headers() -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(1).insert(Header {
+        key: HEADER_CONTENT_TYPE,
+        value: Some(CLOUDEVENTS_JSON.as_bytes()),
+    })
 }

@@ -39,7 +39,7 @@ use rdkafka::util::Timeout;
 
 use chorus_schemas::{DeadLetter, Envelope, EventData, Topic};
 
-use super::{KafkaArgs, envelope_headers};
+use super::{KafkaArgs, cloudevents_headers};
 use crate::Shutdown;
 use crate::metrics::{self, Readiness};
 
@@ -64,6 +64,14 @@ impl<'a> InputRecord<'a> {
             payload: message.payload(),
             message,
         }
+    }
+
+    /// The names of the record's headers.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.message
+            .headers()
+            .into_iter()
+            .flat_map(|headers| headers.iter().map(|h| h.key))
     }
 
     /// A header's value as UTF-8 text (None when absent or not text).
@@ -96,7 +104,7 @@ impl OutputRecord {
             topic: T::TOPIC.name(prefix),
             key: Some(event.key.clone().into_bytes()),
             payload: event.to_json()?,
-            headers: Some(envelope_headers(event)),
+            headers: Some(cloudevents_headers()),
         })
     }
 }
@@ -653,7 +661,7 @@ fn dead_letter_output(
             payload: dead
                 .to_json()
                 .map_err(|e| format!("encoding dead letter: {e}"))?,
-            headers: Some(envelope_headers(dead)),
+            headers: Some(cloudevents_headers()),
         })
     };
     let mut dead = dead_letter(stage, record, reason);

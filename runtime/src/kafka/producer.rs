@@ -9,7 +9,7 @@ use rdkafka::util::Timeout;
 
 use chorus_schemas::{AnyEvent, Envelope, EventData};
 
-use super::{KafkaArgs, envelope_headers, event_headers};
+use super::{KafkaArgs, cloudevents_headers};
 use crate::metrics;
 
 /// Why an event could not be produced.
@@ -105,7 +105,7 @@ impl EventProducer {
             &topic,
             Some(event.key.as_bytes()),
             &payload,
-            Some(envelope_headers(event)),
+            Some(cloudevents_headers()),
         )
         .await
     }
@@ -121,7 +121,7 @@ impl EventProducer {
             topic,
             Some(event.key.as_bytes()),
             &payload,
-            Some(envelope_headers(event)),
+            Some(cloudevents_headers()),
         )
         .await
     }
@@ -140,7 +140,7 @@ impl EventProducer {
         event: &AnyEvent,
     ) -> Result<DeliveryFuture, ProduceError> {
         let payload = event.to_json()?;
-        let headers = event_headers(event.type_name(), event.version(), &event.id());
+        let headers = cloudevents_headers();
         self.enqueue_raw(topic, Some(event.key().as_bytes()), &payload, Some(headers))
             .await
     }

@@ -13,10 +13,66 @@ fn every_event_type_has_a_sample_and_round_trips() {
     );
     for event in samples {
         let bytes = event.to_json().unwrap();
-        let decoded = AnyEvent::decode(Some(event.type_name()), &bytes).unwrap();
+        let decoded = AnyEvent::decode(Some(event.cloudevents_type()), &bytes).unwrap();
         assert_eq!(decoded, event);
-        let decoded = AnyEvent::decode(None, &bytes).unwrap();
+        let (decoded, form) = AnyEvent::decode_form(None, &bytes).unwrap();
         assert_eq!(decoded, event, "type read from the JSON when no header");
+        assert_eq!(form, EnvelopeForm::CloudEvents);
+        // The same event in envelope 1 decodes to the same event, and says so.
+        let (decoded, form) = AnyEvent::decode_form(None, &legacy(&event)).unwrap();
+        assert_eq!(decoded, event);
+        assert_eq!(form, EnvelopeForm::Legacy);
+        assert_eq!(peek_event_type(&bytes).unwrap().type_name, event.type_name());
+        assert_eq!(peek_event_type(&legacy(&event)).unwrap().type_name, event.type_name());
+    }
+}
+
+/// The event in envelope 1 (before CloudEvents).
+fn legacy(event: &AnyEvent) -> Vec<u8> {
+    let mut value = serde_json::to_value(event).unwrap();
+    let object = value.as_object_mut().unwrap();
+    for attribute in ["specversion", "dataschema", "datacontenttype"] {
+        object.remove(attribute);
+    }
+    let subject = object.remove("subject").unwrap();
+    object.insert("key".into(), subject);
+    object.insert("type".into(), event.type_name().into());
+    object.insert("version".into(), event.version().into());
+    serde_json::to_vec(&value).unwrap()
+}
+
+#[test]
+fn records_are_structured_cloudevents() {
+    for event in samples::all() {
+        let value = serde_json::to_value(&event).unwrap();
+        let info = event_type(event.type_name()).unwrap();
+        assert_eq!(value["specversion"], "1.0");
+        assert_eq!(value["type"], info.cloudevents_type);
+        assert_eq!(
+            info.cloudevents_type,
+            format!("ai.chorus.{}.v{}", info.type_name, info.version)
+        );
+        assert_eq!(
+            info.dataschema,
+            format!("urn:chorus:schema:{}", info.cloudevents_type)
+        );
+        assert_eq!(value["dataschema"], info.dataschema);
+        assert_eq!(value["subject"], event.key());
+        assert_eq!(value["datacontenttype"], "application/json");
+        check_uri_reference("source", value["source"].as_str().unwrap()).unwrap();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys.len(),
+            9,
+            "specversion id source type dataschema subject time datacontenttype data: {keys:?}"
+        );
+        // The registered schema names itself by the dataschema and pins the fixed
+        // attributes.
+        let schema = (info.envelope_schema)().to_value();
+        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+        assert_eq!(schema["$id"], info.dataschema);
+        assert_eq!(schema["properties"]["type"]["const"], info.cloudevents_type);
+        assert_eq!(schema["additionalProperties"], false);
     }
 }
 
@@ -56,7 +112,7 @@ fn decode_rejects_bad_input_with_reasons() {
         (br#"{"type":"nope"}"#, "unknown event type"),
         (
             br#"{"type":"feedback","id":"x"}"#,
-            "not valid JSON for feedback",
+            "not valid JSON for ai.chorus.feedback.v1",
         ),
     ];
     for (bytes, expected) in cases {
@@ -67,7 +123,8 @@ fn decode_rejects_bad_input_with_reasons() {
         );
     }
     let mut v = serde_json::to_value(&samples::all()[5]).unwrap();
-    v["version"] = 2.into();
+    let later = v["type"].as_str().unwrap().replace(".v1", ".v2");
+    v["type"] = later.into();
     let err = AnyEvent::decode(None, &serde_json::to_vec(&v).unwrap())
         .unwrap_err()
         .to_string();
