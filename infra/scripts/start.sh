@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the real local services on loopback and waits until each answers.
-#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [llama] [embed]
+#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed]
 # With no argument, starts everything. Installs first what is missing.
 # Services already running are reused. Stop them with infra/scripts/stop.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -78,6 +78,32 @@ start_anvil() {
     --data '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "http://127.0.0.1:$ANVIL_PORT"
 }
 
+registry_subjects() { curl -sf -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"; }
+
+# For wait_until: 0 when the registry answers, 2 when its process is gone, 1 otherwise.
+registry_up_or_dead() {
+  registry_subjects && return 0
+  kill -0 "$(cat "$CHORUS_RUN/registry.pid")" 2>/dev/null || return 2
+  return 1
+}
+
+start_registry() {
+  if registry_subjects; then log "apicurio registry already answering on $REGISTRY_PORT"; return; fi
+  bash "$CHORUS_REPO/infra/scripts/install.sh" registry
+  local dir="$CHORUS_HOME/registry-$REGISTRY_VERSION" java
+  java=$(java_for 21) || { log "apicurio registry needs java >= 21 (install.sh registry)"; return 1; }
+  # Read by Quarkus from the working directory: see infra/registry/application.properties.
+  mkdir -p "$dir/config" "$dir/tmp"
+  cp "$CHORUS_REPO/infra/registry/application.properties" "$dir/config/application.properties"
+  # Schemas live in an in-memory H2 database: a restart starts empty.
+  (cd "$dir" && start_daemon registry "$CHORUS_RUN/registry.log" "$java" -Xms64m -Xmx256m \
+    -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir="$dir/tmp" \
+    -Dquarkus.http.port="$REGISTRY_PORT" -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
+    -jar "$dir/quarkus-run.jar")
+  wait_until "apicurio registry on 127.0.0.1:$REGISTRY_PORT" 180 registry_up_or_dead \
+    || { tail -50 "$CHORUS_RUN/registry.log" >&2; return 1; }
+}
+
 start_llama() {
   if curl -sf "http://127.0.0.1:$LLAMA_PORT/health" >/dev/null 2>&1; then
     log "llama-server already answering on $LLAMA_PORT"; return
@@ -121,5 +147,5 @@ start_embed() {
 }
 
 targets=("$@")
-(( ${#targets[@]} )) || targets=(kafka clickhouse anvil llama embed)
+(( ${#targets[@]} )) || targets=(kafka clickhouse anvil registry llama embed)
 for t in "${targets[@]}"; do "start_$t"; done
