@@ -116,7 +116,7 @@ fn main() -> std::process::ExitCode {
             Command::Score(args) => commands::poi::score(&kafka, args).await,
             Command::Verify(args) => commands::poi::verify(&kafka, args).await,
             Command::Proof(args) => commands::poi::proof(&kafka, args).await,
-            Command::Schemas(args) => commands::schemas::run(args),
+            Command::Schemas(args) => commands::schemas::run(&kafka, args).await,
             Command::Migrate(args) => commands::analytics::run_migrate(args).await,
             Command::Sink(args) => commands::analytics::run_sink_command(&kafka, args).await,
             Command::Sql(args) => commands::analytics::run_sql(&kafka, args).await,

@@ -9,7 +9,7 @@ cd "$CHORUS_REPO"
 phase_start=$(date +%s)
 phase() { local now; now=$(date +%s); echo "[phase] $1 $(( now - phase_start ))s"; phase_start=$now; }
 
-bash infra/scripts/start.sh kafka clickhouse anvil llama embed
+bash infra/scripts/start.sh kafka clickhouse anvil registry llama embed
 command -v cargo-nextest >/dev/null || bash infra/scripts/install.sh tools
 phase services
 

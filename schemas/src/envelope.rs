@@ -46,8 +46,8 @@ pub trait EventData:
     const VERSION: u16;
     /// The CloudEvents `type`: `ai.chorus.<TYPE>.v<VERSION>`.
     const CLOUDEVENTS_TYPE: &'static str;
-    /// The CloudEvents `dataschema`: `urn:chorus:schema:<CLOUDEVENTS_TYPE>`, also the
-    /// `$id` of the type's JSON Schema.
+    /// The CloudEvents `dataschema`: `urn:chorus:schema:<CLOUDEVENTS_TYPE>`, the name of
+    /// the type's JSON Schema (registered under the subject `<topic>-<CLOUDEVENTS_TYPE>`).
     const DATASCHEMA: &'static str;
     /// The topic events of this type are produced to.
     const TOPIC: Topic;
@@ -372,7 +372,8 @@ pub fn check_uri_reference(attribute: &str, value: &str) -> Result<(), DecodeErr
 }
 
 /// The JSON Schema of a type's CloudEvent, as registered and checked in: every
-/// attribute required, the fixed ones as `const`, and `$id` = the type's `dataschema`.
+/// attribute required, the fixed ones as `const` (the `dataschema` const names it). No
+/// `$id`: Apicurio's checker resolves `#/definitions/...` against a URN `$id` and fails.
 ///
 /// Draft-07, and every object closed (`additionalProperties: false`): Apicurio's
 /// compatibility checker knows drafts up to 07, and under BACKWARD it lets a new optional
@@ -386,7 +387,9 @@ pub fn cloudevent_schema<T: EventData>() -> schemars::Schema {
         let mut root = serde_json::Value::Object(std::mem::take(root));
         close_objects(&mut root);
         if let serde_json::Value::Object(closed) = root {
-            *schema.as_object_mut().unwrap_or(&mut serde_json::Map::new()) = closed;
+            *schema
+                .as_object_mut()
+                .unwrap_or(&mut serde_json::Map::new()) = closed;
         }
     }
     let fixed = [
@@ -396,7 +399,6 @@ pub fn cloudevent_schema<T: EventData>() -> schemars::Schema {
         ("datacontenttype", DATA_CONTENT_TYPE),
     ];
     if let Some(root) = schema.as_object_mut() {
-        root.insert("$id".into(), T::DATASCHEMA.into());
         root.insert("title".into(), T::CLOUDEVENTS_TYPE.into());
         root.insert(
             "description".into(),
@@ -456,7 +458,7 @@ struct CloudEventSchema<T> {
     /// The event type, `ai.chorus.<type>.v<major version>`.
     #[serde(rename = "type")]
     event_type: String,
-    /// The schema of this event (this document's `$id`).
+    /// The name of this schema (a URN); the registry subject is `<topic>-<type>`.
     dataschema: String,
     /// The ordering key, also the Kafka record key.
     subject: String,

@@ -18,7 +18,7 @@ pub struct EventTypeInfo {
     pub version: u16,
     /// The CloudEvents `type` (`ai.chorus.chat.message.v1`).
     pub cloudevents_type: &'static str,
-    /// The CloudEvents `dataschema`, also the `$id` of the envelope schema.
+    /// The CloudEvents `dataschema`, the name of the envelope schema.
     pub dataschema: &'static str,
     pub topic: Topic,
     /// JSON Schema of the CloudEvent with this type's data.

@@ -4,6 +4,7 @@
 
 mod analytics;
 mod attacks;
+mod consumers;
 mod contracts;
 mod faults;
 mod faults_live;

@@ -68,6 +68,21 @@ pub fn partitions(kafka: &KafkaArgs, topic: &str) -> Result<Vec<i32>, KafkaError
         .collect())
 }
 
+/// Every topic whose name starts with `prefix` (that the principal may describe).
+pub fn topics_with_prefix(kafka: &KafkaArgs, prefix: &str) -> Result<Vec<String>, KafkaError> {
+    let consumer = consumer(kafka, None)?;
+    let metadata = consumer.fetch_metadata(None, TIMEOUT)?;
+    let mut names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// The end offset (high watermark; with read_committed semantics, the last stable
 /// offset is at or below it) of every partition.
 pub fn end_offsets(kafka: &KafkaArgs, topic: &str) -> Result<BTreeMap<i32, i64>, KafkaError> {
