@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the real services Chorus runs against, on loopback.
-#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [tools] [duckdb]
+#   infra/scripts/install.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [tools] [consumers] [duckdb]
 # With no argument, installs everything. Safe to run again: finished steps are skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -185,6 +185,13 @@ install_tools() {
   fi
 }
 
+install_consumers() {
+  # The example consumers in Python, TypeScript and Go (examples/consumers/): their
+  # Kafka clients, CloudEvents SDKs and JSON Schema validators, from PyPI, npm and the Go
+  # module proxy. The tests run them against the real broker and registry.
+  bash "$CHORUS_REPO/examples/consumers/install.sh"
+}
+
 targets=("$@")
-(( ${#targets[@]} )) || targets=(kafka clickhouse anvil registry llama embed tools)
+(( ${#targets[@]} )) || targets=(kafka clickhouse anvil registry llama embed tools consumers)
 for t in "${targets[@]}"; do "install_$t"; done
