@@ -17,6 +17,7 @@ import Ajv, { ValidateFunction } from "ajv";
 import Ajv2019 from "ajv/dist/2019";
 import Ajv2020 from "ajv/dist/2020";
 import addFormats from "ajv-formats";
+import { registerLz4 } from "./lz4";
 
 const CONSUMER = "typescript";
 const CONTENT_TYPE = "application/cloudevents+json";
@@ -231,6 +232,7 @@ function stderrLog(): (entry: LogEntry) => void {
 }
 
 async function run(args: Args): Promise<number> {
+  registerLz4();
   const password = readFileSync(args.passwordFile, "utf8").replace(/[\r\n]+$/, "");
   const topics = args.topics.map((t) => args.topicPrefix + t);
   const kafka = new Kafka({
