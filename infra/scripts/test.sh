@@ -11,6 +11,9 @@ phase() { local now; now=$(date +%s); echo "[phase] $1 $(( now - phase_start ))s
 
 bash infra/scripts/start.sh kafka clickhouse anvil registry llama embed
 command -v cargo-nextest >/dev/null || bash infra/scripts/install.sh tools
+# The example consumers (Python, TypeScript, Go) the consumers test runs: skipped when
+# up to date.
+bash infra/scripts/install.sh consumers
 phase services
 
 log "building the workspace (binaries and test targets)"
