@@ -77,8 +77,9 @@ fn message(i: u64) -> Envelope<ChatMessage> {
 fn row(event: &Envelope<ChatMessage>) -> ChatMessageRow {
     ChatMessageRow {
         id: event.id.to_string(),
-        event_type: event.event_type.clone(),
-        version: event.version,
+        // The table's `type` column holds Chorus's name of the type, as the sink writes it.
+        event_type: <ChatMessage as chorus_schemas::EventData>::TYPE.to_owned(),
+        version: event.version(),
         source: event.source.clone(),
         time: event.time.timestamp() as u32,
         time_ms: event.time.timestamp_millis(),
