@@ -1,10 +1,11 @@
 //! The intake router: validate, then route by type, exactly once.
 //!
 //! Outside producers (batch importers, partner systems) write event envelopes to
-//! `chorus.intake` with any key. The router decodes each record with the schema of its
-//! type (from the `chorus-type` header, else the JSON), checks type, version and key, and
-//! re-emits the original bytes, unchanged, to the type's topic, keyed by the entity that
-//! orders it. Only the kinds outsiders may submit are forwarded ([`admission`]);
+//! `chorus.intake` with any key: CloudEvents in structured mode, or envelope 1 during the
+//! transition. The router decodes each record strictly by the type its JSON names,
+//! checks type, version, schema and key, and writes the event re-encoded (canonical
+//! CloudEvents bytes: the same id, key and time) to the type's topic, keyed by the entity
+//! that orders it. Only the kinds outsiders may submit are forwarded ([`admission`]);
 //! everything else is dead-lettered with the reason.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use chorus_runtime::kafka::{
     InputRecord, OutputRecord, ProcessError, Transform, cloudevents_headers,
 };
 use chorus_schemas::{
-    AnyEvent, AuthorKind, BINARY_MODE_HEADER_PREFIX, CLOUDEVENTS_JSON, EnvelopeForm, EventKind,
+    AnyEvent, AuthorKind, BINARY_MODE_HEADER_PREFIX, CLOUDEVENTS_JSON, EventKind,
     HEADER_CONTENT_TYPE, LEGACY_HEADER_TYPE, LEGACY_HEADER_VERSION, Topic,
 };
 
@@ -135,8 +136,7 @@ impl IntakeRouter {
         let payload = payload
             .filter(|p| !p.is_empty())
             .ok_or("record has no value")?;
-        let (event, form) =
-            AnyEvent::decode_form(type_header, payload).map_err(|e| e.to_string())?;
+        let event = AnyEvent::decode(type_header, payload).map_err(|e| e.to_string())?;
         if let Some(version) = version_header {
             let declared: u16 = version.parse().map_err(|_| {
                 format!("header {LEGACY_HEADER_VERSION} is not a number: {version:?}")
@@ -155,15 +155,13 @@ impl IntakeRouter {
             )
         })?;
         let topic = event.topic();
-        // A CloudEvent passes as it came (it was decoded strictly: no attribute the
-        // schema does not name); an envelope-1 record is re-encoded, so the typed topics
-        // hold CloudEvents only.
-        let payload = match form {
-            EnvelopeForm::CloudEvents => payload.to_vec(),
-            EnvelopeForm::Legacy => event
-                .to_json()
-                .map_err(|e| format!("re-encoding an envelope-1 event: {e}"))?,
-        };
+        // Always re-encoded, whichever form came in: the typed topics then hold only
+        // canonical CloudEvents that match the published (closed) schemas, even when the
+        // input had fields in `data` the types do not name, a relaxed time or id spelling,
+        // or an explicit null the decoder reads as absent.
+        let payload = event
+            .to_json()
+            .map_err(|e| format!("re-encoding the event: {e}"))?;
         let output = OutputRecord {
             topic: topic.name(&self.topic_prefix),
             key: Some(event.key().as_bytes().to_vec()),
@@ -201,13 +199,31 @@ fn check_mode(record: &InputRecord<'_>) -> Result<(), String> {
             "header {name:?}: binary-mode CloudEvents are not accepted; send the whole event as the value (structured mode, content-type {CLOUDEVENTS_JSON})"
         ));
     }
+    if !record
+        .header_names()
+        .any(|name| name.eq_ignore_ascii_case(HEADER_CONTENT_TYPE))
+    {
+        return Ok(());
+    }
     match record.header(HEADER_CONTENT_TYPE) {
-        None => Ok(()),
-        Some(content_type) if content_type == CLOUDEVENTS_JSON => Ok(()),
-        Some(other) => Err(format!(
+        Some(content_type) if is_structured_content_type(content_type) => Ok(()),
+        other => Err(format!(
             "content-type {other:?}: intake accepts {CLOUDEVENTS_JSON} (structured mode) only"
         )),
     }
+}
+
+/// `application/cloudevents+json`, in any case, with or without parameters (the
+/// CloudEvents SDKs add `; charset=utf-8`; another charset is refused).
+fn is_structured_content_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default();
+    media_type.eq_ignore_ascii_case(CLOUDEVENTS_JSON)
+        && parts.all(|parameter| {
+            let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            !name.trim().eq_ignore_ascii_case("charset")
+                || value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
 }
 
 #[cfg(test)]
@@ -231,7 +247,10 @@ mod tests {
             let output = result.unwrap();
             assert_eq!(output.topic, event.topic().name("p."));
             assert_eq!(output.key.as_deref(), Some(event.key().as_bytes()));
-            assert_eq!(output.payload, bytes, "original bytes are kept");
+            assert_eq!(
+                output.payload, bytes,
+                "a canonical event re-encodes to its own bytes"
+            );
         }
         for kind in [
             EventKind::ConversationUpdated,
@@ -304,6 +323,43 @@ mod tests {
             ) || matches!(&event, AnyEvent::ChatMessage(m) if m.data.author_kind == AuthorKind::Agent);
             assert_eq!(admission(&event).is_err(), refused, "{:?}", event.kind());
         }
+    }
+
+    #[test]
+    fn structured_content_types() {
+        for ok in [
+            "application/cloudevents+json",
+            "Application/CloudEvents+JSON",
+            "application/cloudevents+json; charset=utf-8",
+            "application/cloudevents+json;charset=\"UTF-8\"",
+        ] {
+            assert!(is_structured_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "application/json",
+            "application/cloudevents-batch+json",
+            "application/cloudevents+json; charset=latin1",
+        ] {
+            assert!(!is_structured_content_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_data_fields_are_dropped_and_the_event_re_encoded() {
+        let router = IntakeRouter::new("");
+        let event = samples::all()
+            .into_iter()
+            .find(|e| admission(e).is_ok())
+            .unwrap();
+        let canonical = event.to_json().unwrap();
+        let text = String::from_utf8(canonical.clone()).unwrap();
+        let padded = text.replacen("\"data\":{", "\"data\":{\"smuggled\":1,", 1);
+        assert_ne!(padded, text);
+        let output = router.route(None, None, Some(padded.as_bytes())).unwrap();
+        assert_eq!(
+            output.payload, canonical,
+            "the typed topic gets canonical bytes"
+        );
     }
 
     #[test]

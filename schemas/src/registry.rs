@@ -71,8 +71,14 @@ macro_rules! event_types {
                 let peeked = peek_type(bytes)?;
                 let form = if peeked.specversion.is_some() { EnvelopeForm::CloudEvents } else { EnvelopeForm::Legacy };
                 let type_name = peeked.event_type;
+                // The hint is an envelope-1 `chorus-type` header: Chorus's name of the type,
+                // compared with the type the body names in either form.
                 if let Some(hint) = type_hint {
-                    if hint != type_name {
+                    let named = match form {
+                        EnvelopeForm::CloudEvents => split_cloudevents_type(&type_name).map_or(type_name.as_str(), |(name, _)| name),
+                        EnvelopeForm::Legacy => type_name.as_str(),
+                    };
+                    if hint != named {
                         return Err(DecodeError::HeaderMismatch { header: hint.to_owned(), found: type_name });
                     }
                 }

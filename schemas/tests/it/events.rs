@@ -13,7 +13,7 @@ fn every_event_type_has_a_sample_and_round_trips() {
     );
     for event in samples {
         let bytes = event.to_json().unwrap();
-        let decoded = AnyEvent::decode(Some(event.cloudevents_type()), &bytes).unwrap();
+        let decoded = AnyEvent::decode(Some(event.type_name()), &bytes).unwrap();
         assert_eq!(decoded, event);
         let (decoded, form) = AnyEvent::decode_form(None, &bytes).unwrap();
         assert_eq!(decoded, event, "type read from the JSON when no header");
