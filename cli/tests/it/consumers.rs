@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 //! Backend teams consume Chorus without Chorus code (issue 19): after the README's demo,
 //! three consumers nobody here wrote in Rust (Python, TypeScript, Go; each with its
 //! ecosystem's Kafka client and the CNCF CloudEvents SDK, `examples/consumers/`) read
