@@ -76,10 +76,24 @@ pub async fn create_topics(kafka: &KafkaArgs) -> anyhow::Result<()> {
     grant_acls(kafka).await
 }
 
-/// The `chorus` binary under test, named explicitly: `CHORUS_BIN` if set, else the path
-/// nextest (`NEXTEST_BIN_EXE_chorus`) or cargo (`CARGO_BIN_EXE_chorus`) gives the tests of
-/// the `chorus` package, which builds it before running them.
+/// The `chorus` binary named by [`use_chorus_bin`], if a process did.
+static CHORUS_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Names the `chorus` binary the helpers start, for a process that finds it itself
+/// (the workbench, beside its own binary) and cannot set `CHORUS_BIN` in its own
+/// environment (`std::env::set_var` is unsafe). The first call wins.
+pub fn use_chorus_bin(path: PathBuf) {
+    let _ = CHORUS_BIN.set(path);
+}
+
+/// The `chorus` binary under test, named explicitly: the one given to [`use_chorus_bin`],
+/// else `CHORUS_BIN` if set, else the path nextest (`NEXTEST_BIN_EXE_chorus`) or cargo
+/// (`CARGO_BIN_EXE_chorus`) gives the tests of the `chorus` package, which builds it
+/// before running them.
 pub fn chorus_bin() -> PathBuf {
+    if let Some(path) = CHORUS_BIN.get() {
+        return path.clone();
+    }
     [
         "CHORUS_BIN",
         "NEXTEST_BIN_EXE_chorus",

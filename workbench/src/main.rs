@@ -7,6 +7,7 @@ mod indexer;
 mod inference;
 mod ingest_requests;
 mod kafka;
+mod live_overhead;
 mod poi;
 mod provider_sim;
 
@@ -104,8 +105,20 @@ enum Command {
     IngestRequests(ingest_requests::IngestRequestsArgs),
     /// Write a generated workload of chat events to the intake topic.
     Generate(chorus_workload::GenerateArgs),
-    /// A fixed-latency OpenAI-compatible chat endpoint, for the worker scaling benchmark.
+    /// A fixed-latency OpenAI-compatible chat endpoint (non-streamed and SSE), for the
+    /// benchmarks.
     ProviderSim(provider_sim::ProviderSimArgs),
+    /// What the live path adds to a fixed-latency provider: signed messages through the
+    /// HTTP API, the orchestrator and an inference worker (each a `chorus` process) at
+    /// fixed rates, beside direct calls to the provider at the same rate; p50/p90/p99 of
+    /// end to end, the direct call, the overhead and each hop.
+    LiveOverhead {
+        #[command(flatten)]
+        args: live_overhead::LiveOverheadArgs,
+        /// The `chorus` binary the roles run (default: next to this one).
+        #[arg(long, env = "CHORUS_BIN")]
+        chorus_bin: Option<PathBuf>,
+    },
     /// PoI tools: synthetic archives and the bare query (the scoring benchmark).
     Poi(poi::PoiToolArgs),
 }
@@ -185,6 +198,13 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ProviderSim(args) => provider_sim::run(args).await,
+        Command::LiveOverhead { args, chorus_bin } => {
+            let chorus_bin = match chorus_bin {
+                Some(path) => path,
+                None => sibling_chorus()?,
+            };
+            live_overhead::run(&kafka, args, chorus_bin).await
+        }
         Command::Poi(args) => poi::run(args).await,
     }
 }

