@@ -478,16 +478,8 @@ mod tests {
         }
         // An envelope-1 record of the same event flattens to the same row.
         let event = chorus_schemas::samples::all().remove(0);
-        let mut legacy = serde_json::to_value(&event).unwrap();
-        let object = legacy.as_object_mut().unwrap();
-        for attribute in ["specversion", "dataschema", "datacontenttype"] {
-            object.remove(attribute);
-        }
-        let subject = object.remove("subject").unwrap();
-        object.insert("key".into(), subject);
-        object.insert("type".into(), event.type_name().into());
-        object.insert("version".into(), 1.into());
-        let (_, flat) = flatten_record(&serde_json::to_vec(&legacy).unwrap()).unwrap();
+        let legacy = chorus_schemas::samples::legacy_envelope_json(&event).unwrap();
+        let (_, flat) = flatten_record(&legacy).unwrap();
         assert_eq!(flat, flatten(&event).unwrap());
         let error =
             flatten_record(b"{\"type\":\"feedback\",\"version\":9,\"data\":{}}").unwrap_err();

@@ -272,3 +272,21 @@ pub fn all() -> Vec<AnyEvent> {
     }
     out
 }
+
+/// The JSON of `event` in envelope 1 (before CloudEvents: `type` is Chorus's name,
+/// `version` and `key` are attributes), as a producer from before the migration wrote
+/// it: for the tests of the transition.
+pub fn legacy_envelope_json(event: &AnyEvent) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(event)?;
+    if let Some(object) = value.as_object_mut() {
+        for attribute in ["specversion", "dataschema", "datacontenttype"] {
+            object.remove(attribute);
+        }
+        if let Some(subject) = object.remove("subject") {
+            object.insert("key".into(), subject);
+        }
+        object.insert("type".into(), event.type_name().into());
+        object.insert("version".into(), event.version().into());
+    }
+    serde_json::to_vec(&value)
+}

@@ -132,7 +132,7 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     });
     // The same event in envelope 1, as a producer from before the migration writes it,
     // with its old headers: routed, and re-encoded as a CloudEvent.
-    let legacy_json = legacy_envelope(&good[3]);
+    let legacy_json = chorus_schemas::samples::legacy_envelope_json(&good[3]).unwrap();
     let legacy_headers = rdkafka::message::OwnedHeaders::new()
         .insert(rdkafka::message::Header {
             key: chorus_schemas::LEGACY_HEADER_TYPE,
@@ -241,21 +241,6 @@ async fn malformed_records_are_dead_lettered_and_the_partition_keeps_flowing() {
         "{}",
         letters[1].reason
     );
-}
-
-/// An event in envelope 1 (before CloudEvents): `type` is Chorus's name, `version` and
-/// `key` are attributes.
-fn legacy_envelope(event: &AnyEvent) -> Vec<u8> {
-    let mut value = serde_json::to_value(event).unwrap();
-    let object = value.as_object_mut().unwrap();
-    for attribute in ["specversion", "dataschema", "datacontenttype"] {
-        object.remove(attribute);
-    }
-    let subject = object.remove("subject").unwrap();
-    object.insert("key".into(), subject);
-    object.insert("type".into(), event.type_name().into());
-    object.insert("version".into(), event.version().into());
-    serde_json::to_vec(&value).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@ fn every_event_type_has_a_sample_and_round_trips() {
         assert_eq!(decoded, event, "type read from the JSON when no header");
         assert_eq!(form, EnvelopeForm::CloudEvents);
         // The same event in envelope 1 decodes to the same event, and says so.
-        let (decoded, form) = AnyEvent::decode_form(None, &legacy(&event)).unwrap();
+        let (decoded, form) =
+            AnyEvent::decode_form(None, &samples::legacy_envelope_json(&event).unwrap()).unwrap();
         assert_eq!(decoded, event);
         assert_eq!(form, EnvelopeForm::Legacy);
         assert_eq!(
@@ -27,24 +28,12 @@ fn every_event_type_has_a_sample_and_round_trips() {
             event.type_name()
         );
         assert_eq!(
-            peek_event_type(&legacy(&event)).unwrap().type_name,
+            peek_event_type(&samples::legacy_envelope_json(&event).unwrap())
+                .unwrap()
+                .type_name,
             event.type_name()
         );
     }
-}
-
-/// The event in envelope 1 (before CloudEvents).
-fn legacy(event: &AnyEvent) -> Vec<u8> {
-    let mut value = serde_json::to_value(event).unwrap();
-    let object = value.as_object_mut().unwrap();
-    for attribute in ["specversion", "dataschema", "datacontenttype"] {
-        object.remove(attribute);
-    }
-    let subject = object.remove("subject").unwrap();
-    object.insert("key".into(), subject);
-    object.insert("type".into(), event.type_name().into());
-    object.insert("version".into(), event.version().into());
-    serde_json::to_vec(&value).unwrap()
 }
 
 #[test]
