@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, await_all, load_topic_specs};
+use chorus_runtime::kafka::{EventProducer, KafkaArgs, apply_topics, load_topic_specs};
 use chorus_schemas::AnyEvent;
 
 /// Creates every topic under the prefix with `partitions` partitions each.
@@ -19,14 +19,13 @@ pub async fn create_topics_with(kafka: &KafkaArgs, partitions: i32) -> anyhow::R
 /// Produces events to their topics (keyed as usual).
 pub async fn produce_events(kafka: &KafkaArgs, events: &[AnyEvent]) -> anyhow::Result<()> {
     let producer = EventProducer::new(kafka, "test-poi-producer", 100_000)?;
-    let mut pending = Vec::with_capacity(50_000);
-    for event in events {
-        pending.push(producer.enqueue_any(event).await?);
-        if pending.len() >= 50_000 {
-            await_all(pending.drain(..)).await?;
+    for chunk in events.chunks(50_000) {
+        let mut batch = producer.batch();
+        for event in chunk {
+            batch.enqueue_any(event).await?;
         }
+        batch.finish().await?;
     }
-    await_all(pending).await?;
     Ok(())
 }
 

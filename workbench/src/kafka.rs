@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 
 use chorus_runtime::Shutdown;
 use chorus_runtime::kafka::{
-    EventProducer, KafkaArgs, PipelineConfig, Principal, await_all, cloudevents_headers, inspect,
+    EventProducer, KafkaArgs, PipelineConfig, Principal, cloudevents_headers, inspect,
 };
 use chorus_schemas::Topic;
 
@@ -139,16 +139,14 @@ pub async fn run(
     // 2. The Chorus idempotent producer (acks=all, backpressure on a full queue).
     let producer = EventProducer::new(&importer, "bench", 100_000)?;
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(records.len());
+    let mut batch = producer.batch();
     for (key, payload) in &records {
         let headers = cloudevents_headers();
-        pending.push(
-            producer
-                .enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers))
-                .await?,
-        );
+        batch
+            .enqueue_raw(&intake, Some(key.as_bytes()), payload, Some(headers))
+            .await?;
     }
-    await_all(pending).await?;
+    batch.finish().await?;
     let produce_seconds = started.elapsed().as_secs_f64();
 
     // 3. The transactional intake router (read_committed in, transactions out) over

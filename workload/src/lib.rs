@@ -196,36 +196,32 @@ pub async fn write_workload(
     let topic = kafka.topic(Topic::Intake);
     let mut rng = Rng::new(args.seed);
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(args.events as usize);
+    let mut batch = producer.batch();
+    let mut api_batch = api_producer.batch();
     let mut written = Written::default();
     for i in 0..args.events {
         if args.malformed_every > 0 && i % args.malformed_every == args.malformed_every - 1 {
             let garbage = format!("{{\"type\":\"chat.message\",\"truncated\":{i}");
-            pending.push(
-                producer
-                    .enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None)
-                    .await
-                    .map_err(enqueue_error)?,
-            );
+            batch
+                .enqueue_raw(&topic, Some(b"bad"), garbage.as_bytes(), None)
+                .await
+                .map_err(enqueue_error)?;
             written.malformed += 1;
         }
         let event = workload_event(&mut rng, i, args.conversations);
-        let (producer, topic) = if submitted_by_the_api(&event) {
-            (&api_producer, &api_topic)
+        let (batch, topic) = if submitted_by_the_api(&event) {
+            (&mut api_batch, &api_topic)
         } else {
-            (&producer, &topic)
+            (&mut batch, &topic)
         };
-        pending.push(
-            producer
-                .enqueue_any_to(topic, &event)
-                .await
-                .map_err(enqueue_error)?,
-        );
+        batch
+            .enqueue_any_to(topic, &event)
+            .await
+            .map_err(enqueue_error)?;
         written.valid += 1;
     }
-    chorus_runtime::kafka::await_all(pending)
-        .await
-        .map_err(WorkloadError::Delivery)?;
+    batch.finish().await.map_err(WorkloadError::Delivery)?;
+    api_batch.finish().await.map_err(WorkloadError::Delivery)?;
     written.seconds = started.elapsed().as_secs_f64();
     Ok(written)
 }

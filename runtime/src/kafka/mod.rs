@@ -19,7 +19,9 @@ pub use pipeline::{
     InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, StageContext,
     Transform, blocking, rewind, run_pipeline, stage_consumer,
 };
-pub use producer::{Delivered, EventProducer, ProduceError, await_all, await_delivery};
+pub use producer::{
+    Delivered, Delivery, EventProducer, ProduceBatch, ProduceError, await_all, await_delivery,
+};
 pub use transactional::{TransactionError, TransactionalWriter};
 
 use chorus_schemas::{CLOUDEVENTS_JSON, HEADER_CONTENT_TYPE};

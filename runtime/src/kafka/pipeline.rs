@@ -361,6 +361,22 @@ fn classify(context: &str, e: KafkaError) -> StageError {
     }
 }
 
+/// Waits, in 1 ms steps and for at most 10 s, until `producer` has no record or
+/// delivery report in flight, so that `commit_transaction` finds its queue empty.
+///
+/// rdkafka 0.39's `commit_transaction` first runs its own `flush`, which, when anything
+/// is still in flight, polls the event queue for a fixed 100 ms (its `poll` keeps
+/// polling until the deadline even after it served the last report). That is the
+/// "1 ms or 101 ms" commit measured in issue 20: a commit waited 100 ms whenever its
+/// last delivery report had not been served yet. The producer's own poll thread serves
+/// the reports meanwhile; after the limit the commit's flush takes over as before.
+pub(crate) async fn wait_until_delivered(producer: &FutureProducer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Runs a blocking librdkafka call without stalling other tasks on this runtime.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -423,11 +439,43 @@ async fn run_once<T: Transform>(
     let processing_seconds = metrics::PROCESSING_SECONDS.with_label_values(&[stage]);
     let concurrency = config.concurrency.max(1);
     let mut aborts_in_a_row = 0u32;
+    // The commit of the previous batch, in flight while the next one is read and
+    // transformed (a producer has one transaction at a time, so the next batch's
+    // outputs are produced only once it is settled).
+    let mut committing: Option<Committing> = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.triggered() => break,
-            message = consumer.recv() => message,
+        let next = match committing.as_mut() {
+            Some(previous) => tokio::select! {
+                biased;
+                _ = shutdown.triggered() => Next::Shutdown,
+                joined = &mut previous.task => Next::Settled(joined),
+                message = consumer.recv() => Next::Message(message),
+            },
+            None => tokio::select! {
+                biased;
+                _ = shutdown.triggered() => Next::Shutdown,
+                message = consumer.recv() => Next::Message(message),
+            },
+        };
+        let first = match next {
+            Next::Shutdown => break,
+            Next::Settled(joined) => {
+                if let Some(previous) = committing.take() {
+                    settle(
+                        stage,
+                        previous,
+                        joined,
+                        &producer,
+                        &consumer,
+                        txn_timeout,
+                        &mut aborts_in_a_row,
+                        shutdown,
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            Next::Message(message) => message,
         };
         let first = match first {
             Ok(message) => message.detach(),
@@ -475,6 +523,26 @@ async fn run_once<T: Transform>(
             }
         }
 
+        if let Some(mut previous) = committing.take() {
+            let joined = (&mut previous.task).await;
+            let committed = settle(
+                stage,
+                previous,
+                joined,
+                &producer,
+                &consumer,
+                txn_timeout,
+                &mut aborts_in_a_row,
+                shutdown,
+            )
+            .await?;
+            if !committed {
+                // The consumer was rewound to the committed offsets, before this batch:
+                // it is read (and transformed) again.
+                continue;
+            }
+        }
+
         let mut batch = Batch::default();
         let outcome = produce_batch(
             stage,
@@ -491,47 +559,45 @@ async fn run_once<T: Transform>(
             Ok(()) if generation.load(Ordering::SeqCst) != batch_generation => {
                 Err("consumer group rebalanced during the batch".to_owned())
             }
-            Ok(()) => commit(&consumer, &producer, &batch, txn_timeout),
+            Ok(()) => start_commit(&consumer, &producer, &batch, txn_timeout),
         };
         match outcome {
-            Ok(()) => {
-                aborts_in_a_row = 0;
-                metrics::TRANSACTIONS
-                    .with_label_values(&[stage, "committed"])
-                    .inc();
-                for (topic, count) in &batch.in_per_topic {
-                    metrics::EVENTS_IN
-                        .with_label_values(&[stage, topic])
-                        .inc_by(*count);
-                }
-                for (topic, count) in &batch.out_per_topic {
-                    metrics::EVENTS_OUT
-                        .with_label_values(&[stage, topic])
-                        .inc_by(*count);
-                }
-                for (topic, count) in &batch.dead_per_topic {
-                    metrics::DEAD_LETTERS
-                        .with_label_values(&[stage, topic])
-                        .inc_by(*count);
-                }
+            Ok(task) => {
+                committing = Some(Committing {
+                    task,
+                    batch,
+                    records: messages.len(),
+                });
             }
             Err(reason) => {
-                metrics::TRANSACTIONS
-                    .with_label_values(&[stage, "aborted"])
-                    .inc();
-                tracing::warn!(stage, %reason, records = messages.len(), "aborting transaction and rewinding");
-                if batch.began {
-                    blocking(|| producer.abort_transaction(txn_timeout))
-                        .map_err(|e| classify("abort_transaction", e))?;
-                }
-                rewind(&consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
-                aborts_in_a_row = aborts_in_a_row.saturating_add(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(abort_backoff(aborts_in_a_row)) => {}
-                    _ = shutdown.triggered() => {}
-                }
+                abort_and_rewind(
+                    stage,
+                    &reason,
+                    messages.len(),
+                    batch.began,
+                    &producer,
+                    &consumer,
+                    txn_timeout,
+                    &mut aborts_in_a_row,
+                    shutdown,
+                )
+                .await?;
             }
         }
+    }
+    if let Some(mut previous) = committing.take() {
+        let joined = (&mut previous.task).await;
+        settle(
+            stage,
+            previous,
+            joined,
+            &producer,
+            &consumer,
+            txn_timeout,
+            &mut aborts_in_a_row,
+            shutdown,
+        )
+        .await?;
     }
     readiness.set(false);
     tracing::info!(stage, "pipeline stopped");
@@ -730,12 +796,29 @@ async fn send_in_transaction(
     }
 }
 
-fn commit(
+/// What the main loop is waiting for next.
+enum Next<M> {
+    Shutdown,
+    /// The previous batch's commit finished.
+    Settled(Result<Result<(), String>, tokio::task::JoinError>),
+    Message(M),
+}
+
+/// A batch whose transaction is being committed.
+struct Committing {
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    batch: Batch,
+    records: usize,
+}
+
+/// Starts committing the open transaction (the batch's offsets, then the commit) on a
+/// task of its own, so that the loop reads and transforms the next batch meanwhile.
+fn start_commit(
     consumer: &StreamConsumer<StageContext>,
     producer: &FutureProducer,
     batch: &Batch,
     timeout: Timeout,
-) -> Result<(), String> {
+) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &batch.next_offsets {
         offsets
@@ -745,10 +828,101 @@ fn commit(
     let group = consumer
         .group_metadata()
         .ok_or_else(|| "consumer has no group metadata".to_owned())?;
-    blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
-        .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
-    blocking(|| producer.commit_transaction(timeout))
-        .map_err(|e| format!("commit_transaction: {e}"))
+    let producer = producer.clone();
+    Ok(tokio::spawn(async move {
+        blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
+            .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+        wait_until_delivered(&producer).await;
+        blocking(|| producer.commit_transaction(timeout))
+            .map_err(|e| format!("commit_transaction: {e}"))
+    }))
+}
+
+/// Records the outcome of a finished commit: the metrics when it committed (true), the
+/// abort and rewind when it failed (false).
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    stage: &str,
+    previous: Committing,
+    joined: Result<Result<(), String>, tokio::task::JoinError>,
+    producer: &FutureProducer,
+    consumer: &StreamConsumer<StageContext>,
+    txn_timeout: Timeout,
+    aborts_in_a_row: &mut u32,
+    shutdown: &Shutdown,
+) -> Result<bool, StageError> {
+    let outcome = joined.unwrap_or_else(|e| Err(format!("commit task failed: {e}")));
+    let batch = &previous.batch;
+    match outcome {
+        Ok(()) => {
+            *aborts_in_a_row = 0;
+            metrics::TRANSACTIONS
+                .with_label_values(&[stage, "committed"])
+                .inc();
+            for (topic, count) in &batch.in_per_topic {
+                metrics::EVENTS_IN
+                    .with_label_values(&[stage, topic])
+                    .inc_by(*count);
+            }
+            for (topic, count) in &batch.out_per_topic {
+                metrics::EVENTS_OUT
+                    .with_label_values(&[stage, topic])
+                    .inc_by(*count);
+            }
+            for (topic, count) in &batch.dead_per_topic {
+                metrics::DEAD_LETTERS
+                    .with_label_values(&[stage, topic])
+                    .inc_by(*count);
+            }
+            Ok(true)
+        }
+        Err(reason) => {
+            abort_and_rewind(
+                stage,
+                &reason,
+                previous.records,
+                true,
+                producer,
+                consumer,
+                txn_timeout,
+                aborts_in_a_row,
+                shutdown,
+            )
+            .await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Aborts the open transaction (if one began), moves the consumer back to the committed
+/// offsets and waits out the backoff of this many aborts in a row.
+#[allow(clippy::too_many_arguments)]
+async fn abort_and_rewind(
+    stage: &str,
+    reason: &str,
+    records: usize,
+    began: bool,
+    producer: &FutureProducer,
+    consumer: &StreamConsumer<StageContext>,
+    txn_timeout: Timeout,
+    aborts_in_a_row: &mut u32,
+    shutdown: &Shutdown,
+) -> Result<(), StageError> {
+    metrics::TRANSACTIONS
+        .with_label_values(&[stage, "aborted"])
+        .inc();
+    tracing::warn!(stage, %reason, records, "aborting transaction and rewinding");
+    if began {
+        blocking(|| producer.abort_transaction(txn_timeout))
+            .map_err(|e| classify("abort_transaction", e))?;
+    }
+    rewind(consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
+    *aborts_in_a_row = aborts_in_a_row.saturating_add(1);
+    tokio::select! {
+        _ = tokio::time::sleep(abort_backoff(*aborts_in_a_row)) => {}
+        _ = shutdown.triggered() => {}
+    }
+    Ok(())
 }
 
 /// Moves every assigned partition back to its committed offset (or the beginning).

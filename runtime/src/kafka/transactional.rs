@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use super::blocking;
+use super::pipeline::wait_until_delivered;
 use super::{KafkaArgs, OutputRecord};
 
 /// Why a transactional batch failed.
@@ -98,6 +99,7 @@ impl TransactionalWriter {
             .map_err(|e| self.error("begin_transaction", e))?;
         match self.send_all(records).await {
             Ok(()) => {
+                wait_until_delivered(&self.producer).await;
                 let committed = blocking(|| {
                     self.producer
                         .commit_transaction(Timeout::After(Duration::from_secs(60)))
