@@ -3,6 +3,8 @@
 //! - [`tables`]: one table per event type, derived from the event schemas; the same
 //!   definition gives the ClickHouse DDL, the sink's RowBinary rows and the Arrow schema
 //!   of the embedded archive.
+//! - [`record`]: a record's bytes decoded straight into the cells of its table (the
+//!   sink's per-record path), the general path of [`tables`] as its fallback.
 //! - [`migrate`]: versioned ClickHouse migrations (`chorus migrate`).
 //! - [`sink`]: Kafka to ClickHouse (`chorus sink clickhouse`), insert acknowledged
 //!   before offsets commit, replays collapse by event id.
@@ -13,6 +15,7 @@ pub mod clickhouse;
 pub mod ddl;
 pub mod embedded;
 pub mod migrate;
+pub mod record;
 pub mod sink;
 pub mod tables;
 

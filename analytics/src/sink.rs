@@ -2,20 +2,38 @@
 //!
 //! Records are read `read_committed`, checked against their table and encoded as
 //! RowBinary into one buffer per table. A batch is sent when it reaches `batch_rows`
-//! or `batch_interval` passes; the consumed offsets are committed only after every
-//! table's insert was acknowledged (and the batch's dead letters were acknowledged by
-//! Kafka). A crash before the commit replays the batch; the tables are
-//! `ReplacingMergeTree` keyed by event id, so the replay collapses into the rows already
-//! there and `FINAL` (or the views) counts each event once.
+//! or `batch_interval` passes after its first row.
+//!
+//! Sending overlaps with reading (double buffering): a batch's insert runs in its own
+//! task while the main loop goes on consuming and encoding the next batch. At most one
+//! batch is in flight: when the next one is full (or its interval has passed) before
+//! the insert ends, the loop stops reading and waits for the insert; the next batch is
+//! sent only after the one before was acknowledged and its offsets committed.
+//!
+//! A batch's offsets are committed only after every table's insert was acknowledged
+//! (and the batch's dead letters were acknowledged by Kafka), and batches commit in the
+//! order they were read, so a committed offset never covers a row ClickHouse has not
+//! acknowledged. A crash before the commit replays the batch (and the one read behind
+//! it); the tables are `ReplacingMergeTree` keyed by event id, so the replay collapses
+//! into the rows already there and `FINAL` (or the views) counts each event once.
 //!
 //! When ClickHouse is down or refuses a batch, the sink keeps the batch, pauses its
-//! partitions (the group membership stays alive; nothing more is fetched) and retries
-//! with a jittered exponential backoff until the insert succeeds: it never drops a row.
+//! partitions (the group membership stays alive; nothing more is fetched; partitions a
+//! rebalance assigns meanwhile are paused too) and retries with a jittered exponential
+//! backoff until the insert succeeds: it never drops a row. The consumer is still
+//! served while it waits, and what arrives joins the next batch.
+//!
+//! A rebalance while a batch is in flight is handled as when a batch spans one: the
+//! batches keep what they read, and their offsets are committed once their rows are in;
+//! a commit the group refuses is logged and the new owner replays those rows, which
+//! collapse by id. On shutdown the running attempt is finished and, if acknowledged,
+//! committed, then the batch in hand gets one attempt; a batch that fails then, or that
+//! was waiting for a retry, is left uncommitted together with the batch read after it.
 //! A record that does not fit its table (undecodable, a value out of the column's
 //! range) becomes a `dead.letter` with the reason and the sink moves on.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +42,7 @@ use prometheus::{HistogramVec, IntCounterVec};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
 use chorus_runtime::Shutdown;
@@ -35,7 +54,8 @@ use chorus_runtime::metrics::{self, Readiness};
 use chorus_schemas::{DeadLetter, Envelope, Topic};
 
 use crate::clickhouse::{ClickHouseArgs, ClickHouseError};
-use crate::tables::{TableDef, encode_row_binary, flatten_record, tables};
+use crate::record::record_cells;
+use crate::tables::{TableDef, encode_row_binary, tables};
 
 /// Rows inserted, per table.
 pub static SINK_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -122,6 +142,10 @@ pub enum SinkError {
     ClickHouse(#[from] ClickHouseError),
     #[error("analytics tables: {0}")]
     Tables(#[from] crate::tables::TableListError),
+    /// The task inserting a batch panicked: the batch is gone from memory, so nothing
+    /// after it may be committed (a restart replays it from the committed offsets).
+    #[error("the task inserting a batch failed: {0}")]
+    InsertTask(String),
 }
 
 /// One batch in the making.
@@ -153,7 +177,134 @@ impl Batch {
     }
 }
 
-/// Runs the sink until `shutdown`: the batch in hand is inserted and committed first.
+/// What an insert attempt needs; shared by the main loop and the attempt's task.
+struct Destination {
+    client: clickhouse::Client,
+    producer: EventProducer,
+    tables: &'static [TableDef],
+    dead_letter_topic: String,
+}
+
+/// What an attempt's task hands back: the batch (with the tables it inserted cleared,
+/// so a retry sends only the rest) and the outcome.
+type AttemptOutput = (Batch, Result<(), String>);
+
+/// The batch whose insert is under way (at most one). Exactly one of `running` and
+/// `waiting` holds it.
+struct InFlight {
+    /// The attempt running now, in its own task.
+    running: Option<JoinHandle<AttemptOutput>>,
+    /// Between two attempts: the batch, and when the next attempt starts.
+    waiting: Option<(Batch, Instant)>,
+    /// When its first attempt started (`chorus_sink_batch_seconds`).
+    started: Instant,
+    /// The wait after the next failure.
+    backoff: Duration,
+    /// Whether an attempt failed: from then on the consumer is served (and paused)
+    /// while the batch waits, whether or not the next batch is full.
+    retrying: bool,
+    /// Every list of partitions paused for it (its first failure's assignment, then
+    /// each assignment a rebalance brought), all resumed once it is in.
+    paused: Vec<TopicPartitionList>,
+    /// The rebalance generation when the partitions were last paused.
+    paused_in: u64,
+}
+
+impl InFlight {
+    /// Starts the first attempt at `batch`.
+    fn start(destination: &Arc<Destination>, batch: Batch) -> Self {
+        InFlight {
+            running: Some(spawn_attempt(destination, batch)),
+            waiting: None,
+            started: Instant::now(),
+            backoff: Duration::from_millis(200),
+            retrying: false,
+            paused: Vec::new(),
+            paused_in: 0,
+        }
+    }
+
+    /// An attempt failed: pause consumption (once) and wait a jittered backoff before
+    /// the next attempt.
+    fn failed(
+        &mut self,
+        consumer: &StreamConsumer<StageContext>,
+        generation: &AtomicU64,
+        batch: Batch,
+        reason: &str,
+        max_backoff: Duration,
+    ) {
+        SINK_BATCHES.with_label_values(&["retried"]).inc();
+        self.retrying = true;
+        if self.paused.is_empty() {
+            let paused_in = generation.load(Ordering::SeqCst);
+            if let Ok(assignment) = consumer.assignment()
+                && consumer.pause(&assignment).is_ok()
+            {
+                self.paused.push(assignment);
+                self.paused_in = paused_in;
+            }
+        }
+        let wait = jitter(self.backoff);
+        tracing::warn!(%reason, rows = batch.total, retry_in = ?wait, "sink batch failed; consumption paused, retrying");
+        self.waiting = Some((batch, Instant::now() + wait));
+        self.backoff = (self.backoff * 2).min(max_backoff);
+    }
+
+    /// While paused, a rebalance may assign partitions that are not paused: pause the
+    /// new assignment too (librdkafka keeps a partition's pause across rebalances, so
+    /// the lists paused before stay paused and are resumed with it).
+    fn keep_paused(&mut self, consumer: &StreamConsumer<StageContext>, generation: &AtomicU64) {
+        let current = generation.load(Ordering::SeqCst);
+        if self.paused.is_empty() || self.paused_in == current {
+            return;
+        }
+        self.paused_in = current;
+        match consumer.assignment() {
+            Ok(assignment) => match consumer.pause(&assignment) {
+                Ok(()) => self.paused.push(assignment),
+                Err(e) => tracing::warn!(error = %e, "pausing the partitions a rebalance assigned"),
+            },
+            Err(e) => tracing::warn!(error = %e, "reading the assignment after a rebalance"),
+        }
+    }
+}
+
+/// Runs one attempt at `batch` in its own task, so that the main loop keeps reading.
+fn spawn_attempt(destination: &Arc<Destination>, mut batch: Batch) -> JoinHandle<AttemptOutput> {
+    let destination = Arc::clone(destination);
+    tokio::spawn(async move {
+        let result = try_flush(
+            &destination.client,
+            &destination.producer,
+            destination.tables,
+            &mut batch,
+            &destination.dead_letter_topic,
+        )
+        .await;
+        (batch, result)
+    })
+}
+
+/// Waits for the running attempt to end (forever when none runs). The caller must take
+/// the finished handle out of `in_flight` before waiting again.
+async fn attempt_finished(in_flight: &mut Option<InFlight>) -> Result<AttemptOutput, JoinError> {
+    match in_flight
+        .as_mut()
+        .and_then(|flight| flight.running.as_mut())
+    {
+        Some(running) => running.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn insert_task_failed(e: JoinError) -> SinkError {
+    tracing::error!(error = %e, "the task inserting a batch failed; stopping without committing it");
+    SinkError::InsertTask(e.to_string())
+}
+
+/// Runs the sink until `shutdown`: the insert under way is finished and committed
+/// first, then the batch in hand gets one attempt.
 pub async fn run_sink(
     kafka: &KafkaArgs,
     clickhouse: &ClickHouseArgs,
@@ -173,7 +324,12 @@ pub async fn run_sink(
         StageContext::new(&config.group_id, generation.clone()),
     )?;
     let producer = EventProducer::new(kafka, STAGE, 100_000)?;
-    let dead_letter_topic = kafka.topic(Topic::DeadLetters);
+    let destination = Arc::new(Destination {
+        client,
+        producer,
+        tables,
+        dead_letter_topic: kafka.topic(Topic::DeadLetters),
+    });
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     for table in tables {
@@ -192,44 +348,74 @@ pub async fn run_sink(
     readiness.set(true);
     tracing::info!(group = %config.group_id, database = %clickhouse.clickhouse_database, topics = topics.len(), "clickhouse sink running");
 
-    let mut batch = Batch::new(tables.len());
+    // `next` is the batch being read and encoded; `in_flight` the one being inserted.
+    let mut next = Batch::new(tables.len());
+    let mut in_flight: Option<InFlight> = None;
     loop {
-        let deadline = batch
-            .started
-            .map(|s| s + config.batch_interval)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let now = Instant::now();
+        let linger_end = next.started.map(|s| s + config.batch_interval);
+        let ready = !next.is_empty()
+            && (next.total >= config.batch_rows || linger_end.is_some_and(|end| end <= now));
+        if ready && in_flight.is_none() {
+            let batch = std::mem::replace(&mut next, Batch::new(tables.len()));
+            in_flight = Some(InFlight::start(&destination, batch));
+            continue;
+        }
+        // Here `ready` means an insert is under way: reading stops until it ends (as it
+        // did during every insert before the overlap). While a batch is being retried,
+        // though, the consumer is served (heartbeats, rebalances); its partitions are
+        // paused, so little or nothing arrives, and that joins `next`.
+        let retrying = in_flight.as_ref().is_some_and(|flight| flight.retrying);
+        let retry_at = in_flight
+            .as_ref()
+            .and_then(|flight| flight.waiting.as_ref())
+            .map(|(_, at)| *at);
         tokio::select! {
-            message = consumer.recv() => match message {
-                Ok(message) => add_record(&mut batch, &dead_letter_topic, &message),
+            message = consumer.recv(), if !ready || retrying => match message {
+                Ok(message) => add_record(&mut next, &destination.dead_letter_topic, &message),
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
-            _ = tokio::time::sleep_until(deadline.into()), if !batch.is_empty() => {
-                flush(&client, &consumer, &producer, tables, &mut batch, config, &shutdown, &dead_letter_topic).await;
+            _ = tokio::time::sleep_until(linger_end.unwrap_or(now).into()), if !ready && linger_end.is_some() => {}
+            joined = attempt_finished(&mut in_flight) => {
+                if let Some(mut flight) = in_flight.take() {
+                    // The handle has delivered its output; it must not be polled again.
+                    flight.running = None;
+                    let (batch, result) = match joined {
+                        Ok(output) => output,
+                        Err(e) => {
+                            readiness.set(false);
+                            return Err(insert_task_failed(e));
+                        }
+                    };
+                    match result {
+                        Ok(()) => complete(&consumer, &batch, flight.started, &flight.paused),
+                        Err(reason) => {
+                            flight.failed(&consumer, &generation, batch, &reason, config.max_backoff);
+                            in_flight = Some(flight);
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(now).into()), if retry_at.is_some() => {
+                if let Some(flight) = in_flight.as_mut()
+                    && let Some((batch, _)) = flight.waiting.take()
+                {
+                    flight.running = Some(spawn_attempt(&destination, batch));
+                }
             }
             _ = shutdown.triggered() => {
-                if !batch.is_empty() {
-                    flush(&client, &consumer, &producer, tables, &mut batch, config, &shutdown, &dead_letter_topic).await;
-                }
+                let batch = std::mem::replace(&mut next, Batch::new(0));
+                let finished = finish(&destination, &consumer, in_flight.take(), batch).await;
                 readiness.set(false);
                 tracing::info!("clickhouse sink stopped");
-                return Ok(());
+                return finished;
             }
         }
-        if batch.total >= config.batch_rows {
-            flush(
-                &client,
-                &consumer,
-                &producer,
-                tables,
-                &mut batch,
-                config,
-                &shutdown,
-                &dead_letter_topic,
-            )
-            .await;
+        if let Some(flight) = in_flight.as_mut() {
+            flight.keep_paused(&consumer, &generation);
         }
     }
 }
@@ -267,11 +453,8 @@ fn add_record(
     }
     let payload = message.payload().unwrap_or_default();
     // The typed topics hold events Chorus wrote or its router validated; here each
-    // value is checked against its column, in one JSON pass.
-    let row = flatten_record(payload).and_then(|(table, flat)| {
-        let cells = table.cells(&flat).map_err(|e| e.to_string())?;
-        Ok((table, cells))
-    });
+    // value is checked against its column, decoded straight from the bytes.
+    let row = record_cells(payload);
     match row {
         Ok((table, cells)) => {
             let (buffer, count) = &mut batch.rows[table.index];
@@ -332,62 +515,70 @@ fn dead_letter(
     envelope
 }
 
-/// Inserts the batch, sends its dead letters and commits its offsets; retries until it
-/// succeeds or the process is asked to stop (then the batch is left uncommitted and
-/// will be replayed).
-#[allow(clippy::too_many_arguments)]
-async fn flush(
-    client: &clickhouse::Client,
+/// On shutdown: the attempt under way is awaited (not retried) and, if acknowledged,
+/// its batch is committed; then `next` gets one attempt the same way. A batch whose
+/// attempt fails, or that was waiting out a backoff, is left uncommitted together with
+/// `next` (whose offsets would cover its rows): both are replayed on restart.
+async fn finish(
+    destination: &Arc<Destination>,
     consumer: &StreamConsumer<StageContext>,
-    producer: &EventProducer,
-    tables: &[TableDef],
-    batch: &mut Batch,
-    config: &SinkConfig,
-    shutdown: &Shutdown,
-    dead_letter_topic: &str,
-) {
+    in_flight: Option<InFlight>,
+    next: Batch,
+) -> Result<(), SinkError> {
+    if let Some(flight) = in_flight {
+        let InFlight {
+            running,
+            waiting,
+            started,
+            paused,
+            ..
+        } = flight;
+        let Some(running) = running else {
+            let rows = waiting.map_or(0, |(batch, _)| batch.total) + next.total;
+            tracing::warn!(
+                rows,
+                "stopping with an uninserted batch; it will be replayed"
+            );
+            return Ok(());
+        };
+        let (batch, result) = running.await.map_err(insert_task_failed)?;
+        if let Err(reason) = result {
+            SINK_BATCHES.with_label_values(&["retried"]).inc();
+            let rows = batch.total + next.total;
+            tracing::warn!(%reason, rows, "stopping with an uninserted batch; it will be replayed");
+            return Ok(());
+        }
+        complete(consumer, &batch, started, &paused);
+    }
+    if next.is_empty() {
+        return Ok(());
+    }
     let started = Instant::now();
-    let mut backoff = Duration::from_millis(200);
-    let mut paused: Option<TopicPartitionList> = None;
-    loop {
-        match try_flush(client, producer, tables, batch, dead_letter_topic).await {
-            Ok(()) => break,
-            Err(reason) => {
-                SINK_BATCHES.with_label_values(&["retried"]).inc();
-                if paused.is_none()
-                    && let Ok(assignment) = consumer.assignment()
-                    && consumer.pause(&assignment).is_ok()
-                {
-                    paused = Some(assignment);
-                }
-                let wait = jitter(backoff);
-                tracing::warn!(%reason, rows = batch.total, retry_in = ?wait, "sink batch failed; consumption paused, retrying");
-                let until = Instant::now() + wait;
-                // Keep serving the consumer (heartbeats, rebalances) while waiting;
-                // paused partitions deliver nothing, and anything already fetched joins
-                // the batch, whose offsets are committed only after its insert.
-                loop {
-                    tokio::select! {
-                        message = consumer.recv() => {
-                            if let Ok(message) = message {
-                                add_record(batch, dead_letter_topic, &message);
-                            }
-                        }
-                        _ = tokio::time::sleep_until(until.into()) => break,
-                        _ = shutdown.triggered() => {
-                            tracing::warn!(rows = batch.total, "stopping with an uninserted batch; it will be replayed");
-                            return;
-                        }
-                    }
-                }
-                backoff = (backoff * 2).min(config.max_backoff);
-            }
+    let (batch, result) = spawn_attempt(destination, next)
+        .await
+        .map_err(insert_task_failed)?;
+    match result {
+        Ok(()) => complete(consumer, &batch, started, &[]),
+        Err(reason) => {
+            SINK_BATCHES.with_label_values(&["retried"]).inc();
+            tracing::warn!(%reason, rows = batch.total, "stopping with an uninserted batch; it will be replayed");
         }
     }
-    if let Some(assignment) = paused
-        && let Err(e) = consumer.resume(&assignment)
-    {
-        tracing::warn!(error = %e, "resuming partitions");
+    Ok(())
+}
+
+/// Every row of `batch` is acknowledged: resume what its failures paused, commit its
+/// offsets and count it.
+fn complete(
+    consumer: &StreamConsumer<StageContext>,
+    batch: &Batch,
+    started: Instant,
+    paused: &[TopicPartitionList],
+) {
+    for assignment in paused {
+        if let Err(e) = consumer.resume(assignment) {
+            tracing::warn!(error = %e, "resuming partitions");
+        }
     }
     match commit(consumer, &batch.next_offsets) {
         Ok(()) => {
@@ -408,7 +599,6 @@ async fn flush(
     SINK_BATCH_SECONDS
         .with_label_values(&["clickhouse"])
         .observe(started.elapsed().as_secs_f64());
-    *batch = Batch::new(tables.len());
 }
 
 /// One attempt: each table's rows that are still pending, then the dead letters. A

@@ -110,6 +110,13 @@ pub struct Column {
     source: String,
 }
 
+impl Column {
+    /// The field of the flattened event the column is read from.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+}
+
 /// One analytics table: the events of one type.
 #[derive(Debug, Clone)]
 pub struct TableDef {
@@ -255,7 +262,28 @@ impl TableDef {
     }
 }
 
-fn cell(column: &Column, value: &Value) -> Result<Cell, String> {
+/// [`cell`] taking the value: a string (or a list of strings) moves into its cell
+/// instead of being copied; every other value goes through `cell` itself.
+pub(crate) fn cell_owned(column: &Column, value: Value) -> Result<Cell, String> {
+    match (column.column_type, value) {
+        (ColumnType::String, Value::String(s)) => Ok(Cell::Str(s)),
+        (ColumnType::ArrayString, Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Ok(Cell::Strings(
+                items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ))
+        }
+        (_, value) => cell(column, &value),
+    }
+}
+
+/// The cell of one column, from the value of its field (null when absent).
+pub(crate) fn cell(column: &Column, value: &Value) -> Result<Cell, String> {
     if value.is_null() {
         if column.column_type == ColumnType::ArrayString {
             return Ok(Cell::Strings(Vec::new()));
