@@ -1,6 +1,24 @@
 //! The indexing loop.
+//!
+//! Each block range is fetched (`eth_getLogs` plus the block headers the reorg checks
+//! need), checked against the cursor, and written as `chain.log` events together with
+//! the advanced cursor in one Kafka transaction. Ranges are applied strictly in block
+//! order, and only a committed transaction moves the cursor.
+//!
+//! - **Catch-up** (every block of the range at least a reorg window below the head): up
+//!   to `FETCH_DEPTH` ranges are fetched at once and applied in order as they arrive;
+//!   the transaction of one range is committed while the next ones are still being
+//!   fetched. Only one transaction is open at a time.
+//! - **Near the head** (inside the reorg window): one range at a time, fetched, checked
+//!   and committed before the next is requested.
+//!
+//! Both paths run the same checks (a range's first block must extend the block the
+//! cursor recorded before it, the fetched headers must chain, every log must belong to
+//! its block's header) and handle errors the same way: a failed fetch or commit drops
+//! whatever is in flight, and the loop resumes from the last committed cursor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use alloy::eips::BlockNumberOrTag;
@@ -10,6 +28,7 @@ use alloy::rpc::types::{Filter, Log};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use prometheus::{IntCounterVec, IntGaugeVec};
 use uuid::Uuid;
 
@@ -23,6 +42,18 @@ use crate::cursor::{Cursor, EmittedLog, RecentBlock};
 use crate::progress::Progress;
 
 const SOURCE: &str = "indexer";
+
+/// Catch-up ranges fetched ahead: at most this many ranges are requested or fetched
+/// but not yet committed, besides the one whose transaction is being committed.
+const FETCH_DEPTH: usize = 4;
+
+/// A catch-up session plans new ranges for this long, then applies what is in flight
+/// and returns, so the loop reads the head again (its lag metric, the progress line and
+/// the end of the catch-up region follow the chain).
+const CATCH_UP_SESSION: Duration = Duration::from_secs(30);
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// When logs are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +235,129 @@ impl From<TransactionError> for StepError {
     }
 }
 
+/// A step that failed, with the range it was for (for the log line).
+struct RangeFailure {
+    from: u64,
+    to: u64,
+    error: StepError,
+}
+
+/// What a range fetch brought back: its logs and the headers the reorg checks need.
+struct Fetched {
+    from: u64,
+    to: u64,
+    logs: Vec<Log>,
+    headers: BTreeMap<u64, Header>,
+    /// How long the fetch took.
+    took: Duration,
+}
+
+/// A fetched range checked against the cursor: what to do with it.
+enum Step {
+    /// The range does not extend the chain the cursor recorded: `suspect` (the block
+    /// before the range) was replaced.
+    Reorg { suspect: u64 },
+    /// The range extends the cursor: commit these records.
+    Commit(Prepared),
+}
+
+/// The transaction of a range, ready to commit.
+struct Prepared {
+    to: u64,
+    /// The events and dead letters, then the cursor record.
+    records: Vec<OutputRecord>,
+    /// The cursor once the transaction is committed.
+    next: Cursor,
+    emitted: u64,
+    dead: u64,
+    /// (epoch, block time) of the PoI checkpoints seen.
+    checkpoints: Vec<(i64, i64)>,
+}
+
+/// The adaptive range size and the retry backoff.
+struct Pacing {
+    range: u64,
+    max_range: u64,
+    backoff: Duration,
+}
+
+impl Pacing {
+    fn new(initial_range: u64, max_range: u64) -> Self {
+        Pacing {
+            range: initial_range.max(1),
+            max_range: max_range.max(1),
+            backoff: INITIAL_BACKOFF,
+        }
+    }
+
+    /// A range of `logs` logs was indexed in `took`: the range doubles while steps stay
+    /// fast and small, halves when they are slow.
+    fn succeeded(&mut self, took: Duration, logs: u64) {
+        self.backoff = INITIAL_BACKOFF;
+        if took < Duration::from_millis(500) && logs < 5_000 {
+            self.range = self.range.saturating_mul(2).min(self.max_range);
+        } else if took > Duration::from_secs(5) {
+            self.range = (self.range / 2).max(1);
+        }
+    }
+
+    fn reset_backoff(&mut self) {
+        self.backoff = INITIAL_BACKOFF;
+    }
+
+    /// The node refused the range size or timed out: halve it.
+    fn shrink(&mut self) {
+        self.range = (self.range / 2).max(1);
+    }
+
+    /// The delay before the next attempt; doubles it (up to 10 s) for the one after.
+    fn back_off(&mut self) -> Duration {
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        delay
+    }
+}
+
+/// The catch-up ranges still to request: consecutive from `next_from`, none past
+/// `limit`, none planned after `open_until`.
+struct Plan {
+    next_from: u64,
+    limit: u64,
+    open_until: Instant,
+}
+
+impl Plan {
+    /// The next range of at most `range` blocks, if any.
+    fn next(&mut self, range: u64) -> Option<(u64, u64)> {
+        if self.next_from > self.limit || Instant::now() >= self.open_until {
+            return None;
+        }
+        let from = self.next_from;
+        let to = from.saturating_add(range.max(1) - 1).min(self.limit);
+        // `limit` is at least a reorg window (>= 1 block) below the head, so `to + 1`
+        // does not overflow.
+        self.next_from = to.saturating_add(1);
+        Some((from, to))
+    }
+}
+
+/// Requests planned ranges until `FETCH_DEPTH` are requested or fetched but not
+/// applied (`buffered` of them already fetched).
+fn fill<F: Future>(
+    in_flight: &mut FuturesOrdered<F>,
+    buffered: usize,
+    plan: &mut Plan,
+    range: u64,
+    start: impl Fn(u64, u64) -> F,
+) {
+    while in_flight.len() + buffered < FETCH_DEPTH {
+        let Some((from, to)) = plan.next(range) else {
+            break;
+        };
+        in_flight.push_back(start(from, to));
+    }
+}
+
 struct Indexer<'a> {
     kafka: &'a KafkaArgs,
     rpc: &'a RpcPool,
@@ -325,10 +479,11 @@ impl Indexer<'_> {
         &self.settings.name
     }
 
+    /// The loop: reads the head, then indexes the next ranges (several at once while
+    /// catching up, one at a time inside the reorg window), or checks the tip when idle.
     async fn run(&mut self, shutdown: &Shutdown) -> Result<(), IndexerError> {
-        let mut range = self.settings.initial_range.max(1);
-        let max_range = self.settings.max_range.max(1);
-        let mut backoff = Duration::from_millis(200);
+        let mut pacing = Pacing::new(self.settings.initial_range, self.settings.max_range);
+        let window = self.settings.reorg_window.max(1);
         let mut progress = Progress::new(self.cursor.next_block, self.settings.progress);
         loop {
             if shutdown.is_triggered() {
@@ -350,8 +505,7 @@ impl Indexer<'_> {
                 Ok(head) => head,
                 Err(e) => {
                     tracing::warn!(indexer = %self.name(), error = %e, "cannot read the chain head; retrying");
-                    sleep_or_shutdown(backoff, shutdown).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    sleep_or_shutdown(pacing.back_off(), shutdown).await;
                     continue;
                 }
             };
@@ -376,7 +530,7 @@ impl Indexer<'_> {
             if self.cursor.next_block > safe {
                 let checked = self.check_tip().await;
                 match checked {
-                    Ok(()) => backoff = Duration::from_millis(200),
+                    Ok(()) => pacing.reset_backoff(),
                     Err(StepError::Fatal(e)) => return Err(e),
                     Err(StepError::Shrink(e)) => {
                         tracing::warn!(indexer = %self.name(), error = %e, "tip check failed")
@@ -389,53 +543,163 @@ impl Indexer<'_> {
                 continue;
             }
             let from = self.cursor.next_block;
-            let to = (from + range - 1).min(target);
-            let started = Instant::now();
-            match self.index_range(from, to, head).await {
-                Ok(logs) => {
-                    backoff = Duration::from_millis(200);
-                    let took = started.elapsed();
-                    if took < Duration::from_millis(500) && logs < 5_000 {
-                        range = (range * 2).min(max_range);
-                    } else if took > Duration::from_secs(5) {
-                        range = (range / 2).max(1);
+            // The catch-up region: blocks at least a reorg window below the head (none
+            // while the chain is shorter than the window).
+            let catch_up_limit = head.checked_sub(window).map(|limit| limit.min(target));
+            let outcome = match catch_up_limit {
+                Some(limit) if from <= limit => {
+                    self.catch_up(head, limit, target, &mut pacing, &mut progress, shutdown)
+                        .await
+                }
+                _ => {
+                    let to = from.saturating_add(pacing.range - 1).min(target);
+                    let started = Instant::now();
+                    match self.index_range(from, to, head).await {
+                        Ok(logs) => {
+                            pacing.succeeded(started.elapsed(), logs);
+                            Ok(())
+                        }
+                        Err(error) => Err(RangeFailure { from, to, error }),
                     }
                 }
-                Err(StepError::Shrink(e)) => {
-                    range = (range / 2).max(1);
-                    tracing::warn!(indexer = %self.name(), from, to, new_range = range, error = %e, "shrinking the block range");
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(RangeFailure {
+                    from,
+                    to,
+                    error: StepError::Shrink(e),
+                }) => {
+                    pacing.shrink();
+                    tracing::warn!(indexer = %self.name(), from, to, new_range = pacing.range, error = %e, "shrinking the block range");
                 }
-                Err(StepError::Retry(e)) => {
+                Err(RangeFailure {
+                    from,
+                    to,
+                    error: StepError::Retry(e),
+                }) => {
                     tracing::warn!(indexer = %self.name(), from, to, error = %e, "step failed; retrying");
-                    sleep_or_shutdown(backoff, shutdown).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    sleep_or_shutdown(pacing.back_off(), shutdown).await;
                 }
-                Err(StepError::Fatal(e)) => return Err(e),
+                Err(RangeFailure {
+                    error: StepError::Fatal(e),
+                    ..
+                }) => return Err(e),
             }
             self.metrics
                 .range
                 .with_label_values(&[self.name()])
-                .set(range as i64);
+                .set(pacing.range as i64);
         }
         progress.finish();
         Ok(())
     }
 
+    /// Catch-up: indexes the ranges from the cursor up to `limit` (every block of them
+    /// at least a reorg window below `head`), with up to `FETCH_DEPTH` ranges fetched
+    /// at once. Fetched ranges are applied strictly in block order, each through
+    /// [`Self::prepare`] (the same reorg checks as one range at a time) and its own
+    /// transaction; while one transaction commits, the next ranges keep being fetched
+    /// (their results are held, in order, until it is their turn). Never two
+    /// transactions at once.
+    ///
+    /// Returns after the session ([`CATCH_UP_SESSION`]) has applied its last range, on
+    /// shutdown, and after a reorg has been handled (the rewound cursor invalidates the
+    /// ranges in flight). On the first failure in block order, the ranges after it are
+    /// dropped unapplied and the failure is returned: the cursor is that of the last
+    /// committed range, so the caller resumes exactly there.
+    async fn catch_up(
+        &mut self,
+        head: u64,
+        limit: u64,
+        target: u64,
+        pacing: &mut Pacing,
+        progress: &mut Progress,
+        shutdown: &Shutdown,
+    ) -> Result<(), RangeFailure> {
+        // Copies of the shared references, so the fetches in flight borrow the pool and
+        // the settings, not `self` (which the commits and cursor updates need).
+        let rpc = self.rpc;
+        let settings = self.settings;
+        let mut plan = Plan {
+            next_from: self.cursor.next_block,
+            limit,
+            open_until: Instant::now() + CATCH_UP_SESSION,
+        };
+        let mut in_flight = FuturesOrdered::new();
+        let mut ready: VecDeque<Result<Fetched, RangeFailure>> = VecDeque::new();
+        fill(
+            &mut in_flight,
+            ready.len(),
+            &mut plan,
+            pacing.range,
+            move |from, to| fetch_numbered(rpc, settings, from, to, head),
+        );
+        loop {
+            if shutdown.is_triggered() {
+                return Ok(());
+            }
+            let next = match ready.pop_front() {
+                Some(fetched) => Some(fetched),
+                None => in_flight.next().await,
+            };
+            let Some(fetched) = next else {
+                return Ok(());
+            };
+            let fetched = fetched?;
+            // Keep the pipeline full while this range is checked and committed.
+            fill(
+                &mut in_flight,
+                ready.len(),
+                &mut plan,
+                pacing.range,
+                move |from, to| fetch_numbered(rpc, settings, from, to, head),
+            );
+            let (from, to, took) = (fetched.from, fetched.to, fetched.took);
+            let failed = move |error: StepError| RangeFailure { from, to, error };
+            let prepared = match self.prepare(fetched).map_err(failed)? {
+                Step::Reorg { suspect } => {
+                    let started = Instant::now();
+                    self.handle_reorg(suspect).await.map_err(failed)?;
+                    pacing.succeeded(took + started.elapsed(), 0);
+                    return Ok(());
+                }
+                Step::Commit(prepared) => prepared,
+            };
+            let committed = {
+                let mut commit = std::pin::pin!(self.writer.commit(&prepared.records));
+                loop {
+                    tokio::select! {
+                        result = &mut commit => break result,
+                        Some(fetched) = in_flight.next(), if !in_flight.is_empty() => {
+                            ready.push_back(fetched);
+                        }
+                    }
+                }
+            };
+            committed.map_err(|e| failed(e.into()))?;
+            let logs = self.finish(prepared);
+            pacing.succeeded(took, logs);
+            self.metrics
+                .range
+                .with_label_values(&[self.name()])
+                .set(pacing.range as i64);
+            self.metrics
+                .head_lag
+                .with_label_values(&[self.name()])
+                .set(head.saturating_sub(to) as i64);
+            progress.update(
+                self.name(),
+                self.cursor.next_block,
+                target,
+                head,
+                self.report.logs,
+            );
+        }
+    }
+
     async fn header(&self, number: u64) -> Result<Header, StepError> {
-        let block = self
-            .rpc
-            .call("eth_getBlockByNumber", move |p| async move {
-                p.get_block_by_number(BlockNumberOrTag::Number(number))
-                    .await
-            })
-            .await?;
-        let block = block
-            .ok_or_else(|| StepError::Retry(format!("block {number} is not available yet")))?;
-        Ok(Header {
-            hash: block.header.hash,
-            parent: block.header.parent_hash,
-            timestamp: block.header.timestamp,
-        })
+        fetch_header(self.rpc, number).await
     }
 
     /// While idle: has the last emitted block been replaced?
@@ -451,50 +715,49 @@ impl Indexer<'_> {
         Ok(())
     }
 
-    /// Indexes `from..=to` in one transaction; returns the number of logs.
+    /// One range at a time (inside the reorg window): fetches `from..=to`, checks it and
+    /// commits it in one transaction; returns the number of logs (0 after a reorg,
+    /// which rewinds the cursor instead).
     async fn index_range(&mut self, from: u64, to: u64, head: u64) -> Result<u64, StepError> {
-        let addresses: Vec<Address> = self.settings.contracts.iter().map(|(_, a)| *a).collect();
-        let filter = Filter::new()
-            .address(addresses)
-            .from_block(from)
-            .to_block(to);
-        let logs: Vec<Log> = self
-            .rpc
-            .call("eth_getLogs", |p| {
-                let filter = filter.clone();
-                async move { p.get_logs(&filter).await }
-            })
-            .await?;
+        let fetched = fetch_range(self.rpc, self.settings, from, to, head).await?;
+        let prepared = match self.prepare(fetched)? {
+            Step::Reorg { suspect } => {
+                self.handle_reorg(suspect).await?;
+                return Ok(0);
+            }
+            Step::Commit(prepared) => prepared,
+        };
+        self.writer.commit(&prepared.records).await?;
+        Ok(self.finish(prepared))
+    }
 
-        // Headers: every block near the head (where reorgs happen), else the ends.
-        // Headers: both ends of the range, and every block inside the reorg window
-        // below the head (where reorgs happen), fetched a few at a time.
-        let window = self.settings.reorg_window.max(1);
-        let window_start = head.saturating_sub(window - 1).max(from);
-        let mut numbers: Vec<u64> = vec![from, to];
-        numbers.extend(window_start..=to);
-        numbers.sort_unstable();
-        numbers.dedup();
-        let fetched: Vec<Result<(u64, Header), StepError>> = futures::stream::iter(numbers)
-            .map(|number| {
-                let this = &*self;
-                async move { this.header(number).await.map(|h| (number, h)) }
-            })
-            .buffered(8)
-            .collect()
-            .await;
-        let mut headers = BTreeMap::new();
-        for result in fetched {
-            let (number, header) = result?;
-            headers.insert(number, header);
+    /// Checks a fetched range against the cursor and builds its transaction: the
+    /// `chain.log` events and dead letters of its logs, then the cursor advanced past
+    /// it. The range must start at the cursor's next block; its first block must
+    /// extend the block the cursor recorded before it (else a reorg replaced that
+    /// block), the fetched headers must chain, and every log must belong to its
+    /// block's header (else the chain moved during the fetch: retry).
+    fn prepare(&self, fetched: Fetched) -> Result<Step, StepError> {
+        let Fetched {
+            from,
+            to,
+            logs,
+            headers,
+            ..
+        } = fetched;
+        if from != self.cursor.next_block {
+            return Err(StepError::Retry(format!(
+                "range {from}..={to} does not start at the cursor's next block {}",
+                self.cursor.next_block
+            )));
         }
+        let window = self.settings.reorg_window.max(1);
         if let (Some(first), Some(recorded)) = (
             headers.get(&from),
             from.checked_sub(1).and_then(|p| self.cursor.hash_of(p)),
         ) && format!("{:#x}", first.parent) != recorded
         {
-            self.handle_reorg(from - 1).await?;
-            return Ok(0);
+            return Ok(Step::Reorg { suspect: from - 1 });
         }
         let mut previous: Option<(u64, B256)> = None;
         for (number, header) in &headers {
@@ -618,7 +881,27 @@ impl Indexer<'_> {
         }
         next.trim(window);
         records.push(self.cursor_record(&next)?);
-        self.writer.commit(&records).await?;
+        Ok(Step::Commit(Prepared {
+            to,
+            records,
+            next,
+            emitted,
+            dead,
+            checkpoints,
+        }))
+    }
+
+    /// After the transaction of `prepared` committed: moves the cursor, the report and
+    /// the metrics on; returns the number of logs (events and dead letters).
+    fn finish(&mut self, prepared: Prepared) -> u64 {
+        let Prepared {
+            to,
+            next,
+            emitted,
+            dead,
+            checkpoints,
+            ..
+        } = prepared;
         self.cursor = next;
         self.report.next_block = self.cursor.next_block;
         self.report.logs += emitted;
@@ -646,7 +929,7 @@ impl Indexer<'_> {
                 .with_label_values(&[self.name()])
                 .set(time);
         }
-        Ok(emitted + dead)
+        emitted + dead
     }
 
     fn cursor_record(&self, cursor: &Cursor) -> Result<OutputRecord, StepError> {
@@ -740,6 +1023,85 @@ fn output<T: chorus_schemas::EventData>(
 ) -> Result<OutputRecord, StepError> {
     OutputRecord::event(prefix, event)
         .map_err(|e| StepError::Retry(format!("encoding an event: {e}")))
+}
+
+/// The header of block `number`.
+async fn fetch_header(rpc: &RpcPool, number: u64) -> Result<Header, StepError> {
+    let block = rpc
+        .call("eth_getBlockByNumber", move |p| async move {
+            p.get_block_by_number(BlockNumberOrTag::Number(number))
+                .await
+        })
+        .await?;
+    let block =
+        block.ok_or_else(|| StepError::Retry(format!("block {number} is not available yet")))?;
+    Ok(Header {
+        hash: block.header.hash,
+        parent: block.header.parent_hash,
+        timestamp: block.header.timestamp,
+    })
+}
+
+/// Fetches the logs of `from..=to` and the headers the checks need: both ends of the
+/// range, and every block inside the reorg window below `head` (where reorgs happen),
+/// a few at a time. Reads only the node; the cursor is checked when the range is
+/// applied ([`Indexer::prepare`]), so ranges can be fetched ahead of it.
+async fn fetch_range(
+    rpc: &RpcPool,
+    settings: &IndexerSettings,
+    from: u64,
+    to: u64,
+    head: u64,
+) -> Result<Fetched, StepError> {
+    let started = Instant::now();
+    let addresses: Vec<Address> = settings.contracts.iter().map(|(_, a)| *a).collect();
+    let filter = Filter::new()
+        .address(addresses)
+        .from_block(from)
+        .to_block(to);
+    let logs: Vec<Log> = rpc
+        .call("eth_getLogs", |p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await }
+        })
+        .await?;
+
+    let window = settings.reorg_window.max(1);
+    let window_start = head.saturating_sub(window - 1).max(from);
+    let mut numbers: Vec<u64> = vec![from, to];
+    numbers.extend(window_start..=to);
+    numbers.sort_unstable();
+    numbers.dedup();
+    let fetched: Vec<Result<(u64, Header), StepError>> = futures::stream::iter(numbers)
+        .map(move |number| async move { fetch_header(rpc, number).await.map(|h| (number, h)) })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut headers = BTreeMap::new();
+    for result in fetched {
+        let (number, header) = result?;
+        headers.insert(number, header);
+    }
+    Ok(Fetched {
+        from,
+        to,
+        logs,
+        headers,
+        took: started.elapsed(),
+    })
+}
+
+/// [`fetch_range`] for the catch-up pipeline: a failure carries its range.
+async fn fetch_numbered(
+    rpc: &RpcPool,
+    settings: &IndexerSettings,
+    from: u64,
+    to: u64,
+    head: u64,
+) -> Result<Fetched, RangeFailure> {
+    fetch_range(rpc, settings, from, to, head)
+        .await
+        .map_err(|error| RangeFailure { from, to, error })
 }
 
 async fn sleep_or_shutdown(duration: Duration, shutdown: &Shutdown) {

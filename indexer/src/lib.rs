@@ -1,7 +1,11 @@
 //! `chorus indexer`: Chorus contract logs from BSC into Kafka.
 //!
 //! - **Backfill** from a start block in adaptive ranges: a range halves when the node
-//!   refuses its size or times out, and doubles while steps stay fast.
+//!   refuses its size or times out, and doubles while steps stay fast. Below the reorg
+//!   window the ranges are pipelined: up to four `eth_getLogs` ranges are fetched at
+//!   once and applied strictly in block order, and the Kafka transaction of one range
+//!   commits while the next ones are being fetched (one transaction at a time). Inside
+//!   the reorg window, one range at a time.
 //! - **Live follow** by polling the head.
 //! - **Confirmation modes**: `confirmed` emits a block only once it is N blocks deep;
 //!   `eager` emits at once and retracts on reorg. Reorgs are found by comparing block
