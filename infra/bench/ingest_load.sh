@@ -4,12 +4,16 @@
 # `chorus-bench ingest-requests`), and is produced to Kafka. Beside it, in the same run,
 # wrk against GET /ping of the same server (a constant answer) as the ceiling.
 # Prints requests/s, p99 and the memory (peak RSS) of each role; asserts nothing.
-#   infra/bench/ingest_load.sh [--chorus target/bench-dev/chorus] [--bench target/bench-dev/chorus-bench] [--seconds 15] [--connections 64]
+# Then the latency at a fixed load: `chorus-bench post-rate` posts further pre-signed
+# requests open loop at --rate req/s for --rate-seconds (percentiles from each request's
+# scheduled time).
+#   infra/bench/ingest_load.sh [--chorus target/bench-dev/chorus] [--bench target/bench-dev/chorus-bench] [--seconds 15] [--connections 64] [--rate 1000] [--rate-seconds 10]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$CHORUS_REPO"
 
 chorus=target/bench-dev/chorus bench=target/bench-dev/chorus-bench seconds=15 connections=64 threads=2 requests=150000
+rate=1000 rate_seconds=10
 while (( $# )); do
   case "$1" in
     --chorus) chorus="$2"; shift 2 ;;
@@ -17,6 +21,8 @@ while (( $# )); do
     --seconds) seconds="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
     --requests) requests="$2"; shift 2 ;;
+    --rate) rate="$2"; shift 2 ;;
+    --rate-seconds) rate_seconds="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,7 +44,7 @@ if [[ -n "${CHORUS_KAFKA_SECRETS_DIR:-}" ]]; then
   bash infra/scripts/kafka-auth.sh acls "${CHORUS_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}" "$prefix" >/dev/null
 fi
 echo "signing $requests requests ..." >&2
-"$bench" --log warn --topic-prefix "$prefix" ingest-requests --count "$requests" --accounts 2000 --out "$work/requests.tsv"
+"$bench" --log warn --topic-prefix "$prefix"  ingest-requests --count "$(( requests + rate * rate_seconds ))" --accounts 2000 --out "$work/requests.tsv"
 
 CHORUS_API_KEYS="bench:$key_secret:chat:write" "$chorus" --log warn --topic-prefix "$prefix" ingest \
   --listen "127.0.0.1:$port" --metrics-addr "127.0.0.1:$(( port + 1 ))" \
@@ -60,6 +66,9 @@ run_wrk() {  # run_wrk NAME ARGS... -> prints "name req/s p99_ms non2xx"
 signed=$(run_wrk "POST messages (API key + EIP-712, to Kafka)" -s infra/bench/ingest_load.lua \
   "http://127.0.0.1:$port" -- "$work/requests.tsv" "$key_secret" "$threads")
 ceiling=$(run_wrk "GET /ping (same server, constant)" "http://127.0.0.1:$port/ping")
+# wrk sent at most the first $requests lines; the fixed-rate load takes the rest.
+fixed_rate=$(CHORUS_BENCH_API_KEY="$key_secret" "$bench" --log warn post-rate --url "http://127.0.0.1:$port" \
+  --requests "$work/requests.tsv" --skip "$requests" --rate "$rate" --seconds "$rate_seconds")
 
 ingest_rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$ingest_pid/status")
 kafka_rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$(cat "$CHORUS_RUN/kafka.pid")/status" 2>/dev/null || echo "?")
@@ -75,3 +84,5 @@ for row in "$signed" "$ceiling"; do
   printf '%-46s %10s %9s %9s %10s %8s\n' "$name" "$rps" "$p99" "$bad" "$total" "$ratio"
 done
 echo "peak RSS: ingest ${ingest_rss} MiB, kafka ${kafka_rss} MiB"
+echo
+echo "$fixed_rate"

@@ -17,6 +17,8 @@ use crate::directory::Directory;
 pub struct IngestConfig {
     /// Address of the HTTP API.
     pub listen: SocketAddr,
+    /// librdkafka's `linger.ms` for the API's producer (each request waits for its ack).
+    pub producer_linger: std::time::Duration,
     /// The API keys (from a file or the environment, never a flag).
     pub keys: ApiKeys,
     pub settings: ApiSettings,
@@ -53,7 +55,8 @@ pub async fn serve(
     if config.keys.is_empty() {
         return Err(ServeError::NoKeys);
     }
-    let producer = EventProducer::new(kafka, "ingest", 100_000).map_err(ServeError::Producer)?;
+    let producer = EventProducer::with_linger(kafka, "ingest", 100_000, config.producer_linger)
+        .map_err(ServeError::Producer)?;
     // Owners, members and session keys: loaded before the first request, then followed.
     let directory = Arc::new(Directory::new(config.settings.domain));
     directory

@@ -9,6 +9,7 @@ mod ingest_requests;
 mod kafka;
 mod live_overhead;
 mod poi;
+mod post_rate;
 mod provider_sim;
 
 use std::path::PathBuf;
@@ -121,6 +122,9 @@ enum Command {
     },
     /// PoI tools: synthetic archives and the bare query (the scoring benchmark).
     Poi(poi::PoiToolArgs),
+    /// Posts pre-signed requests open loop at a fixed rate; latency percentiles from
+    /// each request's scheduled time (the ingest row's p99 at a stated load).
+    PostRate(post_rate::PostRateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -206,6 +210,7 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
             live_overhead::run(&kafka, args, chorus_bin).await
         }
         Command::Poi(args) => poi::run(args).await,
+        Command::PostRate(args) => post_rate::run(args).await,
     }
 }
 

@@ -62,6 +62,12 @@ pub struct IngestArgs {
         default_value_t = 5_000
     )]
     produce_timeout_ms: u64,
+    /// How long the producer lets a write wait for others to share its Kafka request,
+    /// in milliseconds (librdkafka's `linger.ms`). Every request waits for its write's
+    /// acknowledgement, so it pays this on each one; under load, writes share requests
+    /// anyway because several are in flight.
+    #[arg(long, env = "CHORUS_INGEST_PRODUCER_LINGER_MS", default_value_t = 5)]
+    producer_linger_ms: u64,
     /// Requests per second per API key (0 = no limit); over it the API answers 429 with
     /// Retry-After.
     #[arg(long, env = "CHORUS_INGEST_KEY_RATE_PER_S", default_value_t = 2_000.0)]
@@ -122,6 +128,7 @@ pub async fn run(kafka: &KafkaArgs, args: IngestArgs) -> anyhow::Result<()> {
     };
     let config = IngestConfig {
         listen: args.listen,
+        producer_linger: Duration::from_millis(args.producer_linger_ms),
         keys,
         settings,
     };
