@@ -220,3 +220,15 @@ fn optional_fields_become_nulls() {
     let batch = to_record_batch(&[e]).unwrap();
     assert_eq!(batch.column_by_name("comment").unwrap().null_count(), 1);
 }
+
+#[test]
+fn decode_refuses_attributes_the_schema_does_not_name() {
+    for event in samples::all() {
+        let mut value = serde_json::to_value(&event).unwrap();
+        value["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into();
+        let err = AnyEvent::decode(None, &serde_json::to_vec(&value).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("traceparent"), "{err}");
+    }
+}
