@@ -83,7 +83,11 @@ fn options(kafka: &KafkaArgs) -> ScoreOptions {
         allow_open: true,
         work_dir: repo_root().join(format!("target/test-logs/{}poi", kafka.topic_prefix)),
         engine: EngineConfig {
-            memory_limit: 64 * 1024 * 1024,
+            // Small enough that sorts spill, large enough for three buckets side by side:
+            // at 64 MiB the fair pool was once exhausted by the other buckets' operators
+            // before a sort got its share ("Not enough memory to continue external
+            // sort"; CI of issue 20).
+            memory_limit: 128 * 1024 * 1024,
             target_partitions: 4,
             bucket_concurrency: 3,
         },
