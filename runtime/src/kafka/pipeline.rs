@@ -438,7 +438,14 @@ async fn run_once<T: Transform>(
     let dead_letter_topic = Topic::DeadLetters.name(&kafka.topic_prefix);
     let processing_seconds = metrics::PROCESSING_SECONDS.with_label_values(&[stage]);
     let concurrency = config.concurrency.max(1);
-    let mut aborts_in_a_row = 0u32;
+    let mut recovery = Recovery {
+        stage,
+        producer: &producer,
+        consumer: &consumer,
+        txn_timeout,
+        shutdown,
+        aborts_in_a_row: 0,
+    };
     // The commit of the previous batch, in flight while the next one is read and
     // transformed (a producer has one transaction at a time, so the next batch's
     // outputs are produced only once it is settled).
@@ -461,17 +468,7 @@ async fn run_once<T: Transform>(
             Next::Shutdown => break,
             Next::Settled(joined) => {
                 if let Some(previous) = committing.take() {
-                    settle(
-                        stage,
-                        previous,
-                        joined,
-                        &producer,
-                        &consumer,
-                        txn_timeout,
-                        &mut aborts_in_a_row,
-                        shutdown,
-                    )
-                    .await?;
+                    recovery.settle(previous, joined).await?;
                 }
                 continue;
             }
@@ -523,19 +520,8 @@ async fn run_once<T: Transform>(
             }
         }
 
-        if let Some(mut previous) = committing.take() {
-            let joined = (&mut previous.task).await;
-            let committed = settle(
-                stage,
-                previous,
-                joined,
-                &producer,
-                &consumer,
-                txn_timeout,
-                &mut aborts_in_a_row,
-                shutdown,
-            )
-            .await?;
+        if let Some(previous) = committing.take() {
+            let committed = recovery.finish(previous).await?;
             if !committed {
                 // The consumer was rewound to the committed offsets, before this batch:
                 // it is read (and transformed) again.
@@ -570,34 +556,14 @@ async fn run_once<T: Transform>(
                 });
             }
             Err(reason) => {
-                abort_and_rewind(
-                    stage,
-                    &reason,
-                    messages.len(),
-                    batch.began,
-                    &producer,
-                    &consumer,
-                    txn_timeout,
-                    &mut aborts_in_a_row,
-                    shutdown,
-                )
-                .await?;
+                recovery
+                    .abort_and_rewind(&reason, messages.len(), batch.began)
+                    .await?;
             }
         }
     }
-    if let Some(mut previous) = committing.take() {
-        let joined = (&mut previous.task).await;
-        settle(
-            stage,
-            previous,
-            joined,
-            &producer,
-            &consumer,
-            txn_timeout,
-            &mut aborts_in_a_row,
-            shutdown,
-        )
-        .await?;
+    if let Some(previous) = committing.take() {
+        recovery.finish(previous).await?;
     }
     readiness.set(false);
     tracing::info!(stage, "pipeline stopped");
@@ -838,91 +804,89 @@ fn start_commit(
     }))
 }
 
-/// Records the outcome of a finished commit: the metrics when it committed (true), the
-/// abort and rewind when it failed (false).
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    stage: &str,
-    previous: Committing,
-    joined: Result<Result<(), String>, tokio::task::JoinError>,
-    producer: &FutureProducer,
-    consumer: &StreamConsumer<StageContext>,
+/// What settling a commit and aborting a batch need: the stage's clients and its count
+/// of aborts in a row (the backoff).
+struct Recovery<'a> {
+    stage: &'a str,
+    producer: &'a FutureProducer,
+    consumer: &'a StreamConsumer<StageContext>,
     txn_timeout: Timeout,
-    aborts_in_a_row: &mut u32,
-    shutdown: &Shutdown,
-) -> Result<bool, StageError> {
-    let outcome = joined.unwrap_or_else(|e| Err(format!("commit task failed: {e}")));
-    let batch = &previous.batch;
-    match outcome {
-        Ok(()) => {
-            *aborts_in_a_row = 0;
-            metrics::TRANSACTIONS
-                .with_label_values(&[stage, "committed"])
-                .inc();
-            for (topic, count) in &batch.in_per_topic {
-                metrics::EVENTS_IN
-                    .with_label_values(&[stage, topic])
-                    .inc_by(*count);
-            }
-            for (topic, count) in &batch.out_per_topic {
-                metrics::EVENTS_OUT
-                    .with_label_values(&[stage, topic])
-                    .inc_by(*count);
-            }
-            for (topic, count) in &batch.dead_per_topic {
-                metrics::DEAD_LETTERS
-                    .with_label_values(&[stage, topic])
-                    .inc_by(*count);
-            }
-            Ok(true)
-        }
-        Err(reason) => {
-            abort_and_rewind(
-                stage,
-                &reason,
-                previous.records,
-                true,
-                producer,
-                consumer,
-                txn_timeout,
-                aborts_in_a_row,
-                shutdown,
-            )
-            .await?;
-            Ok(false)
-        }
-    }
+    shutdown: &'a Shutdown,
+    aborts_in_a_row: u32,
 }
 
-/// Aborts the open transaction (if one began), moves the consumer back to the committed
-/// offsets and waits out the backoff of this many aborts in a row.
-#[allow(clippy::too_many_arguments)]
-async fn abort_and_rewind(
-    stage: &str,
-    reason: &str,
-    records: usize,
-    began: bool,
-    producer: &FutureProducer,
-    consumer: &StreamConsumer<StageContext>,
-    txn_timeout: Timeout,
-    aborts_in_a_row: &mut u32,
-    shutdown: &Shutdown,
-) -> Result<(), StageError> {
-    metrics::TRANSACTIONS
-        .with_label_values(&[stage, "aborted"])
-        .inc();
-    tracing::warn!(stage, %reason, records, "aborting transaction and rewinding");
-    if began {
-        blocking(|| producer.abort_transaction(txn_timeout))
-            .map_err(|e| classify("abort_transaction", e))?;
+impl Recovery<'_> {
+    /// Waits for `previous`'s commit to finish, then settles it.
+    async fn finish(&mut self, mut previous: Committing) -> Result<bool, StageError> {
+        let joined = (&mut previous.task).await;
+        self.settle(previous, joined).await
     }
-    rewind(consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
-    *aborts_in_a_row = aborts_in_a_row.saturating_add(1);
-    tokio::select! {
-        _ = tokio::time::sleep(abort_backoff(*aborts_in_a_row)) => {}
-        _ = shutdown.triggered() => {}
+
+    /// Records the outcome of a finished commit: the metrics when it committed (true),
+    /// the abort and rewind when it failed (false).
+    async fn settle(
+        &mut self,
+        previous: Committing,
+        joined: Result<Result<(), String>, tokio::task::JoinError>,
+    ) -> Result<bool, StageError> {
+        let outcome = joined.unwrap_or_else(|e| Err(format!("commit task failed: {e}")));
+        let (stage, batch) = (self.stage, &previous.batch);
+        match outcome {
+            Ok(()) => {
+                self.aborts_in_a_row = 0;
+                metrics::TRANSACTIONS
+                    .with_label_values(&[stage, "committed"])
+                    .inc();
+                for (topic, count) in &batch.in_per_topic {
+                    metrics::EVENTS_IN
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
+                }
+                for (topic, count) in &batch.out_per_topic {
+                    metrics::EVENTS_OUT
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
+                }
+                for (topic, count) in &batch.dead_per_topic {
+                    metrics::DEAD_LETTERS
+                        .with_label_values(&[stage, topic])
+                        .inc_by(*count);
+                }
+                Ok(true)
+            }
+            Err(reason) => {
+                self.abort_and_rewind(&reason, previous.records, true)
+                    .await?;
+                Ok(false)
+            }
+        }
     }
-    Ok(())
+
+    /// Aborts the open transaction (if one began), moves the consumer back to the
+    /// committed offsets and waits out the backoff of this many aborts in a row.
+    async fn abort_and_rewind(
+        &mut self,
+        reason: &str,
+        records: usize,
+        began: bool,
+    ) -> Result<(), StageError> {
+        let stage = self.stage;
+        metrics::TRANSACTIONS
+            .with_label_values(&[stage, "aborted"])
+            .inc();
+        tracing::warn!(stage, %reason, records, "aborting transaction and rewinding");
+        if began {
+            blocking(|| self.producer.abort_transaction(self.txn_timeout))
+                .map_err(|e| classify("abort_transaction", e))?;
+        }
+        rewind(self.consumer).map_err(|e| classify("rewinding to committed offsets", e))?;
+        self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(abort_backoff(self.aborts_in_a_row)) => {}
+            _ = self.shutdown.triggered() => {}
+        }
+        Ok(())
+    }
 }
 
 /// Moves every assigned partition back to its committed offset (or the beginning).
