@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, keccak256};
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use chorus_runtime::kafka::KafkaArgs;
+use chorus_runtime::kafka::{KafkaArgs, ReadToEndConsumer, ReadToEndContext};
 use chorus_schemas::{AnyEvent, Topic};
 
 /// The topics an epoch reads within its time window.
@@ -59,7 +59,7 @@ impl Manifest {
     }
 }
 
-fn consumer(kafka: &KafkaArgs) -> Result<BaseConsumer, KafkaError> {
+fn consumer(kafka: &KafkaArgs) -> Result<ReadToEndConsumer, KafkaError> {
     kafka
         .client_config("chorus-scoring")
         .set("group.id", kafka.assign_only_group("scoring"))
@@ -67,10 +67,10 @@ fn consumer(kafka: &KafkaArgs) -> Result<BaseConsumer, KafkaError> {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
-        .create()
+        .create_with_context(ReadToEndContext)
 }
 
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaError> {
+fn partitions(consumer: &ReadToEndConsumer, topic: &str) -> Result<Vec<i32>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     Ok(metadata
         .topics()
@@ -81,7 +81,7 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaErr
 
 /// First offset at or after `time_ms` per partition (the high watermark where none).
 fn offsets_at(
-    consumer: &BaseConsumer,
+    consumer: &ReadToEndConsumer,
     topic: &str,
     time_ms: i64,
 ) -> Result<BTreeMap<i32, i64>, KafkaError> {

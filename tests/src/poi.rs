@@ -70,6 +70,17 @@ pub fn poi_flags(kafka: &KafkaArgs, rpc_url: &str, deployment: &std::path::Path)
 }
 
 /// Runs `chorus <args>` to completion with the test's Kafka settings and anvil's dev key
+/// The first JSON object in a command's output ([`run_chorus`] gives stdout then stderr,
+/// so log lines may follow it).
+pub fn first_json(out: &str) -> serde_json::Value {
+    let start = out.find('{').expect("no JSON object in the output");
+    serde_json::Deserializer::from_str(&out[start..])
+        .into_iter::<serde_json::Value>()
+        .next()
+        .expect("no JSON object in the output")
+        .expect("the output's JSON object parses")
+}
+
 /// as the chain key; returns (success, stdout + stderr).
 pub fn run_chorus(kafka: &KafkaArgs, args: &[&str]) -> (bool, String) {
     let mut command = std::process::Command::new(crate::chorus_bin());

@@ -21,7 +21,8 @@
 //!
 //! - ingest ack: t0 -> 202;
 //! - decision: 202 -> the `agent.call` visible (the orchestrator's consume, decision and
-//!   transaction commit);
+//!   transaction commit); of which the human message itself visible to read_committed
+//!   (ingest's write behind the transactions open on its partition);
 //! - job pickup: `agent.call` visible -> the worker starts the job (result time minus the
 //!   result's `latency_ms`, which the worker measures from its start of the job);
 //! - worker call: the worker's start of the job -> its result built (`latency_ms`: the
@@ -116,6 +117,8 @@ fn event_ms(time: chrono::DateTime<chrono::Utc>) -> f64 {
 /// What the consumer saw of one human message's path (times in ms since the epoch).
 #[derive(Debug, Default, Clone, Copy)]
 struct Trace {
+    /// The human message itself became visible (ingest's write, read committed).
+    message_seen: Option<f64>,
     /// The `agent.call` it triggered became visible.
     call_seen: Option<f64>,
     /// The worker's start of the job (result time minus its `latency_ms`).
@@ -204,6 +207,10 @@ impl Tracker {
                             trace.result_failed = result.data.status != JobStatus::Succeeded;
                         }
                     }
+                    AnyEvent::ChatMessage(chat) if chat.data.author_kind == AuthorKind::Human => {
+                        let trace = traces.entry(chat.id).or_default();
+                        trace.message_seen.get_or_insert(seen);
+                    }
                     AnyEvent::ChatMessage(chat) if chat.data.author_kind == AuthorKind::Agent => {
                         if let Some(message_id) = chat.data.reply_to {
                             let trace = traces.entry(message_id).or_default();
@@ -279,7 +286,13 @@ async fn start_stack(
     conversations: &[String],
 ) -> anyhow::Result<Stack> {
     let mut roles = Vec::new();
-    let quiet = [("RUST_LOG", "warn")];
+    // The roles log warnings only; CHORUS_BENCH_ROLE_LOG sets another filter (e.g.
+    // `warn,librdkafka=debug` with CHORUS_KAFKA_PROPERTIES=debug=eos to see transactions).
+    // Leaked once per run: the role helpers take 'static environment pairs.
+    let role_log: &'static str = std::env::var("CHORUS_BENCH_ROLE_LOG")
+        .map(|filter| &*Box::leak(filter.into_boxed_str()))
+        .unwrap_or("warn");
+    let quiet = [("RUST_LOG", role_log)];
     let k = kafka.clone();
     roles.push((
         "router",
@@ -368,6 +381,8 @@ struct Row {
     client_lag: f64,
     ack: f64,
     decision: Option<f64>,
+    /// 202 -> the message visible to a read_committed consumer.
+    message_visible: Option<f64>,
     pickup: Option<f64>,
     worker_call: Option<f64>,
     provider_call: Option<f64>,
@@ -573,6 +588,7 @@ async fn phase(
             client_lag: t0 - tick,
             ack: acked - t0,
             decision: minus(trace.call_seen, Some(*acked)),
+            message_visible: minus(trace.message_seen, Some(*acked)),
             pickup: minus(trace.job_started, trace.call_seen),
             worker_call: minus(trace.result_built, trace.job_started),
             provider_call: trace.provider_call_ms,
@@ -802,6 +818,10 @@ fn print_phase(rate: u32, phase: &Phase, latency_ms: u64) {
         sorted(rows.iter().filter_map(|r| r.decision)),
     );
     line(
+        "    of which the message visible",
+        sorted(rows.iter().filter_map(|r| r.message_visible)),
+    );
+    line(
         "  job pickup (agent.call -> worker start)",
         sorted(rows.iter().filter_map(|r| r.pickup)),
     );
@@ -844,14 +864,14 @@ fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     );
     writeln!(
         out,
-        "n,t0_unix_ms,client_lag_ms,e2e_ms,direct_ms,overhead_ms,ingest_ack_ms,decision_ms,job_pickup_ms,worker_call_ms,provider_call_ms,result_commit_ms,result_to_reply_ms"
+        "n,t0_unix_ms,client_lag_ms,e2e_ms,direct_ms,overhead_ms,ingest_ack_ms,decision_ms,message_visible_ms,job_pickup_ms,worker_call_ms,provider_call_ms,result_commit_ms,result_to_reply_ms"
     )?;
     let mut rows: Vec<&Row> = rows.iter().collect();
     rows.sort_by_key(|r| r.n);
     for r in rows {
         writeln!(
             out,
-            "{},{:.3},{:.3},{:.3},{},{},{:.3},{},{},{},{},{},{}",
+            "{},{:.3},{:.3},{:.3},{},{},{:.3},{},{},{},{},{},{},{}",
             r.n,
             r.t0,
             r.client_lag,
@@ -860,6 +880,7 @@ fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
             cell(r.overhead()),
             r.ack,
             cell(r.decision),
+            cell(r.message_visible),
             cell(r.pickup),
             cell(r.worker_call),
             cell(r.provider_call),

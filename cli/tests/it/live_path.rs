@@ -504,7 +504,7 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
             &["proof", "--epoch", "0", "--account", &format!("{human:#x}")],
         );
         assert!(ok, "{out}");
-        let proof: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        let proof: Value = chorus_integration_tests::poi::first_json(&out);
         (proof, ())
     };
     let early = PoiDistributor::claimCall {
@@ -544,7 +544,7 @@ async fn poi_epoch_is_checkpointed_verified_and_claimed(kafka: &KafkaArgs, human
             ],
         );
         assert!(ok, "{out}");
-        let proof: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        let proof: Value = chorus_integration_tests::poi::first_json(&out);
         let amount =
             U256::from_str_radix(proof["cumulative_amount"].as_str().unwrap(), 10).unwrap();
         let path: Vec<B256> = proof["proof"]

@@ -827,7 +827,7 @@ async fn the_watcher_revokes_a_wrong_root_and_the_right_one_pays_after_the_windo
     let user = chorus_scoring::synthetic::user_address(3);
     let (ok, out) = run_chorus(&kafka, &["proof", "--epoch", "0", "--account", &user]);
     assert!(ok, "{out}");
-    let proof: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let proof: serde_json::Value = chorus_integration_tests::poi::first_json(&out);
     let account: Address = proof["account"].as_str().unwrap().parse().unwrap();
     let call = PoiDistributor::claimCall {
         epoch: 0,

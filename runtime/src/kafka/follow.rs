@@ -28,7 +28,7 @@ pub async fn follow_topic(
     apply: ApplyRecord,
     shutdown: Shutdown,
 ) -> Result<usize, KafkaError> {
-    let consumer: StreamConsumer = kafka
+    let consumer: StreamConsumer<super::ReadToEndContext> = kafka
         .client_config(client)
         // Assigned partitions; the group is only librdkafka's requirement, under the
         // principal's own prefix, and never commits.
@@ -39,7 +39,7 @@ pub async fn follow_topic(
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(super::ReadToEndContext)?;
     // Each partition's high watermark at start (retried while a new topic has no
     // leader yet). Caught up with a partition when a record at or past it arrives, or at
     // its end (EOF). EOF alone is not enough: under steady traffic every fetch returns

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::KafkaArgs;
+use super::{KafkaArgs, ReadToEndConsumer, ReadToEndContext};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -23,7 +23,7 @@ pub struct StoredRecord {
     pub event_type: Option<String>,
 }
 
-fn consumer(kafka: &KafkaArgs, group: Option<&str>) -> Result<BaseConsumer, KafkaError> {
+fn consumer(kafka: &KafkaArgs, group: Option<&str>) -> Result<ReadToEndConsumer, KafkaError> {
     let mut config = kafka.client_config("chorus-inspect");
     // librdkafka wants a group even to assign partitions; without one given, a group
     // under the principal's own prefix (which its ACLs cover). Naming another group only
@@ -34,7 +34,7 @@ fn consumer(kafka: &KafkaArgs, group: Option<&str>) -> Result<BaseConsumer, Kafk
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
-    config.create()
+    config.create_with_context(ReadToEndContext)
 }
 
 /// Errors that go away by themselves (leader or coordinator moving or loading).

@@ -264,6 +264,13 @@ impl KafkaArgs {
                 .set("sasl.username", user)
                 .set("sasl.password", password);
         }
+        self.apply_properties(&mut config);
+        config
+    }
+
+    /// Sets the extra properties (`--kafka-property`) on `config`, last, so that they
+    /// override the defaults a client was given.
+    fn apply_properties(&self, config: &mut ClientConfig) {
         for property in &self.properties {
             if let Some((key, value)) = property.split_once('=') {
                 config.set(key.trim(), value.trim());
@@ -271,7 +278,6 @@ impl KafkaArgs {
                 tracing::warn!(property = %property.split('=').next().unwrap_or_default(), "ignoring kafka property without '='");
             }
         }
-        config
     }
 
     /// A consumer group id for a consumer that only assigns partitions and never commits
@@ -284,11 +290,63 @@ impl KafkaArgs {
         }
     }
 
+    /// A transactional producer's settings: idempotent, `acks=all`, a 5 ms linger, lz4,
+    /// and a short first retry backoff. The backoff matters for latency: a transaction
+    /// that begins right after the previous commit returned finds the coordinator still
+    /// writing that commit's markers, and its `AddOffsetsToTxn` is refused with
+    /// `CONCURRENT_TRANSACTIONS`; librdkafka retries that after `retry.backoff.ms`
+    /// (default 100 ms), which every back-to-back transaction of a live stage paid (the
+    /// orchestrator's ~100 ms batch cycle, docs/decisions.md). The backoff still grows
+    /// exponentially to `retry.backoff.max.ms` for a broker that stays away.
+    pub fn transactional_producer_config(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+        transaction_timeout: std::time::Duration,
+    ) -> ClientConfig {
+        let mut config = self.client_config(client_id);
+        config
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("retry.backoff.ms", "2")
+            .set("retry.backoff.max.ms", "1000")
+            .set(
+                "transaction.timeout.ms",
+                transaction_timeout.as_millis().to_string(),
+            );
+        // The operator's extra properties still win (e.g. a longer linger for a bulk stage).
+        self.apply_properties(&mut config);
+        config
+    }
+
     /// The full name of a topic under this deployment's prefix.
     pub fn topic(&self, topic: chorus_schemas::Topic) -> String {
         topic.name(&self.topic_prefix)
     }
 }
+
+/// The context of the assign-only consumers that read to the end of their partitions
+/// (`enable.partition.eof`: `follow_topic`, `inspect`, the scorer's source). rust-rdkafka
+/// hands every error event to the code polling the consumer *and* to the context, whose
+/// default logs it at `error`: the end of a partition (their normal signal) and the
+/// FindCoordinator refusal for the group they never join would be logged as errors after a
+/// command's report. The pollers decide what an error means; the context logs at debug.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadToEndContext;
+
+impl rdkafka::ClientContext for ReadToEndContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "librdkafka error event (returned to the poller)");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReadToEndContext {}
+
+/// A consumer reading to the end of its partitions, with [`ReadToEndContext`].
+pub type ReadToEndConsumer = rdkafka::consumer::BaseConsumer<ReadToEndContext>;
 
 /// The Kafka headers of a Chorus record: CloudEvents structured mode has one,
 /// `content-type: application/cloudevents+json`; every attribute is in the value.

@@ -405,15 +405,10 @@ async fn run_once<T: Transform>(
     )
     .map_err(|e| classify("creating consumer", e))?;
     let producer: FutureProducer = kafka
-        .client_config(&format!("{stage}-producer"))
-        .set("transactional.id", &config.transactional_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set(
-            "transaction.timeout.ms",
-            config.transaction_timeout.as_millis().to_string(),
+        .transactional_producer_config(
+            &format!("{stage}-producer"),
+            &config.transactional_id,
+            config.transaction_timeout,
         )
         .create()
         .map_err(|e| classify("creating producer", e))?;
@@ -499,6 +494,17 @@ async fn run_once<T: Transform>(
             }
         }
 
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let oldest = messages
+                .iter()
+                .filter_map(|m| m.timestamp().to_millis())
+                .min()
+                .map(|t| now_ms - t);
+            tracing::debug!(stage, records = messages.len(), oldest_ms = ?oldest, "batch read");
+        }
         // Transform (up to `concurrency` records at once; results keep input order, so
         // outputs keep per-partition order), then produce and commit in one transaction.
         let mut results: Vec<Result<Vec<OutputRecord>, ProcessError>> =
@@ -534,7 +540,7 @@ async fn run_once<T: Transform>(
             stage,
             &dead_letter_topic,
             config.max_record_bytes,
-            &producer,
+            (&consumer, &producer, txn_timeout),
             &messages,
             results,
             &mut batch,
@@ -545,7 +551,7 @@ async fn run_once<T: Transform>(
             Ok(()) if generation.load(Ordering::SeqCst) != batch_generation => {
                 Err("consumer group rebalanced during the batch".to_owned())
             }
-            Ok(()) => start_commit(&consumer, &producer, &batch, txn_timeout),
+            Ok(()) => Ok(start_commit(&producer, txn_timeout)),
         };
         match outcome {
             Ok(task) => {
@@ -586,19 +592,25 @@ async fn transform_one<T: Transform>(
 #[derive(Default)]
 struct Batch {
     began: bool,
-    /// Next offset to consume per (topic, partition).
-    next_offsets: BTreeMap<(String, i32), i64>,
     in_per_topic: BTreeMap<String, u64>,
     out_per_topic: BTreeMap<String, u64>,
     dead_per_topic: BTreeMap<String, u64>,
 }
 
-/// Opens the transaction and queues every output (dead letters for rejected input).
+/// Opens the transaction, adds the batch's input offsets to it, and queues every output
+/// (dead letters for rejected input).
+///
+/// The offsets go first: a transaction begun right after the previous commit returned
+/// meets the coordinator still completing that commit, and whichever request reaches it
+/// first is refused with `CONCURRENT_TRANSACTIONS`. librdkafka retries `AddOffsetsToTxn`
+/// after `retry.backoff.ms` (2 ms here) but `AddPartitionsToTxn`, which the first record
+/// of each partition triggers, after a fixed 20 ms; sending the offsets first lets the
+/// cheap retry absorb the wait.
 async fn produce_batch(
     stage: &str,
     dead_letter_topic: &str,
     max_record_bytes: usize,
-    producer: &FutureProducer,
+    (consumer, producer, timeout): (&StreamConsumer<StageContext>, &FutureProducer, Timeout),
     messages: &[OwnedMessage],
     results: Vec<Result<Vec<OutputRecord>, ProcessError>>,
     batch: &mut Batch,
@@ -609,8 +621,26 @@ async fn produce_batch(
     {
         return Err(format!("transform asked to retry: {reason}"));
     }
+    let mut offsets = TopicPartitionList::new();
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for message in messages {
+        let position = next
+            .entry((message.topic(), message.partition()))
+            .or_default();
+        *position = (*position).max(message.offset() + 1);
+    }
+    for ((topic, partition), offset) in next {
+        offsets
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| format!("offset list: {e}"))?;
+    }
+    let group = consumer
+        .group_metadata()
+        .ok_or_else(|| "consumer has no group metadata".to_owned())?;
     blocking(|| producer.begin_transaction()).map_err(|e| format!("begin_transaction: {e}"))?;
     batch.began = true;
+    blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
+        .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
     for (message, result) in messages.iter().zip(results) {
         let record = InputRecord::from_message(message);
         let rejected = match result {
@@ -645,10 +675,6 @@ async fn produce_batch(
             .in_per_topic
             .entry(record.topic.to_owned())
             .or_default() += 1;
-        batch.next_offsets.insert(
-            (record.topic.to_owned(), record.partition),
-            record.offset + 1,
-        );
     }
     Ok(())
 }
@@ -777,31 +803,18 @@ struct Committing {
     records: usize,
 }
 
-/// Starts committing the open transaction (the batch's offsets, then the commit) on a
-/// task of its own, so that the loop reads and transforms the next batch meanwhile.
+/// Starts committing the open transaction (its offsets are already in it) on a task of
+/// its own, so that the loop reads and transforms the next batch meanwhile.
 fn start_commit(
-    consumer: &StreamConsumer<StageContext>,
     producer: &FutureProducer,
-    batch: &Batch,
     timeout: Timeout,
-) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
-    let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), next) in &batch.next_offsets {
-        offsets
-            .add_partition_offset(topic, *partition, Offset::Offset(*next))
-            .map_err(|e| format!("offset list: {e}"))?;
-    }
-    let group = consumer
-        .group_metadata()
-        .ok_or_else(|| "consumer has no group metadata".to_owned())?;
+) -> tokio::task::JoinHandle<Result<(), String>> {
     let producer = producer.clone();
-    Ok(tokio::spawn(async move {
-        blocking(|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
-            .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+    tokio::spawn(async move {
         wait_until_delivered(&producer).await;
         blocking(|| producer.commit_transaction(timeout))
             .map_err(|e| format!("commit_transaction: {e}"))
-    }))
+    })
 }
 
 /// What settling a commit and aborting a batch need: the stage's clients and its count

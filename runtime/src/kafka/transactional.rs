@@ -53,13 +53,11 @@ impl TransactionalWriter {
             source,
         };
         let producer: FutureProducer = kafka
-            .client_config(transactional_id)
-            .set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("transaction.timeout.ms", "60000")
+            .transactional_producer_config(
+                transactional_id,
+                transactional_id,
+                Duration::from_secs(60),
+            )
             .create()
             .map_err(|e| fatal("creating producer", e))?;
         blocking(|| producer.init_transactions(Timeout::After(Duration::from_secs(30))))
