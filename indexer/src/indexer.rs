@@ -626,15 +626,10 @@ impl Indexer<'_> {
             limit,
             open_until: Instant::now() + CATCH_UP_SESSION,
         };
+        let fetch = move |from, to| fetch_numbered(rpc, settings, from, to, head);
         let mut in_flight = FuturesOrdered::new();
         let mut ready: VecDeque<Result<Fetched, RangeFailure>> = VecDeque::new();
-        fill(
-            &mut in_flight,
-            ready.len(),
-            &mut plan,
-            pacing.range,
-            move |from, to| fetch_numbered(rpc, settings, from, to, head),
-        );
+        fill(&mut in_flight, ready.len(), &mut plan, pacing.range, fetch);
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
@@ -648,13 +643,7 @@ impl Indexer<'_> {
             };
             let fetched = fetched?;
             // Keep the pipeline full while this range is checked and committed.
-            fill(
-                &mut in_flight,
-                ready.len(),
-                &mut plan,
-                pacing.range,
-                move |from, to| fetch_numbered(rpc, settings, from, to, head),
-            );
+            fill(&mut in_flight, ready.len(), &mut plan, pacing.range, fetch);
             let (from, to, took) = (fetched.from, fetched.to, fetched.took);
             let failed = move |error: StepError| RangeFailure { from, to, error };
             let prepared = match self.prepare(fetched).map_err(failed)? {
