@@ -422,6 +422,7 @@ async fn the_live_path_under_kills_a_broker_restart_and_a_failing_provider_loses
         Duration::from_secs(600),
         || settled(kafka_ref),
     )
+    .with_role_logs(&kafka)
     .unwrap();
     // A moment more, so that a late duplicate would show.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -92,6 +92,7 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
                 .len()
                 == 3
     })
+    .with_role_logs(&kafka)
     .unwrap();
     takeovers_are_refused(&kafka, replica_port, &developer, llama, conversation).await;
 
@@ -246,6 +247,7 @@ async fn a_signed_message_to_two_agents_gets_two_metered_replies() {
     wait_for("two agent replies", Duration::from_secs(400), || {
         replies().len() >= 2
     })
+    .with_role_logs(&kafka)
     .unwrap();
     let replies = replies();
     let authors: HashSet<String> = replies.iter().map(|r| r.data.author_id.clone()).collect();
@@ -778,6 +780,7 @@ async fn takeovers_are_refused(
     wait_for("the router's refusals", Duration::from_secs(60), || {
         refused().len() == 2
     })
+    .with_role_logs(kafka)
     .unwrap();
     let registry = read_all(kafka, &kafka.topic(Topic::Registry)).unwrap();
     assert_eq!(
