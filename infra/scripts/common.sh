@@ -12,6 +12,9 @@ mkdir -p "$CHORUS_HOME" "$CHORUS_RUN"
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+# The three-broker cluster (start.sh kafka-cluster): three consecutive ports from each.
+KAFKA_CLUSTER_PORT="${KAFKA_CLUSTER_PORT:-19092}"
+KAFKA_CLUSTER_CONTROLLER_PORT="${KAFKA_CLUSTER_CONTROLLER_PORT:-19192}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
 CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 ANVIL_PORT="${ANVIL_PORT:-8545}"
@@ -71,6 +74,28 @@ apt_install() {
     if [[ ! -f "$CHORUS_HOME/.apt-updated" ]]; then apt-get update -qq && touch "$CHORUS_HOME/.apt-updated"; fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# Apache DataFusion Ballista (start.sh ballista): the scheduler's port; executor n uses
+# BALLISTA_PORT+2n-1 (Arrow Flight) and the port after it (gRPC).
+BALLISTA_PORT="${BALLISTA_PORT:-50050}"
+BALLISTA_EXECUTORS="${BALLISTA_EXECUTORS:-2}"
+
+# The chorus binary with the `ballista` feature (outside the default build: it turns on
+# DataFusion's default features and adds arrow-flight and tonic), in its own target dir
+# so that it never replaces target/debug/chorus. Builds it when missing or stale.
+ballista_chorus() {
+  local dir="$CHORUS_REPO/target/ballista"
+  (cd "$CHORUS_REPO" && CARGO_TARGET_DIR="$dir" cargo build --locked --profile ballista \
+    --features ballista --bin chorus >&2) || return 1
+  echo "$dir/ballista/chorus"
+}
+
+# The cluster's bootstrap list (127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094).
+kafka_cluster_brokers() {
+  local n list=""
+  for n in 0 1 2; do list+="127.0.0.1:$(( KAFKA_CLUSTER_PORT + n )),"; done
+  echo "${list%,}"
 }
 
 # start_daemon NAME LOGFILE COMMAND...: runs in the background, records the pid.

@@ -2,9 +2,13 @@
 # Kafka authentication and authorisation for the local broker and the tests' brokers:
 # one SCRAM-SHA-512 user per role (infra/kafka/principals), ACLs from infra/kafka/acls.
 #   kafka-auth.sh secrets                      make the users' passwords (once; mode 600)
-#   kafka-auth.sh config OUT PORT CONTROLLER_PORT LOG_DIR INTERNAL_PARTITIONS
-#                                               render infra/kafka/server.properties.template
+#   kafka-auth.sh config OUT PORT CONTROLLER_PORT LOG_DIR INTERNAL_PARTITIONS [NODE_ID VOTERS]
+#                                               render infra/kafka/server.properties.template:
+#                                               a single node, or with NODE_ID and VOTERS
+#                                               (1@127.0.0.1:PORT,2@...,3@...) one node of a
+#                                               cluster (replication 3, min in sync 2)
 #   kafka-auth.sh format CONFIG CLUSTER_ID      format KRaft storage with every user
+#                                               (--standalone unless CONFIG has static voters)
 #   kafka-auth.sh acls BOOTSTRAP PREFIX         grant the ACL matrix under a topic prefix
 # Passwords live in $CHORUS_HOME/kafka-secrets/<user>.password; clients find them with
 # CHORUS_KAFKA_SECRETS_DIR (or one --kafka-password-file each). Never printed.
@@ -48,18 +52,30 @@ PROPS
 }
 
 render_config() {
-  local out="$1" port="$2" controller="$3" logs="$4" partitions="$5" user plain=""
+  local out="$1" port="$2" controller="$3" logs="$4" partitions="$5" node="${6:-1}" voters="${7:-}"
+  local user plain="" quorum replication=1 min_isr=1
+  if [[ -n "$voters" ]]; then
+    quorum="controller.quorum.voters=$voters"
+    replication=$(awk -F, '{ print NF }' <<<"$voters")
+    min_isr=$(( replication > 2 ? 2 : 1 ))
+  else
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$controller"
+  fi
   make_secrets
   # PLAIN only for what kcat uses: the read-only principal and the admin.
   for user in reader admin; do plain+="user_$user=\"$(password "$user")\" "; done
   (umask 077; sed -e "s#@PLAIN_USERS@#${plain% }#g" -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller#g" \
     -e "s#@LOG_DIR@#$logs#g" -e "s#@INTERNAL_PARTITIONS@#$partitions#g" \
+    -e "s#@NODE_ID@#$node#g" -e "s#@QUORUM@#$quorum#g" \
+    -e "s#@REPLICATION@#$replication#g" -e "s#@MIN_ISR@#$min_isr#g" \
     -e "s#@ADMIN_PASSWORD@#$(password admin)#g" -e "s#@CONTROLLER_PASSWORD@#$(password controller)#g" \
     "$CHORUS_REPO/infra/kafka/server.properties.template" >"$out")
 }
 
 format_storage() {
-  local config="$1" cluster="$2" user scram=()
+  local config="$1" cluster="$2" user scram=() quorum=(--standalone)
+  # A cluster node names its voters in the config (a static quorum): no --standalone.
+  grep -q '^controller.quorum.voters=' "$config" && quorum=()
   make_secrets
   for user in $(principals); do
     [[ "$user" == controller ]] && continue   # PLAIN on the controller listener, not SCRAM
@@ -67,7 +83,7 @@ format_storage() {
   done
   java -Xms128m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" -cp "$KAFKA_LIBS/*" \
-    kafka.tools.StorageTool format --standalone -t "$cluster" -c "$config" "${scram[@]}"
+    kafka.tools.StorageTool format "${quorum[@]}" -t "$cluster" -c "$config" "${scram[@]}"
 }
 
 acl_tool() {

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Starts the real local services on loopback and waits until each answers.
-#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed]
-# With no argument, starts everything. Installs first what is missing.
+#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster] [ballista]
+# With no argument, starts everything but kafka-cluster and ballista. Installs first what
+# is missing. ballista is an Apache DataFusion Ballista scheduler on 127.0.0.1:$BALLISTA_PORT
+# and $BALLISTA_EXECUTORS executors (default 2), from a chorus built with the `ballista`
+# feature (built first, into target/ballista; see BENCHMARKS.md for its cost).
+# kafka-cluster is three more brokers (one JVM each, KRaft controllers included) on
+# 127.0.0.1:$KAFKA_CLUSTER_PORT and the two ports above it, replication 3 and
+# min.insync.replicas 2; apply the topics to it with
+# `chorus topics apply --environment cluster --brokers 127.0.0.1:19092,...`.
 # Services already running are reused. Stop them with infra/scripts/stop.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -48,6 +55,56 @@ start_kafka() {
     || { tail -50 "$CHORUS_RUN/kafka.log" >&2; return 1; }
   # The deployment without a topic prefix (what `chorus` uses by default) gets its ACLs.
   bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" acls "127.0.0.1:$KAFKA_PORT" "" >&2
+}
+
+# The cluster's node N (1..3): client port KAFKA_CLUSTER_PORT+N-1, controller port
+# KAFKA_CLUSTER_CONTROLLER_PORT+N-1, data in $CHORUS_HOME/kafka-cluster/node-N.
+start_kafka_cluster() {
+  bash "$CHORUS_REPO/infra/scripts/install.sh" kafka
+  local home="$CHORUS_HOME/kafka-$KAFKA_VERSION" root="$CHORUS_HOME/kafka-cluster" n voters=""
+  for n in 1 2 3; do voters+="$n@127.0.0.1:$(( KAFKA_CLUSTER_CONTROLLER_PORT + n - 1 )),"; done
+  voters="${voters%,}"
+  local jvm=(java -Xms256m -Xmx512m -XX:+UseSerialGC -Dlog4j2.configurationFile="$CHORUS_REPO/infra/kafka/log4j2.xml" -cp "$home/libs/*")
+  for n in 1 2 3; do
+    local dir="$root/node-$n" port=$(( KAFKA_CLUSTER_PORT + n - 1 ))
+    if port_open "$port"; then log "kafka-cluster node $n already answering on $port"; continue; fi
+    mkdir -p "$dir"
+    bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" config "$dir/server.properties" \
+      "$port" "$(( KAFKA_CLUSTER_CONTROLLER_PORT + n - 1 ))" "$dir/logs" 8 "$n" "$voters"
+    if [[ ! -f "$dir/logs/meta.properties" ]]; then
+      bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" format "$dir/server.properties" \
+        "chorus-local-3node-cluster" >"$CHORUS_RUN/kafka-node-$n-format.log" 2>&1 \
+        || { cat "$CHORUS_RUN/kafka-node-$n-format.log" >&2; return 1; }
+    fi
+    start_daemon "kafka-node-$n" "$CHORUS_RUN/kafka-node-$n.log" "${jvm[@]}" kafka.Kafka "$dir/server.properties"
+  done
+  for n in 1 2 3; do
+    wait_until "kafka-cluster node $n on 127.0.0.1:$(( KAFKA_CLUSTER_PORT + n - 1 ))" 300 \
+      port_open "$(( KAFKA_CLUSTER_PORT + n - 1 ))" \
+      || { tail -50 "$CHORUS_RUN/kafka-node-$n.log" >&2; return 1; }
+  done
+  bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" acls "$(kafka_cluster_brokers)" "" >&2
+}
+
+start_ballista() {
+  local bin n
+  bin=$(ballista_chorus) || { log "building chorus with the ballista feature failed"; return 1; }
+  if ! port_open "$BALLISTA_PORT"; then
+    start_daemon ballista-scheduler "$CHORUS_RUN/ballista-scheduler.log" \
+      "$bin" ballista scheduler --bind "127.0.0.1:$BALLISTA_PORT"
+    wait_until "ballista scheduler on 127.0.0.1:$BALLISTA_PORT" 60 port_open "$BALLISTA_PORT" \
+      || { tail -30 "$CHORUS_RUN/ballista-scheduler.log" >&2; return 1; }
+  fi
+  for n in $(seq 1 "$BALLISTA_EXECUTORS"); do
+    local port=$(( BALLISTA_PORT + 2 * n - 1 ))
+    if port_open "$port"; then continue; fi
+    mkdir -p "$CHORUS_HOME/ballista/executor-$n"
+    start_daemon "ballista-executor-$n" "$CHORUS_RUN/ballista-executor-$n.log" \
+      "$bin" ballista executor --scheduler "127.0.0.1:$BALLISTA_PORT" --port "$port" \
+      --vcores 1 --work-dir "$CHORUS_HOME/ballista/executor-$n"
+    wait_until "ballista executor $n on 127.0.0.1:$port" 60 port_open "$port" \
+      || { tail -30 "$CHORUS_RUN/ballista-executor-$n.log" >&2; return 1; }
+  done
 }
 
 start_clickhouse() {
@@ -148,4 +205,4 @@ start_embed() {
 
 targets=("$@")
 (( ${#targets[@]} )) || targets=(kafka clickhouse anvil registry llama embed)
-for t in "${targets[@]}"; do "start_$t"; done
+for t in "${targets[@]}"; do "start_${t//-/_}"; done

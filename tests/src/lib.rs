@@ -71,8 +71,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Creates every Chorus topic under the test's prefix and grants the roles' ACLs on them.
 pub async fn create_topics(kafka: &KafkaArgs) -> anyhow::Result<()> {
-    let specs = load_topic_specs(&repo_root().join("infra/topics/topics.toml"))?;
-    apply_topics(kafka, &specs, 1).await?;
+    create_topics_in(kafka, "local").await
+}
+
+/// [`create_topics`] with the replication of `environment` in `infra/topics/topics.toml`.
+pub async fn create_topics_in(kafka: &KafkaArgs, environment: &str) -> anyhow::Result<()> {
+    let file = repo_root().join("infra/topics/topics.toml");
+    let specs = load_topic_specs(&file)?;
+    let replication = chorus_runtime::kafka::load_replication(&file, environment)?;
+    apply_topics(kafka, &specs, replication).await?;
     grant_acls(kafka).await
 }
 
@@ -183,6 +190,58 @@ pub fn wait_for_log(path: &std::path::Path, needle: &str, timeout: Duration) -> 
                 .unwrap_or(false)
         },
     )
+}
+
+/// The last `lines` lines of every role log of this test (`target/test-logs/<prefix>*`),
+/// for a failure message: CI keeps a failing test's output, not its clone's files.
+pub fn role_log_tails(kafka: &KafkaArgs, lines: usize) -> String {
+    let dir = repo_root().join("target/test-logs");
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "log")
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(&kafka.topic_prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    let mut out = String::new();
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        out.push_str(&format!(
+            "\n--- {name} (last {} of {} lines)\n",
+            lines.min(all.len()),
+            all.len()
+        ));
+        for line in &all[all.len().saturating_sub(lines)..] {
+            let mut end = line.len().min(400);
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&line[..end]);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Adds the test's role logs to a failure (see [`role_log_tails`]).
+pub trait WithRoleLogs<T> {
+    fn with_role_logs(self, kafka: &KafkaArgs) -> anyhow::Result<T>;
+}
+
+impl<T> WithRoleLogs<T> for anyhow::Result<T> {
+    fn with_role_logs(self, kafka: &KafkaArgs) -> anyhow::Result<T> {
+        self.map_err(|e| e.context(format!("role logs:{}", role_log_tails(kafka, 25))))
+    }
 }
 
 /// Waits until `condition` holds, polling; fails after `timeout`.

@@ -12,7 +12,7 @@ pub async fn create_topics_with(kafka: &KafkaArgs, partitions: i32) -> anyhow::R
     for spec in &mut specs {
         spec.partitions = partitions;
     }
-    apply_topics(kafka, &specs, 1).await?;
+    apply_topics(kafka, &specs, chorus_runtime::kafka::Replication::SINGLE).await?;
     crate::grant_acls(kafka).await
 }
 

@@ -108,7 +108,7 @@ pub async fn run(base: &KafkaArgs, args: ClickHouseBenchArgs) -> anyhow::Result<
             spec.partitions = args.partitions;
         }
     }
-    apply_topics(&kafka, &specs, 1).await?;
+    apply_topics(&kafka, &specs, chorus_runtime::kafka::Replication::SINGLE).await?;
     crate::grant_acls(&kafka).await?;
     let plain = ClickHouseArgs {
         clickhouse_database: format!("bench_{suffix}_plain"),

@@ -111,7 +111,7 @@ pub async fn run(
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     kafka.topic_prefix = format!("bench-{}.", &run_id[run_id.len() - 8..]);
     let specs = load_topic_specs(&chorus_cli::commands::repo_path("infra/topics/topics.toml"))?;
-    apply_topics(&kafka, &specs, 1).await?;
+    apply_topics(&kafka, &specs, chorus_runtime::kafka::Replication::SINGLE).await?;
     crate::grant_acls(&kafka).await?;
     let rpc = RpcPool::new(&chain.rpc_urls, RpcPoolConfig::default())?;
     let settings = IndexerSettings {

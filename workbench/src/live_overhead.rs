@@ -623,7 +623,12 @@ async fn kafka_floor(kafka: &KafkaArgs, count: usize) -> anyhow::Result<()> {
         retention_ms: 3_600_000,
         description: "chorus-bench live-overhead: the Kafka floor probe".into(),
     };
-    apply_topics(kafka, std::slice::from_ref(&spec), 1).await?;
+    apply_topics(
+        kafka,
+        std::slice::from_ref(&spec),
+        chorus_runtime::kafka::Replication::SINGLE,
+    )
+    .await?;
     let topic = format!("{}{}", kafka.topic_prefix, spec.name);
     let consumer: StreamConsumer = kafka
         .client_config("bench-kafka-floor")

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use chorus_runtime::kafka::{KafkaArgs, TopicChange, apply_topics, load_topic_specs};
+use chorus_runtime::kafka::{
+    KafkaArgs, TopicChange, apply_topics, load_replication, load_topic_specs,
+};
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
@@ -18,20 +20,20 @@ enum TopicsAction {
         /// The topic definitions.
         #[arg(long, env = "CHORUS_TOPICS_FILE", default_value_os_t = super::repo_path("infra/topics/topics.toml"))]
         file: PathBuf,
-        /// Replication factor of created topics (1 on a single local broker; 3 in production).
-        #[arg(long, env = "CHORUS_REPLICATION_FACTOR", default_value_t = 1)]
-        replication_factor: i32,
+        /// The environment whose replication applies (`[environment.<name>]` in the file):
+        /// `local` is one broker (1 replica), `cluster` three or more brokers (3 replicas,
+        /// `min.insync.replicas` 2). Unclean leader election is off everywhere.
+        #[arg(long, env = "CHORUS_TOPICS_ENVIRONMENT", default_value = "local")]
+        environment: String,
     },
 }
 
 pub async fn run(kafka: &KafkaArgs, args: TopicsArgs) -> anyhow::Result<()> {
     match args.action {
-        TopicsAction::Apply {
-            file,
-            replication_factor,
-        } => {
+        TopicsAction::Apply { file, environment } => {
             let specs = load_topic_specs(&file)?;
-            let report = apply_topics(kafka, &specs, replication_factor)
+            let replication = load_replication(&file, &environment)?;
+            let report = apply_topics(kafka, &specs, replication)
                 .await
                 .with_context(|| format!("applying {} to {}", file.display(), kafka.brokers))?;
             for topic in report {

@@ -278,9 +278,13 @@ async fn topics_apply_is_idempotent_and_sets_compaction() {
             topic.base_name()
         );
     }
-    let first = apply_topics(&kafka, &specs, 1).await.unwrap();
+    let first = apply_topics(&kafka, &specs, chorus_runtime::kafka::Replication::SINGLE)
+        .await
+        .unwrap();
     assert!(first.iter().all(|t| t.change == TopicChange::Created));
-    let second = apply_topics(&kafka, &specs, 1).await.unwrap();
+    let second = apply_topics(&kafka, &specs, chorus_runtime::kafka::Replication::SINGLE)
+        .await
+        .unwrap();
     assert!(
         second.iter().all(|t| t.change == TopicChange::Unchanged),
         "{second:?}"

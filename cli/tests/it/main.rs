@@ -4,6 +4,7 @@
 
 mod analytics;
 mod attacks;
+mod cluster;
 mod consumers;
 mod contracts;
 mod faults;

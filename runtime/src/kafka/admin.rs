@@ -1,7 +1,7 @@
 //! Topic administration: create the topics of `infra/topics/topics.toml`, align their
 //! configs, and grow partitions when the file asks for more.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +22,29 @@ use super::KafkaArgs;
 #[serde(deny_unknown_fields)]
 struct TopicFile {
     topic: Vec<TopicSpec>,
+    /// Replication per environment (`[environment.<name>]`).
+    #[serde(default)]
+    environment: BTreeMap<String, Replication>,
+}
+
+/// How the topics of one environment are replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    /// Replicas of each partition (the created topics' replication factor).
+    pub factor: i32,
+    /// `min.insync.replicas`: a write with acks=all (every Chorus producer) succeeds only
+    /// once this many replicas have it, so an acknowledged record survives the loss of
+    /// `factor - min_insync_replicas` brokers.
+    pub min_insync_replicas: i32,
+}
+
+impl Replication {
+    /// One broker: one replica, which must be in sync.
+    pub const SINGLE: Replication = Replication {
+        factor: 1,
+        min_insync_replicas: 1,
+    };
 }
 
 /// Errors of topic administration.
@@ -50,6 +73,30 @@ pub enum AdminError {
 
 /// Reads and checks a topics file.
 pub fn load_topic_specs(path: &Path) -> Result<Vec<TopicSpec>, AdminError> {
+    Ok(load_topic_file(path)?.topic)
+}
+
+/// The replication of environment `name` in a topics file (`[environment.<name>]`).
+pub fn load_replication(path: &Path, name: &str) -> Result<Replication, AdminError> {
+    let file = load_topic_file(path)?;
+    file.environment
+        .get(name)
+        .copied()
+        .ok_or_else(|| AdminError::Invalid {
+            topic: format!("[environment.{name}]"),
+            reason: format!(
+                "no such environment in {} (it has: {})",
+                path.display(),
+                file.environment
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+fn load_topic_file(path: &Path) -> Result<TopicFile, AdminError> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| AdminError::Read {
         path: display.clone(),
@@ -73,7 +120,21 @@ pub fn load_topic_specs(path: &Path) -> Result<Vec<TopicSpec>, AdminError> {
             });
         }
     }
-    Ok(file.topic)
+    for (name, replication) in &file.environment {
+        if replication.factor < 1
+            || replication.min_insync_replicas < 1
+            || replication.min_insync_replicas > replication.factor
+        {
+            return Err(AdminError::Invalid {
+                topic: format!("[environment.{name}]"),
+                reason: format!(
+                    "need 1 <= min_insync_replicas <= factor, got {} and {}",
+                    replication.min_insync_replicas, replication.factor
+                ),
+            });
+        }
+    }
+    Ok(file)
 }
 
 /// What `apply_topics` did to one topic.
@@ -92,7 +153,7 @@ pub struct AppliedTopic {
     pub change: TopicChange,
 }
 
-fn configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
+fn configs(spec: &TopicSpec, replication: Replication) -> Vec<(&'static str, String)> {
     let policy = match spec.cleanup_policy {
         CleanupPolicy::Delete => "delete",
         CleanupPolicy::Compact => "compact",
@@ -100,15 +161,23 @@ fn configs(spec: &TopicSpec) -> Vec<(&'static str, String)> {
     vec![
         ("cleanup.policy", policy.to_owned()),
         ("retention.ms", spec.retention_ms.to_string()),
+        (
+            "min.insync.replicas",
+            replication.min_insync_replicas.to_string(),
+        ),
+        // A replica that missed acknowledged writes never becomes leader.
+        ("unclean.leader.election.enable", "false".to_owned()),
     ]
 }
 
-/// Creates missing topics (under the prefix), sets their configs and grows partitions.
-/// Idempotent: running it twice changes nothing the second time.
+/// Creates missing topics (under the prefix) with `replication`, sets their configs and
+/// grows partitions. Idempotent: running it twice changes nothing the second time. (The
+/// replication factor of an existing topic is left as it is: changing it is a partition
+/// reassignment, an operator's decision.)
 pub async fn apply_topics(
     kafka: &KafkaArgs,
     specs: &[TopicSpec],
-    replication: i32,
+    replication: Replication,
 ) -> Result<Vec<AppliedTopic>, AdminError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client_config("chorus-admin").create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -129,7 +198,7 @@ pub async fn apply_topics(
     let mut to_create = Vec::new();
     let mut config_values = Vec::new();
     for (spec, name) in specs.iter().zip(&names) {
-        config_values.push(configs(spec));
+        config_values.push(configs(spec, replication));
         if !existing.contains_key(name) {
             to_create.push((spec, name));
         }
@@ -141,8 +210,11 @@ pub async fn apply_topics(
                 .iter()
                 .position(|s| std::ptr::eq(s, *spec))
                 .unwrap_or(0);
-            let mut topic =
-                NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication));
+            let mut topic = NewTopic::new(
+                name,
+                spec.partitions,
+                TopicReplication::Fixed(replication.factor),
+            );
             for (key, value) in &config_values[index] {
                 topic = topic.set(key, value);
             }

@@ -14,7 +14,9 @@ use clap::Args;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 
-pub use admin::{AppliedTopic, TopicChange, apply_topics, load_topic_specs};
+pub use admin::{
+    AppliedTopic, Replication, TopicChange, apply_topics, load_replication, load_topic_specs,
+};
 pub use pipeline::{
     InputRecord, OutputRecord, PipelineConfig, PipelineError, ProcessError, StageContext,
     Transform, blocking, rewind, run_pipeline, stage_consumer,

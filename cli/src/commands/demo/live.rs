@@ -92,7 +92,7 @@ pub async fn run(
     let specs = chorus_runtime::kafka::load_topic_specs(&crate::commands::repo_path(
         "infra/topics/topics.toml",
     ))?;
-    chorus_runtime::kafka::apply_topics(kafka, &specs, 1)
+    chorus_runtime::kafka::apply_topics(kafka, &specs, chorus_runtime::kafka::Replication::SINGLE)
         .await
         .context("creating the live topics")?;
     say!(

@@ -176,7 +176,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let specs = load_topic_specs(&crate::commands::repo_path("infra/topics/topics.toml"))?;
-    let applied = apply_topics(&kafka, &specs, 1)
+    let applied = apply_topics(&kafka, &specs, chorus_runtime::kafka::Replication::SINGLE)
         .await
         .context("creating topics")?;
     say!(
