@@ -76,21 +76,6 @@ apt_install() {
   fi
 }
 
-# Apache DataFusion Ballista (start.sh ballista): the scheduler's port; executor n uses
-# BALLISTA_PORT+2n-1 (Arrow Flight) and the port after it (gRPC).
-BALLISTA_PORT="${BALLISTA_PORT:-50050}"
-BALLISTA_EXECUTORS="${BALLISTA_EXECUTORS:-2}"
-
-# The chorus binary with the `ballista` feature (outside the default build: it turns on
-# DataFusion's default features and adds arrow-flight and tonic), in its own target dir
-# so that it never replaces target/debug/chorus. Builds it when missing or stale.
-ballista_chorus() {
-  local dir="$CHORUS_REPO/target/ballista"
-  (cd "$CHORUS_REPO" && CARGO_TARGET_DIR="$dir" cargo build --locked --profile ballista \
-    --features ballista --bin chorus >&2) || return 1
-  echo "$dir/ballista/chorus"
-}
-
 # The cluster's bootstrap list (127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094).
 kafka_cluster_brokers() {
   local n list=""

@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # Starts the real local services on loopback and waits until each answers.
-#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster] [ballista]
-# With no argument, starts everything but kafka-cluster and ballista. Installs first what
-# is missing. ballista is an Apache DataFusion Ballista scheduler on 127.0.0.1:$BALLISTA_PORT
-# and $BALLISTA_EXECUTORS executors (default 2), from a chorus built with the `ballista`
-# feature (built first, into target/ballista; see BENCHMARKS.md for its cost).
+#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster]
+# With no argument, starts everything but kafka-cluster. Installs first what is missing.
 # kafka-cluster is three more brokers (one JVM each, KRaft controllers included) on
 # 127.0.0.1:$KAFKA_CLUSTER_PORT and the two ports above it, replication 3 and
 # min.insync.replicas 2; apply the topics to it with
@@ -84,27 +81,6 @@ start_kafka_cluster() {
       || { tail -50 "$CHORUS_RUN/kafka-node-$n.log" >&2; return 1; }
   done
   bash "$CHORUS_REPO/infra/scripts/kafka-auth.sh" acls "$(kafka_cluster_brokers)" "" >&2
-}
-
-start_ballista() {
-  local bin n
-  bin=$(ballista_chorus) || { log "building chorus with the ballista feature failed"; return 1; }
-  if ! port_open "$BALLISTA_PORT"; then
-    start_daemon ballista-scheduler "$CHORUS_RUN/ballista-scheduler.log" \
-      "$bin" ballista scheduler --bind "127.0.0.1:$BALLISTA_PORT"
-    wait_until "ballista scheduler on 127.0.0.1:$BALLISTA_PORT" 60 port_open "$BALLISTA_PORT" \
-      || { tail -30 "$CHORUS_RUN/ballista-scheduler.log" >&2; return 1; }
-  fi
-  for n in $(seq 1 "$BALLISTA_EXECUTORS"); do
-    local port=$(( BALLISTA_PORT + 2 * n - 1 ))
-    if port_open "$port"; then continue; fi
-    mkdir -p "$CHORUS_HOME/ballista/executor-$n"
-    start_daemon "ballista-executor-$n" "$CHORUS_RUN/ballista-executor-$n.log" \
-      "$bin" ballista executor --scheduler "127.0.0.1:$BALLISTA_PORT" --port "$port" \
-      --vcores 1 --work-dir "$CHORUS_HOME/ballista/executor-$n"
-    wait_until "ballista executor $n on 127.0.0.1:$port" 60 port_open "$port" \
-      || { tail -30 "$CHORUS_RUN/ballista-executor-$n.log" >&2; return 1; }
-  done
 }
 
 start_clickhouse() {

@@ -1,19 +1,14 @@
 #!/usr/bin/env bash
 # Stops the local services started by infra/scripts/start.sh.
-#   infra/scripts/stop.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster] [ballista]
+#   infra/scripts/stop.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster]
 # With --wipe, also deletes their data (Kafka log dir, ClickHouse data).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 wipe=0; targets=()
 for a in "$@"; do if [[ "$a" == --wipe ]]; then wipe=1; else targets+=("$a"); fi; done
-(( ${#targets[@]} )) || targets=(embed llama registry anvil clickhouse kafka kafka-cluster ballista)
+(( ${#targets[@]} )) || targets=(embed llama registry anvil clickhouse kafka kafka-cluster)
 for t in "${targets[@]}"; do
   if [[ "$t" == kafka-cluster ]]; then
     for n in 1 2 3; do stop_daemon "kafka-node-$n"; done
-  elif [[ "$t" == ballista ]]; then
-    for pidfile in "$CHORUS_RUN"/ballista-executor-*.pid; do
-      [[ -f "$pidfile" ]] && stop_daemon "$(basename "$pidfile" .pid)"
-    done
-    stop_daemon ballista-scheduler
   else
     stop_daemon "$t"
   fi

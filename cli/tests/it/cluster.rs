@@ -177,7 +177,7 @@ async fn a_three_broker_cluster_losing_one_broker_at_a_time_loses_and_duplicates
     };
 
     let router_group = format!("{}chorus-router", kafka.topic_prefix);
-    let mut routers = vec![
+    let mut routers = [
         start_router(&kafka, "router-a"),
         start_router(&kafka, "router-b"),
     ];
