@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod clickhouse;
+pub mod faults;
 pub mod faulty_provider;
 pub mod ingest;
 pub mod kafka;

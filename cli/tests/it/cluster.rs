@@ -20,6 +20,9 @@ use chorus_analytics::migrate::migrate;
 use chorus_integration_tests::clickhouse::{
     expected_counts, final_counts, shared_clickhouse, spawn_sink,
 };
+use chorus_integration_tests::faults::{
+    IntakeLoad, print_table_header, print_table_row, reconcile_routed, spawn_intake_load,
+};
 use chorus_integration_tests::ingest::start_router;
 use chorus_integration_tests::kafka::{
     PrivateCluster, leader_of, transaction_coordinator, transaction_state_partition,
@@ -27,7 +30,7 @@ use chorus_integration_tests::kafka::{
 };
 use chorus_integration_tests::poi::synthetic_events;
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, cloudevents_headers, inspect};
+use chorus_runtime::kafka::{KafkaArgs, inspect};
 use chorus_schemas::*;
 use chorus_scoring::synthetic::Workload;
 
@@ -130,51 +133,17 @@ async fn a_three_broker_cluster_losing_one_broker_at_a_time_loses_and_duplicates
 
     let intake = kafka.topic(Topic::Intake);
     let api_intake = kafka.topic(Topic::ApiIntake);
-    let load = {
-        let kafka = kafka.clone();
-        let (intake, api_intake) = (intake.clone(), api_intake.clone());
-        let jobs = jobs.clone();
-        tokio::spawn(async move {
-            let producer = EventProducer::new(&kafka, "cluster-load", 100_000).unwrap();
-            let slice = events.len().div_ceil(SLICES);
-            for (n, chunk) in events.chunks(slice).enumerate() {
-                let mut pending = Vec::with_capacity(chunk.len() + 16);
-                for event in chunk {
-                    let delivery = if chorus_router::admission(event).is_ok() {
-                        let topic = if chorus_workload::submitted_by_the_api(event) {
-                            &api_intake
-                        } else {
-                            &intake
-                        };
-                        producer.enqueue_any_to(topic, event).await
-                    } else {
-                        producer.enqueue_any(event).await
-                    };
-                    pending.push(delivery.unwrap());
-                }
-                for m in 0..MALFORMED / SLICES + usize::from(n < MALFORMED % SLICES) {
-                    let garbage = format!("{{not json, slice {n} record {m}");
-                    pending.push(
-                        producer
-                            .enqueue_raw(
-                                &intake,
-                                Some(b"bad"),
-                                garbage.as_bytes(),
-                                Some(cloudevents_headers()),
-                            )
-                            .await
-                            .unwrap(),
-                    );
-                }
-                for job in jobs.iter().skip(n * JOBS_PER_SLICE).take(JOBS_PER_SLICE) {
-                    pending.push(producer.enqueue(job).await.unwrap());
-                }
-                // A broker down: the idempotent producer retries until it is back.
-                await_all(pending).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-            }
-        })
-    };
+    let load = spawn_intake_load(
+        &kafka,
+        events,
+        IntakeLoad {
+            slices: SLICES,
+            gap: Duration::from_secs(1),
+            malformed: MALFORMED,
+        },
+        jobs.clone(),
+        JOBS_PER_SLICE,
+    );
 
     let router_group = format!("{}chorus-router", kafka.topic_prefix);
     let mut routers = [
@@ -285,39 +254,11 @@ async fn a_three_broker_cluster_losing_one_broker_at_a_time_loses_and_duplicates
         child.wait().ok();
     }
 
-    // Reconciliation from the log (read committed).
-    let mut routed_records = 0usize;
-    let mut seen = HashSet::with_capacity(expected_ids.len());
-    for topic in &topics {
-        for record in read_all(&kafka, &kafka.topic(*topic)).unwrap() {
-            let event = AnyEvent::decode(None, &record.payload).unwrap();
-            if let AnyEvent::InferenceJob(job) = &event
-                && job_events.contains(&job.id)
-            {
-                continue; // the inference load, counted below
-            }
-            if matches!(event, AnyEvent::InferenceResult(_)) && !expected_ids.contains(&event.id())
-            {
-                continue; // the worker's results, counted below
-            }
-            routed_records += 1;
-            seen.insert(event.id());
-        }
-    }
-    let lost = expected_ids.difference(&seen).count();
-    let duplicated = routed_records.saturating_sub(valid_records);
-    let dead: Vec<DeadLetter> = read_all(&kafka, &kafka.topic(Topic::DeadLetters))
-        .unwrap()
-        .iter()
-        .map(|r| match AnyEvent::decode(None, &r.payload).unwrap() {
-            AnyEvent::DeadLetter(e) => e.data,
-            other => panic!("not a dead letter: {other:?}"),
-        })
-        .collect();
-    let wrongly_dead = dead
-        .iter()
-        .filter(|d| d.source_topic != intake || d.reason.is_empty() || d.stage != "router")
-        .count();
+    // Reconciliation from the log (read committed), the inference load counted below.
+    let routed = reconcile_routed(&kafka, &topics, &expected_ids, valid_records, |event| {
+        matches!(event, AnyEvent::InferenceJob(job) if job_events.contains(&job.id))
+            || matches!(event, AnyEvent::InferenceResult(_) if !expected_ids.contains(&event.id()))
+    });
     let mut results: HashMap<uuid::Uuid, usize> = HashMap::new();
     let mut failed = 0;
     for record in read_all(&kafka, &kafka.topic(Topic::InferenceResults)).unwrap() {
@@ -343,39 +284,39 @@ async fn a_three_broker_cluster_losing_one_broker_at_a_time_loses_and_duplicates
     for (fault, when) in &faults {
         println!("{fault:<90} {when}");
     }
-    println!(
-        "\n{:<14} {:>10} {:>10} {:>6} {:>11} {:>14} {:>15}",
-        "stage", "in", "out", "lost", "duplicated", "dead letters", "wrongly dead"
-    );
-    let row = |stage: &str, input: u64, out: u64, lost: u64, dup: u64, dead: u64, wrong: u64| {
-        println!("{stage:<14} {input:>10} {out:>10} {lost:>6} {dup:>11} {dead:>14} {wrong:>15}");
-    };
-    row(
+    print_table_header();
+    print_table_row(
         "routers",
-        intake_records as u64,
-        routed_records as u64,
-        lost as u64,
-        duplicated as u64,
-        dead.len() as u64,
-        wrongly_dead as u64,
+        [
+            intake_records as u64,
+            routed.records as u64,
+            routed.lost as u64,
+            routed.duplicated as u64,
+            routed.dead.len() as u64,
+            routed.wrongly_dead as u64,
+        ],
     );
-    row(
+    print_table_row(
         "inference",
-        jobs.len() as u64,
-        results.values().sum::<usize>() as u64,
-        jobs_lost as u64,
-        jobs_duplicated as u64,
-        0,
-        0,
+        [
+            jobs.len() as u64,
+            results.values().sum::<usize>() as u64,
+            jobs_lost as u64,
+            jobs_duplicated as u64,
+            0,
+            0,
+        ],
     );
-    row(
+    print_table_row(
         "sink (FINAL)",
-        distinct,
-        loaded_total,
-        distinct.saturating_sub(loaded_total),
-        loaded_total.saturating_sub(distinct),
-        loaded.get("dead_letters").copied().unwrap_or(0),
-        0,
+        [
+            distinct,
+            loaded_total,
+            distinct.saturating_sub(loaded_total),
+            loaded_total.saturating_sub(distinct),
+            loaded.get("dead_letters").copied().unwrap_or(0),
+            0,
+        ],
     );
 
     assert_eq!(
@@ -383,17 +324,17 @@ async fn a_three_broker_cluster_losing_one_broker_at_a_time_loses_and_duplicates
         plan.len(),
         "every fault was injected: {faults:?}"
     );
-    assert_eq!(lost, 0, "no valid record lost");
+    assert_eq!(routed.lost, 0, "no valid record lost");
     assert_eq!(
-        routed_records, valid_records,
+        routed.records, valid_records,
         "each valid record routed exactly once"
     );
     assert_eq!(
-        dead.len(),
+        routed.dead.len(),
         MALFORMED,
         "each malformed record dead-lettered once"
     );
-    assert_eq!(wrongly_dead, 0, "{dead:?}");
+    assert_eq!(routed.wrongly_dead, 0, "{:?}", routed.dead);
     assert_eq!(jobs_lost, 0, "every job answered");
     assert_eq!(jobs_duplicated, 0, "no job answered twice");
     assert_eq!(failed, 0, "every job succeeded");

@@ -17,9 +17,12 @@ use chorus_analytics::migrate::migrate;
 use chorus_integration_tests::clickhouse::{
     PrivateClickHouse, expected_counts, final_counts, raw_rows, spawn_sink,
 };
+use chorus_integration_tests::faults::{
+    IntakeLoad, print_table_header, print_table_row, reconcile_routed, spawn_intake_load,
+};
 use chorus_integration_tests::poi::synthetic_events;
 use chorus_integration_tests::*;
-use chorus_runtime::kafka::{EventProducer, KafkaArgs, await_all, cloudevents_headers};
+use chorus_runtime::kafka::KafkaArgs;
 use chorus_schemas::*;
 use chorus_scoring::synthetic::Workload;
 
@@ -83,43 +86,17 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     // (registrations and conversation changes to the API's, as the ingest API sends them).
     let intake = kafka.topic(Topic::Intake);
     let api_intake = kafka.topic(Topic::ApiIntake);
-    let load = {
-        let kafka = kafka.clone();
-        let intake = intake.clone();
-        let api_intake = api_intake.clone();
-        tokio::spawn(async move {
-            let producer = EventProducer::new(&kafka, "fault-load", 100_000).unwrap();
-            let slice = events.len().div_ceil(SLICES);
-            for (n, chunk) in events.chunks(slice).enumerate() {
-                let mut pending = Vec::with_capacity(chunk.len() + 2);
-                for event in chunk {
-                    let delivery = if chorus_router::admission(event).is_ok() {
-                        let topic = if chorus_workload::submitted_by_the_api(event) {
-                            &api_intake
-                        } else {
-                            &intake
-                        };
-                        producer.enqueue_any_to(topic, event).await
-                    } else {
-                        producer.enqueue_any(event).await
-                    };
-                    pending.push(delivery.unwrap());
-                }
-                for m in 0..MALFORMED / SLICES {
-                    let headers = cloudevents_headers();
-                    let garbage = format!("{{not json, slice {n} record {m}");
-                    pending.push(
-                        producer
-                            .enqueue_raw(&intake, Some(b"bad"), garbage.as_bytes(), Some(headers))
-                            .await
-                            .unwrap(),
-                    );
-                }
-                await_all(pending).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let load = spawn_intake_load(
+        &kafka,
+        events,
+        IntakeLoad {
+            slices: SLICES,
+            gap: Duration::from_millis(500),
+            malformed: MALFORMED,
+        },
+        Vec::new(),
+        0,
+    );
 
     let group = format!("{}chorus-router", kafka.topic_prefix);
     let mut routers = [
@@ -207,29 +184,7 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     }
 
     // Reconciliation from the log itself.
-    let mut routed_records = 0usize;
-    let mut seen = HashSet::with_capacity(expected_ids.len());
-    for topic in &topics {
-        for record in read_all(&kafka, &kafka.topic(*topic)).unwrap() {
-            let event = AnyEvent::decode(None, &record.payload).unwrap();
-            routed_records += 1;
-            seen.insert(event.id());
-        }
-    }
-    let lost = expected_ids.difference(&seen).count();
-    let duplicated = routed_records.saturating_sub(valid_records);
-    let dead: Vec<DeadLetter> = read_all(&kafka, &kafka.topic(Topic::DeadLetters))
-        .unwrap()
-        .iter()
-        .map(|r| match AnyEvent::decode(None, &r.payload).unwrap() {
-            AnyEvent::DeadLetter(e) => e.data,
-            other => panic!("not a dead letter: {other:?}"),
-        })
-        .collect();
-    let wrongly_dead = dead
-        .iter()
-        .filter(|d| d.source_topic != intake || d.reason.is_empty() || d.stage != "router")
-        .count();
+    let routed = reconcile_routed(&kafka, &topics, &expected_ids, valid_records, |_| false);
     let loaded: BTreeMap<String, u64> = final_counts(&client).await;
 
     println!(
@@ -239,44 +194,43 @@ async fn under_kills_and_an_outage_nothing_is_lost_duplicated_or_wrongly_dead_le
     for (fault, when) in &faults {
         println!("{fault:<36} {when}");
     }
-    println!(
-        "\n{:<14} {:>10} {:>10} {:>6} {:>11} {:>14} {:>15}",
-        "stage", "in", "out", "lost", "duplicated", "dead letters", "wrongly dead"
-    );
-    println!(
-        "{:<14} {:>10} {:>10} {:>6} {:>11} {:>14} {:>15}",
+    print_table_header();
+    print_table_row(
         "routers",
-        intake_records,
-        routed_records,
-        lost,
-        duplicated,
-        dead.len(),
-        wrongly_dead
+        [
+            intake_records as u64,
+            routed.records as u64,
+            routed.lost as u64,
+            routed.duplicated as u64,
+            routed.dead.len() as u64,
+            routed.wrongly_dead as u64,
+        ],
     );
     let loaded_total: u64 = loaded.values().sum();
-    println!(
-        "{:<14} {:>10} {:>10} {:>6} {:>11} {:>14} {:>15}",
+    print_table_row(
         "sink (FINAL)",
-        distinct,
-        loaded_total,
-        distinct.saturating_sub(loaded_total),
-        loaded_total.saturating_sub(distinct),
-        loaded.get("dead_letters").copied().unwrap_or(0),
-        0
+        [
+            distinct,
+            loaded_total,
+            distinct.saturating_sub(loaded_total),
+            loaded_total.saturating_sub(distinct),
+            loaded.get("dead_letters").copied().unwrap_or(0),
+            0,
+        ],
     );
 
     assert_eq!(faults.len(), 4, "every fault was injected: {faults:?}");
-    assert_eq!(lost, 0, "no valid record lost");
+    assert_eq!(routed.lost, 0, "no valid record lost");
     assert_eq!(
-        routed_records, valid_records,
+        routed.records, valid_records,
         "each valid record routed exactly once"
     );
     assert_eq!(
-        dead.len(),
+        routed.dead.len(),
         MALFORMED,
         "each malformed record dead-lettered once"
     );
-    assert_eq!(wrongly_dead, 0, "{dead:?}");
+    assert_eq!(routed.wrongly_dead, 0, "{:?}", routed.dead);
     assert_eq!(loaded, expected, "ClickHouse holds each event exactly once");
     server.stop().ok();
 }
