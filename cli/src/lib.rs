@@ -68,8 +68,12 @@ fn default_instance_id() -> String {
 pub fn run_to_exit(
     work: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
+    // DataFusion plans recursively: a long query (PoI scoring's, planned on a Ballista
+    // scheduler's worker thread) outgrows tokio's 2 MiB default. The stack is reserved,
+    // not committed, so idle roles do not pay for it.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(16 * 1024 * 1024)
         .build()
     {
         Ok(runtime) => runtime,

@@ -74,6 +74,10 @@ enum Command {
     /// SQL over every event and score without ClickHouse: DataFusion over a Parquet
     /// archive of the topics, with the ClickHouse table and view names.
     Sql(commands::analytics::SqlArgs),
+    /// An Apache DataFusion Ballista scheduler or executor, for `score --engine ballista`
+    /// (built with the `ballista` feature only).
+    #[cfg(feature = "ballista")]
+    Ballista(commands::ballista::BallistaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,6 +103,8 @@ fn main() -> std::process::ExitCode {
             // The demo starts every part itself and gives each its own principal.
             Command::Topics(_) | Command::Demo(_) => Some(Principal::Admin),
             Command::Chain(_) | Command::Schemas(_) | Command::Migrate(_) => None,
+            #[cfg(feature = "ballista")]
+            Command::Ballista(_) => None,
         };
         let kafka = match principal {
             Some(principal) => cli.kafka.authenticate_as(principal)?,
@@ -120,6 +126,8 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => commands::analytics::run_migrate(args).await,
             Command::Sink(args) => commands::analytics::run_sink_command(&kafka, args).await,
             Command::Sql(args) => commands::analytics::run_sql(&kafka, args).await,
+            #[cfg(feature = "ballista")]
+            Command::Ballista(args) => commands::ballista::run(args).await,
         }
     })
 }

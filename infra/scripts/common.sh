@@ -26,6 +26,13 @@ EMBED_PORT="${EMBED_PORT:-8081}"
 REGISTRY_VERSION="${REGISTRY_VERSION:-3.3.3}"
 REGISTRY_PORT="${REGISTRY_PORT:-8082}"
 REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-8083}"
+# The Ballista scoring cluster (start.sh ballista): a scheduler and executors, executor N
+# on flight port BALLISTA_EXECUTOR_PORT + 2(N-1) and gRPC port one above it.
+BALLISTA_SCHEDULER_PORT="${BALLISTA_SCHEDULER_PORT:-50050}"
+BALLISTA_EXECUTOR_PORT="${BALLISTA_EXECUTOR_PORT:-50061}"
+BALLISTA_EXECUTORS="${BALLISTA_EXECUTORS:-2}"
+BALLISTA_VCORES="${BALLISTA_VCORES:-1}"
+BALLISTA_MEMORY_MB="${BALLISTA_MEMORY_MB:-2048}"
 
 log() { printf '[chorus-infra] %s\n' "$*" >&2; }
 
@@ -81,6 +88,16 @@ kafka_cluster_brokers() {
   local n list=""
   for n in 0 1 2; do list+="127.0.0.1:$(( KAFKA_CLUSTER_PORT + n )),"; done
   echo "${list%,}"
+}
+
+# The chorus binary with the `ballista` feature (its own target directory and profile,
+# so that it never rebuilds the default build); builds it, and chorus-bench beside it
+# (the scoring-engine benchmark's client, same features), when missing or stale.
+ballista_chorus() {
+  local target="$CHORUS_REPO/target/ballista"
+  (cd "$CHORUS_REPO" && CARGO_TARGET_DIR="$target" cargo build --profile ballista \
+    -p chorus -p chorus-workbench --features chorus/ballista --bins >&2)
+  echo "$target/ballista/chorus"
 }
 
 # start_daemon NAME LOGFILE COMMAND...: runs in the background, records the pid.

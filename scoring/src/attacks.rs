@@ -205,7 +205,7 @@ pub struct Row {
 async fn payouts(
     archive: &Path,
     config: &ScoringConfig,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<BTreeMap<Address, U256>, AttackError> {
     let rows = run_plan(archive, &ScoringPlan::new(config), engine).await?;
     let mut out: BTreeMap<Address, U256> = BTreeMap::new();
@@ -256,7 +256,7 @@ pub async fn run(
     scenarios: &[Scenario],
     configs: &[ScoringConfig],
     work_dir: &Path,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<Vec<Row>, AttackError> {
     let mut rows = Vec::new();
     for (index, scenario) in scenarios.iter().enumerate() {
@@ -296,14 +296,15 @@ pub async fn ranking_changes(
     before: &ScoringConfig,
     after: &ScoringConfig,
     work_dir: &Path,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<BTreeMap<String, (usize, usize)>, AttackError> {
     let dir = archive(work_dir.join("honest"), workload, Adversaries::default()).await?;
     let rank = |config: &ScoringConfig| {
         let config = config.clone();
         let dir = dir.clone();
+        let engine = engine.clone();
         async move {
-            let rows = run_plan(&dir, &ScoringPlan::new(&config), engine).await?;
+            let rows = run_plan(&dir, &ScoringPlan::new(&config), &engine).await?;
             let mut by_role: BTreeMap<String, Vec<(U256, Address)>> = BTreeMap::new();
             for p in split(&rows, &config).payouts {
                 by_role

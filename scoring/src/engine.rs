@@ -52,10 +52,12 @@ pub enum EngineError {
     },
     #[error("bucket task: {0}")]
     Task(String),
+    #[error("Ballista: {0}")]
+    Ballista(String),
 }
 
 /// Query engine settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Memory limit of the query, in bytes (operators spill beyond it).
     pub memory_limit: usize,
@@ -65,6 +67,12 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// Buckets queried at the same time (0 = number of cores).
     pub bucket_concurrency: usize,
+    /// Score on the Apache DataFusion Ballista scheduler at this URL (`df://host:port`)
+    /// instead of in this process: the whole-archive contribution query, planned by the
+    /// scheduler and run by its executors, which read the archive from the same path
+    /// (a shared directory). `None`: the in-process bucketed plan. Either gives the same
+    /// rows, hence the same root.
+    pub ballista_scheduler: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -73,15 +81,53 @@ impl Default for EngineConfig {
             memory_limit: 2048 * 1024 * 1024,
             target_partitions: 0,
             bucket_concurrency: 0,
+            ballista_scheduler: None,
         }
     }
+}
+
+/// The contributions of the archive under `config`, on the engine `engine` names: the
+/// in-process [`ScoringPlan`] (bucket by bucket), or the whole-archive
+/// [`contribution_sql`](crate::sql::contribution_sql) on a Ballista cluster.
+pub async fn contributions_of(
+    archive: &Path,
+    config: &crate::config::ScoringConfig,
+    engine: &EngineConfig,
+) -> Result<Vec<Contribution>, EngineError> {
+    match &engine.ballista_scheduler {
+        None => run_plan(archive, &ScoringPlan::new(config), engine).await,
+        Some(scheduler) => on_ballista(archive, config, scheduler, engine.target_partitions).await,
+    }
+}
+
+#[cfg(feature = "ballista")]
+async fn on_ballista(
+    archive: &Path,
+    config: &crate::config::ScoringConfig,
+    scheduler: &str,
+    partitions: usize,
+) -> Result<Vec<Contribution>, EngineError> {
+    let sql = crate::sql::contribution_sql(config);
+    crate::distributed::run_query(archive, &sql, scheduler, partitions).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn on_ballista(
+    _archive: &Path,
+    _config: &crate::config::ScoringConfig,
+    scheduler: &str,
+    _partitions: usize,
+) -> Result<Vec<Contribution>, EngineError> {
+    Err(EngineError::Ballista(format!(
+        "scoring on the scheduler {scheduler} needs a build with the `ballista` feature (cargo build --features ballista; see docs/operations.md)"
+    )))
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn runtime(engine: EngineConfig) -> Result<Arc<RuntimeEnv>, EngineError> {
+fn runtime(engine: &EngineConfig) -> Result<Arc<RuntimeEnv>, EngineError> {
     Ok(RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(engine.memory_limit)))
         .with_disk_manager_builder(
@@ -102,7 +148,7 @@ fn session_config(target_partitions: usize) -> Result<SessionConfig, EngineError
 }
 
 /// A DataFusion session with every archive table registered whole (all buckets).
-pub async fn session(archive: &Path, engine: EngineConfig) -> Result<SessionContext, EngineError> {
+pub async fn session(archive: &Path, engine: &EngineConfig) -> Result<SessionContext, EngineError> {
     let config = session_config(engine.target_partitions)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime(engine)?);
     for table in Table::ALL {
@@ -445,7 +491,7 @@ where
 pub async fn run_plan(
     archive: &Path,
     plan: &ScoringPlan,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<Vec<Contribution>, EngineError> {
     let buckets = archive_buckets(archive)?;
     let runtime = runtime(engine)?;
@@ -584,7 +630,7 @@ pub fn read_only_sql() -> datafusion::execution::context::SQLOptions {
 pub async fn run_query(
     archive: &Path,
     sql: &str,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<Vec<Contribution>, EngineError> {
     let ctx = session(archive, engine).await?;
     let batches = ctx
@@ -612,7 +658,7 @@ fn int(batch: &RecordBatch, i: usize) -> Result<Int64Array, EngineError> {
         .ok_or_else(|| EngineError::Shape(format!("column {i} is not an integer")))
 }
 
-fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineError> {
+pub(crate) fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineError> {
     let mut out = Vec::new();
     for batch in batches {
         let (role, account) = (text(batch, 0)?, text(batch, 1)?);

@@ -18,10 +18,9 @@ use chorus_schemas::{AnyEvent, Envelope, PoiCheckpoint, PoiScore, Topic};
 
 use crate::archive::ArchiveWriter;
 use crate::config::ScoringConfig;
-use crate::engine::{Contribution, EngineConfig, run_plan};
+use crate::engine::{Contribution, EngineConfig, contributions_of};
 use crate::payout::{Payout, cumulative, split};
 use crate::source::{Manifest, plan_sources, read_sources};
-use crate::sql::ScoringPlan;
 
 const SOURCE: &str = "scoring";
 
@@ -127,7 +126,7 @@ pub async fn compute(
     manifest: Manifest,
     previous: &BTreeMap<Address, U256>,
     work_dir: &Path,
-    engine: EngineConfig,
+    engine: &EngineConfig,
 ) -> Result<EpochResult, PoiError> {
     let archive_dir = epoch_dir(work_dir, manifest.epoch).join("archive");
     let started = Instant::now();
@@ -156,21 +155,13 @@ pub async fn compute(
     );
 
     let started = Instant::now();
-    let contributions = run_plan(&archive_dir, &ScoringPlan::new(config), engine).await?;
+    let contributions = contributions_of(&archive_dir, config, engine).await?;
     let seconds_query = started.elapsed().as_secs_f64();
-    let split = split(&contributions, config);
-    let cumulative = cumulative(previous, &split.payouts);
-    if cumulative.is_empty() {
-        return Err(PoiError::Empty(manifest.epoch));
-    }
-    let claims: Vec<Claim> = cumulative
-        .iter()
-        .map(|(account, amount)| Claim {
-            account: *account,
-            cumulative_amount: *amount,
-        })
-        .collect();
-    let tree = ClaimTree::build(&claims)?;
+    let Claims {
+        split,
+        cumulative,
+        tree,
+    } = claims_of(&contributions, config, previous, manifest.epoch)?;
     Ok(EpochResult {
         manifest,
         contributions,
@@ -182,6 +173,43 @@ pub async fn compute(
         events_read: stats.records,
         seconds_reading,
         seconds_query,
+    })
+}
+
+/// An epoch's payouts and the cumulative claim tree they give.
+#[derive(Debug)]
+pub struct Claims {
+    pub split: crate::payout::Split,
+    pub cumulative: BTreeMap<Address, U256>,
+    pub tree: ClaimTree,
+}
+
+/// Splits the pool of `epoch` over its contributions and builds the claim tree on top of
+/// the `previous` cumulative amounts: what a root is computed from, whichever engine
+/// gave the contributions.
+pub fn claims_of(
+    contributions: &[Contribution],
+    config: &ScoringConfig,
+    previous: &BTreeMap<Address, U256>,
+    epoch: u64,
+) -> Result<Claims, PoiError> {
+    let split = split(contributions, config);
+    let cumulative = cumulative(previous, &split.payouts);
+    if cumulative.is_empty() {
+        return Err(PoiError::Empty(epoch));
+    }
+    let claims: Vec<Claim> = cumulative
+        .iter()
+        .map(|(account, amount)| Claim {
+            account: *account,
+            cumulative_amount: *amount,
+        })
+        .collect();
+    let tree = ClaimTree::build(&claims)?;
+    Ok(Claims {
+        split,
+        cumulative,
+        tree,
     })
 }
 
@@ -462,7 +490,7 @@ pub async fn score_epoch(
         manifest,
         &previous,
         &options.work_dir,
-        options.engine,
+        &options.engine,
     )
     .await?;
     let computed_root = format!("{:#x}", result.root());
@@ -684,7 +712,7 @@ pub async fn verify_epoch(
     config: &ScoringConfig,
     epoch: u64,
     work_dir: &Path,
-    engine: EngineConfig,
+    engine: &EngineConfig,
     chain: Option<(&DynProvider, Address)>,
 ) -> Result<Verification, PoiError> {
     let recorded = chorus_runtime::kafka::blocking(|| Recorded::load(kafka))?;

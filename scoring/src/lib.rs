@@ -9,6 +9,8 @@
 pub mod archive;
 pub mod attacks;
 pub mod config;
+#[cfg(feature = "ballista")]
+pub mod distributed;
 pub mod engine;
 pub mod epoch;
 pub mod payout;

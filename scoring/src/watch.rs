@@ -254,7 +254,7 @@ impl Watcher {
             &self.config,
             posted.epoch,
             &self.work_dir.join(format!("watch-{}", posted.epoch)),
-            self.engine,
+            &self.engine,
             None,
         )
         .await

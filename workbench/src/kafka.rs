@@ -3,6 +3,7 @@
 //! payloads in the same run. Prints events/s and the ratios; asserts nothing.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,6 +18,15 @@ use chorus_schemas::Topic;
 
 use chorus_workload::{Rng, workload_event};
 
+/// Where the routed half of the benchmark runs.
+#[derive(Debug, Clone)]
+pub enum Routers {
+    /// One router on this process's runtime.
+    InProcess,
+    /// `count` `chorus router` processes in one consumer group.
+    Processes { count: usize, chorus_bin: PathBuf },
+}
+
 pub async fn run(
     base: &KafkaArgs,
     events: u64,
@@ -24,6 +34,7 @@ pub async fn run(
     kcat: &str,
     (batch_max, batch_linger): (usize, Duration),
     keep_topics: bool,
+    routers: Routers,
 ) -> anyhow::Result<()> {
     let mut kafka = base.clone();
     let run_id = uuid::Uuid::now_v7().simple().to_string();
@@ -136,6 +147,26 @@ pub async fn run(
         bail!("kcat wrote {kcat_written} records, expected {events}");
     }
 
+    // Router processes start first and are measured once the group is stable, so that
+    // their joins and rebalances are not timed.
+    let group = format!("{}chorus-router", kafka.topic_prefix);
+    let mut processes = Vec::new();
+    if let Routers::Processes { count, chorus_bin } = &routers {
+        chorus_integration_tests::use_chorus_bin(chorus_bin.clone());
+        for n in 0..*count {
+            let name = format!("bench-router-{n}");
+            let role = chorus_integration_tests::RoleCommand::new(&["router"])
+                .member(&group, &format!("{}{name}", kafka.topic_prefix))
+                .metrics_addr("127.0.0.1:0")
+                .session_timeout_ms(6000)
+                .flag("--batch-max", &batch_max.to_string())
+                .flag("--batch-linger-ms", &batch_linger.as_millis().to_string());
+            let child = chorus_integration_tests::spawn_role(&kafka, &name, &role)?;
+            processes.push(chorus_integration_tests::KillOnDrop(child));
+        }
+        wait_for_group(&kafka, &group, *count).await?;
+    }
+
     // 2. The Chorus idempotent producer (acks=all, backpressure on a full queue).
     let producer = EventProducer::new(&importer, "bench", 100_000)?;
     let started = Instant::now();
@@ -152,13 +183,41 @@ pub async fn run(
     // 3. The transactional intake router (read_committed in, transactions out) over
     //    those records. Timed from its first committed transaction (after the group
     //    join) until it has caught up.
-    let group = format!("{}chorus-router", kafka.topic_prefix);
     let shutdown = Shutdown::new();
     let mut config = PipelineConfig::new("router", &group, vec![intake.clone()], "bench");
     config.batch_max = batch_max;
     config.batch_linger = batch_linger;
-    let router = chorus_cli::commands::spawn_router(&router_kafka, config, shutdown.clone());
+    let router = match routers {
+        Routers::InProcess => {
+            chorus_cli::commands::spawn_router(&router_kafka, config, shutdown.clone())
+        }
+        Routers::Processes { .. } => {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.triggered().await;
+                Ok::<(), chorus_runtime::kafka::PipelineError>(())
+            })
+        }
+    };
+    // Router processes have been routing while the events were produced; they are timed
+    // from here (the backlog left, every member joined), with their CPU and the broker's
+    // (CHORUS_BENCH_BROKER_PID) over the same window.
     let mut first: Option<(Instant, i64)> = None;
+    let broker_pid = std::env::var("CHORUS_BENCH_BROKER_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
+    let cpu = |processes: &[chorus_integration_tests::KillOnDrop]| {
+        let routers: f64 = processes.iter().filter_map(|p| cpu_seconds(p.0.id())).sum();
+        (routers, broker_pid.and_then(cpu_seconds))
+    };
+    let mut cpu_start = (0.0, None);
+    if !processes.is_empty() {
+        let committed: i64 = inspect::committed_offsets(&kafka, &group, &intake)?
+            .values()
+            .sum();
+        first = Some((Instant::now(), committed));
+        cpu_start = cpu(&processes);
+    }
     let deadline = Instant::now() + Duration::from_secs(600);
     let pipeline_seconds;
     let mut counted;
@@ -176,7 +235,10 @@ pub async fn run(
             counted = events as i64 - c0;
             break;
         }
-        if router.is_finished() || Instant::now() > deadline {
+        let exited = processes
+            .iter_mut()
+            .any(|p| matches!(p.0.try_wait(), Ok(Some(_))));
+        if router.is_finished() || exited || Instant::now() > deadline {
             bail!("the router stopped or stalled at {committed} of {events}");
         }
     }
@@ -204,9 +266,26 @@ pub async fn run(
         produce_seconds,
         produce_rate / kcat_rate
     );
+    if !processes.is_empty() {
+        let cpu_end = cpu(&processes);
+        let window = pipeline_seconds.max(1e-9);
+        let broker = match (cpu_start.1, cpu_end.1) {
+            (Some(a), Some(b)) => format!("{:.2}", (b - a) / window),
+            _ => "unknown (set CHORUS_BENCH_BROKER_PID)".to_string(),
+        };
+        println!(
+            "cores busy in the timed window: routers {:.2}, broker {broker}",
+            (cpu_end.0 - cpu_start.0) / window
+        );
+    }
+    let router_label = match processes.len() {
+        0 => "chorus router (read_committed -> txn produce + offsets)".to_string(),
+        n => format!("chorus router, {n} processes (one group)"),
+    };
+    drop(processes);
     println!(
         "{:<52} {:>12.0} {:>10.2} {:>9.2}",
-        "chorus router (read_committed -> txn produce + offsets)",
+        router_label,
         pipeline_rate,
         pipeline_seconds,
         pipeline_rate / kcat_rate
@@ -224,6 +303,45 @@ pub async fn run(
         let _ = admin.delete_topics(&names, &options).await;
     }
     Ok(())
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (Linux; USER_HZ is 100).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Waits until `group` is stable with `members` members.
+async fn wait_for_group(kafka: &KafkaArgs, group: &str, members: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let consumer: rdkafka::consumer::BaseConsumer = kafka.client_config("chorus-bench-groups").create()?;
+    loop {
+        let joined = {
+            use rdkafka::consumer::Consumer;
+            consumer
+                .fetch_group_list(Some(group), Duration::from_secs(5))
+                .ok()
+                .and_then(|list| {
+                    list.groups()
+                        .iter()
+                        .find(|g| g.name() == group && g.state() == "Stable")
+                        .map(|g| g.members().len())
+                })
+                .unwrap_or(0)
+        };
+        if joined >= members {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{joined} of {members} routers joined {group} within 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// kcat's SASL settings, in a file of mode 600 (a password on its command line would show

@@ -58,6 +58,14 @@ enum Command {
         /// Keep the benchmark topics afterwards.
         #[arg(long)]
         keep_topics: bool,
+        /// Route with this many `chorus router` processes in one group (started before
+        /// the events are produced, measured once all have joined) instead of one
+        /// router in this process: the capacity model's worker scaling.
+        #[arg(long, default_value_t = 0)]
+        router_processes: usize,
+        /// The `chorus` binary of --router-processes (default: next to this one).
+        #[arg(long, env = "CHORUS_BIN")]
+        chorus_bin: Option<PathBuf>,
     },
     /// Indexer logs/s and blocks/s beside plain eth_getLogs + decode, on a local anvil
     /// (deploys a log fixture and generates the logs first).
@@ -153,9 +161,21 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
             batch_max,
             batch_linger_ms,
             keep_topics,
+            router_processes,
+            chorus_bin,
         } => {
             let batch = (batch_max, Duration::from_millis(batch_linger_ms));
-            kafka::run(&kafka, events, partitions, &kcat, batch, keep_topics).await
+            let routers = match router_processes {
+                0 => kafka::Routers::InProcess,
+                n => kafka::Routers::Processes {
+                    count: n,
+                    chorus_bin: match chorus_bin {
+                        Some(path) => path,
+                        None => sibling_chorus()?,
+                    },
+                },
+            };
+            kafka::run(&kafka, events, partitions, &kcat, batch, keep_topics, routers).await
         }
         Command::Indexer {
             chain,

@@ -75,7 +75,8 @@ enum PoiTool {
         query: String,
     },
     /// Run the contribution query over an archive with DataFusion, bucket by bucket as
-    /// the scorer does; print JSON (seconds and rows).
+    /// the scorer does (or on Ballista with --engine ballista); print JSON: seconds,
+    /// rows and the root of the epoch-0 claim tree they give.
     Query {
         #[arg(long)]
         archive: PathBuf,
@@ -160,11 +161,11 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
             let engine = EngineConfig::default();
             let scenarios = chorus_scoring::attacks::scenarios(farm_addresses);
             let rows =
-                chorus_scoring::attacks::run(workload, &scenarios, &configs, &work_dir, engine)
+                chorus_scoring::attacks::run(workload, &scenarios, &configs, &work_dir, &engine)
                     .await?;
             let (first, last) = (&configs[0], &configs[configs.len() - 1]);
             let ranking =
-                chorus_scoring::attacks::ranking_changes(workload, first, last, &work_dir, engine)
+                chorus_scoring::attacks::ranking_changes(workload, first, last, &work_dir, &engine)
                     .await?;
             let _ = std::fs::remove_dir_all(&work_dir);
             if json {
@@ -212,7 +213,7 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
             Ok(())
         }
         PoiTool::Sql { archive, query } => {
-            let ctx = chorus_scoring::engine::session(&archive, EngineConfig::default()).await?;
+            let ctx = chorus_scoring::engine::session(&archive, &EngineConfig::default()).await?;
             ctx.sql(&query).await?.show().await?;
             Ok(())
         }
@@ -234,16 +235,21 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
                 std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            let engine = poi.engine()?;
             let started = Instant::now();
-            let rows = if whole {
-                chorus_scoring::engine::run_query(&archive, &sql, poi.engine()).await?
+            let rows = if engine.ballista_scheduler.is_some() {
+                chorus_scoring::engine::contributions_of(&archive, &config, &engine).await?
+            } else if whole {
+                chorus_scoring::engine::run_query(&archive, &sql, &engine).await?
             } else {
-                chorus_scoring::engine::run_plan(&archive, &plan, poi.engine()).await?
+                chorus_scoring::engine::run_plan(&archive, &plan, &engine).await?
             };
             let seconds = started.elapsed().as_secs_f64();
+            let claims =
+                chorus_scoring::epoch::claims_of(&rows, &config, &Default::default(), 0)?;
             println!(
                 "{}",
-                serde_json::json!({ "seconds": seconds, "rows": rows })
+                serde_json::json!({ "seconds": seconds, "root": format!("{:#x}", claims.tree.root()), "rows": rows })
             );
             Ok(())
         }

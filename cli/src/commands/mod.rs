@@ -1,4 +1,6 @@
 pub mod analytics;
+#[cfg(feature = "ballista")]
+pub mod ballista;
 pub mod chain;
 pub mod demo;
 pub mod indexer;

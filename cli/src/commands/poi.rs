@@ -32,6 +32,27 @@ pub struct PoiArgs {
     /// the memory pool (0 = the number of cores).
     #[arg(long, env = "CHORUS_POI_BUCKET_CONCURRENCY", default_value_t = 0)]
     pub bucket_concurrency: usize,
+    /// Partitions of the query plan (0 = automatic): in process, of each bucket's query;
+    /// on Ballista, the shuffle partitions of the joins and aggregations (more of them,
+    /// less memory per executor task).
+    #[arg(long, env = "CHORUS_POI_PARTITIONS", default_value_t = 0)]
+    pub partitions: usize,
+    /// Where the contribution query runs: `in-process` (the bucketed plan, in this
+    /// process) or `ballista` (the whole-archive query on the Apache DataFusion
+    /// Ballista scheduler at --scheduler; needs a build with the `ballista` feature and
+    /// executors that see --work-dir at the same path). Both give the same root.
+    #[arg(long, env = "CHORUS_POI_ENGINE", value_enum, default_value_t = ScoringEngine::InProcess)]
+    pub engine: ScoringEngine,
+    /// The Ballista scheduler for --engine ballista, as df://host:port.
+    #[arg(long, env = "CHORUS_BALLISTA_SCHEDULER")]
+    pub scheduler: Option<String>,
+}
+
+/// Where `chorus score` and `chorus verify` run the contribution query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScoringEngine {
+    InProcess,
+    Ballista,
 }
 
 impl PoiArgs {
@@ -40,12 +61,24 @@ impl PoiArgs {
             .with_context(|| format!("scoring config {}", self.scoring_config.display()))
     }
 
-    pub fn engine(&self) -> EngineConfig {
-        EngineConfig {
+    pub fn engine(&self) -> anyhow::Result<EngineConfig> {
+        let ballista_scheduler = match (self.engine, &self.scheduler) {
+            (ScoringEngine::InProcess, _) => None,
+            (ScoringEngine::Ballista, Some(url)) if url.starts_with("df://") => Some(url.clone()),
+            (ScoringEngine::Ballista, Some(url)) => {
+                anyhow::bail!("--scheduler {url}: a Ballista scheduler URL is df://host:port")
+            }
+            (ScoringEngine::Ballista, None) => {
+                anyhow::bail!("--engine ballista needs --scheduler df://host:port")
+            }
+        };
+        Ok(EngineConfig {
             memory_limit: self.memory_mb.max(16) * 1024 * 1024,
             bucket_concurrency: self.bucket_concurrency,
+            target_partitions: self.partitions,
+            ballista_scheduler,
             ..EngineConfig::default()
-        }
+        })
     }
 }
 
@@ -113,7 +146,7 @@ async fn score_and_report(kafka: &KafkaArgs, args: ScoreArgs) -> anyhow::Result<
         epoch,
         allow_open,
         work_dir: args.poi.work_dir.clone(),
-        engine: args.poi.engine(),
+        engine: args.poi.engine()?,
         scorer_name: args.name.clone(),
         chain_id: args.chain.chain_id,
         distributor,
@@ -212,7 +245,7 @@ pub async fn verify(kafka: &KafkaArgs, args: VerifyArgs) -> anyhow::Result<()> {
         &config,
         epoch,
         &args.poi.work_dir,
-        args.poi.engine(),
+        &args.poi.engine()?,
         chain.as_ref().map(|(c, d)| (c, *d)),
     )
     .await?;
@@ -258,7 +291,7 @@ async fn watch(kafka: &KafkaArgs, config: ScoringConfig, args: VerifyArgs) -> an
         kafka: kafka.clone(),
         config,
         work_dir: args.poi.work_dir.clone(),
-        engine: args.poi.engine(),
+        engine: args.poi.engine()?,
         reader: chorus_chain::read_only_provider(url)?,
         distributor: deployment.poi_distributor,
         guardian,

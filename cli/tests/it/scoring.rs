@@ -54,12 +54,12 @@ async fn score_directly(
         ..EngineConfig::default()
     };
     let sql = chorus_scoring::sql::contribution_sql(config);
-    let whole = chorus_scoring::engine::run_query(&archive(1), &sql, engine)
+    let whole = chorus_scoring::engine::run_query(&archive(1), &sql, &engine)
         .await
         .unwrap();
     let plan = chorus_scoring::sql::ScoringPlan::new(config);
     for buckets in [1, 3, 8] {
-        let bucketed = chorus_scoring::engine::run_plan(&archive(buckets), &plan, engine)
+        let bucketed = chorus_scoring::engine::run_plan(&archive(buckets), &plan, &engine)
             .await
             .unwrap();
         assert_eq!(bucketed, whole, "the plan over {buckets} buckets");
@@ -90,6 +90,7 @@ fn options(kafka: &KafkaArgs) -> ScoreOptions {
             memory_limit: 128 * 1024 * 1024,
             target_partitions: 4,
             bucket_concurrency: 3,
+            ballista_scheduler: None,
         },
         scorer_name: kafka.topic_prefix.clone(),
         chain_id: 56,
@@ -583,7 +584,7 @@ async fn under_poi_v3_no_adversary_earns_more_than_its_real_work() {
         &scenarios,
         &[v2.clone(), v3.clone()],
         &dir,
-        engine,
+        &engine,
     )
     .await
     .unwrap();
@@ -623,7 +624,7 @@ async fn under_poi_v3_no_adversary_earns_more_than_its_real_work() {
             assert_eq!(attack, honest, "the brigade moved its rival's take");
         }
     }
-    let ranking = chorus_scoring::attacks::ranking_changes(workload, &v2, &v3, &dir, engine)
+    let ranking = chorus_scoring::attacks::ranking_changes(workload, &v2, &v3, &dir, &engine)
         .await
         .unwrap();
     assert_eq!(ranking["User"].0, 0, "{ranking:?}");

@@ -321,7 +321,7 @@ pub async fn run(
         &config,
         0,
         &work_dir,
-        EngineConfig::default(),
+        &EngineConfig::default(),
         Some((&reader, deployment.poi_distributor)),
     )
     .await?;
