@@ -37,7 +37,9 @@ EVENTS_PER_ANSWER = 5
 PEAK_TO_MEAN = 3.0                # busiest hour over the day's mean rate
 TARGET_UTILISATION = 0.6          # of a process (or broker) at the peak
 JOB_SECONDS = 2.0                 # a provider's mean time per inference job (GPU side)
-WORKER_CONCURRENCY = 64           # jobs in flight per inference worker
+WORKER_CONCURRENCY = 256          # jobs in flight per inference worker (async HTTP calls)
+EPOCH_HOURS = 24                  # the shipped epoch (infra/poi/scoring-v3.toml)
+SCORER_MEMORY_MIB = 16 * 1024     # memory of one in-process scoring machine
 REPLICATION = 3                   # the cluster environment of infra/topics/topics.toml
 PARTITION_MB_S = 10.0             # planning ceiling per partition (not measured here)
 
@@ -56,7 +58,8 @@ def measure_routers(args):
     bench = args.bench
     results = []
     for n in [int(x) for x in args.processes.split(",")]:
-        cmd = [bench, "kafka", "--events", str(args.events), "--partitions", str(args.partitions),
+        secrets = os.path.join(os.environ.get("CHORUS_HOME", os.path.expanduser("~/.chorus")), "kafka-secrets")
+        cmd = [bench, "--log", "warn", "--kafka-secrets-dir", secrets, "kafka", "--events", str(args.events), "--partitions", str(args.partitions),
                "--router-processes", str(n)]
         print("$ " + " ".join(cmd), flush=True)
         env = dict(os.environ)
@@ -148,18 +151,28 @@ def model(args):
     print(f"\n## Sizing ({w['total']:.0f} events per daily active user per day: "
           f"{w['submitted']:.0f} submitted, {w['pipeline']:.0f} from the pipeline)\n")
     print("| daily active users | mean events/s | peak events/s | ingest | routers | orchestrators | "
-          "inference workers | sinks | brokers | partitions per topic | scoring | epoch |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+          "inference workers | sinks | brokers | partitions (stage topics / jobs) | scoring a 24 h epoch | shortest epoch under 10% |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
     sizing = []
     a_s, b_s = fits.get("ballista-1", fits.get("in-process"))
     a_in, b_in = fits["in-process"]
+    rss_a, rss_b = fit_line([(e["events"] / 1e6, e["rss_mib"]["scorer"]) for e in engines if e["engine"] == "in-process"])
+    if "ballista-2" in fits:
+        # Throughput per slot with two executors, over one executor's, on the largest epoch.
+        big = max(m for m, _ in by_engine["ballista-2"])
+        t1 = dict(by_engine["ballista-1"])[big]
+        t2 = dict(by_engine["ballista-2"])[big]
+        efficiency = t1 / (2 * t2)
+    else:
+        efficiency = 1.0
     for dau in (100_000, 1_000_000, 10_000_000):
         mean = dau * w["total"] / 86400
         peak = mean * PEAK_TO_MEAN
         submitted_peak = dau * w["submitted"] / 86400 * PEAK_TO_MEAN
         pipeline_peak = dau * w["pipeline"] / 86400 * PEAK_TO_MEAN
         jobs_peak = dau * w["jobs"] / 86400 * PEAK_TO_MEAN
-        need = lambda load, rate: max(1, math.ceil(load / (rate * TARGET_UTILISATION)))
+        # Two of every role at least: one can be lost (or restarted) without stopping it.
+        need = lambda load, rate: max(2, math.ceil(load / (rate * TARGET_UTILISATION)))
         ingest = need(submitted_peak, ingest_req_s)
         # A router process is sized by its measured per-process rate (one core's worth
         # at most is what one pipeline loop uses).
@@ -168,7 +181,7 @@ def model(args):
         # (read_committed in, transactions out): assumed at the router's rate; it reads
         # every chat message and result and writes the calls, jobs and replies.
         orchestrator = need(pipeline_peak * 0.6 + submitted_peak, r1)
-        workers = max(1, math.ceil(jobs_peak * JOB_SECONDS / WORKER_CONCURRENCY / TARGET_UTILISATION))
+        workers = max(2, math.ceil(jobs_peak * JOB_SECONDS / WORKER_CONCURRENCY / TARGET_UTILISATION))
         sinks = need(peak, sink_rows_s)
         # Broker bytes: every event written once to its topic (submitted ones twice:
         # intake and typed), times the replication factor; a broker's share at the
@@ -182,35 +195,43 @@ def model(args):
         broker_cores_needed = (peak + submitted_peak) / broker_core_rate * (1 + (REPLICATION - 1) * 0.5)
         by_cpu_brokers = math.ceil(broker_cores_needed / (args.broker_cores * TARGET_UTILISATION))
         brokers = max(3, by_bytes_brokers, by_cpu_brokers)
-        biggest_group = max(router, orchestrator, workers, sinks)
+        # A partition per group member at least (power of two, 12 minimum); the jobs
+        # topic is read by the inference workers, the others by the pipeline stages.
         by_bytes = math.ceil(peak * payload / (PARTITION_MB_S * 1e6))
-        partitions = max(12, 2 ** math.ceil(math.log2(max(2 * biggest_group, by_bytes, 1))))
-        # Scoring: the in-process engine while one epoch of a day scores within 10% of
-        # an hour-long epoch; else Ballista executors.
-        day_m = dau * w["total"] / 1e6
-        epoch, engine_label = None, None
-        for hours in (1, 2, 4, 6, 12, 24):
-            m = day_m * hours / 24
-            t_in = a_in + b_in * m
-            if t_in <= 0.1 * hours * 3600:
-                epoch, engine_label = hours, f"in-process, {t_in:,.0f} s"
-                break
-            for executors in (2, 4, 8, 16, 32, 64):
-                t = a_s + b_s * m / executors
-                if t <= 0.1 * hours * 3600:
-                    epoch, engine_label = hours, f"Ballista, {executors} executors, {t:,.0f} s"
-                    break
-            if epoch:
-                break
+        pow2 = lambda n: max(12, 2 ** math.ceil(math.log2(max(n, 1))))
+        partitions = f"{pow2(max(router, orchestrator, sinks, by_bytes))} / {pow2(workers)}"
+        # Scoring the shipped 24 h epoch: in process while it fits the scorer's memory
+        # (peak RSS grows with the epoch: fitted on the measured points) and 10% of the
+        # epoch; else Ballista executors of one task slot, with the measured efficiency
+        # of going from one executor to two.
+        epoch_m = dau * w["total"] * EPOCH_HOURS / 24 / 1e6
+        budget = 0.1 * EPOCH_HOURS * 3600
+        rate_m = dau * w["total"] / 86400 / 1e6          # millions of events per second
+        t_in = a_in + b_in * epoch_m
+        rss_in = rss_a + rss_b * epoch_m
+        if t_in <= budget and rss_in <= SCORER_MEMORY_MIB:
+            engine_label = f"in-process: {t_in:,.0f} s, {rss_in / 1024:,.1f} GiB"
+            a, b = a_in, b_in
+        else:
+            k = 2
+            while a_s + b_s * epoch_m / (k * efficiency) > budget * 0.5:
+                k *= 2
+            t = a_s + b_s * epoch_m / (k * efficiency)
+            engine_label = (f"Ballista, {k} executor slots: {t:,.0f} s "
+                            f"(in-process would need {t_in:,.0f} s and {rss_in / 1024:,.0f} GiB)")
+            a, b = a_s, b_s / (k * efficiency)
+        # The shortest epoch that keeps scoring under 10% of it: a + b * rate * T <= 0.1 T.
+        epoch = a / (0.1 - b * rate_m) if b * rate_m < 0.1 else float("inf")
         sizing.append({"dau": dau, "mean": mean, "peak": peak, "ingest": ingest, "routers": router,
                        "orchestrators": orchestrator, "workers": workers, "sinks": sinks,
-                       "brokers": brokers, "partitions": partitions, "scoring": engine_label, "epoch_hours": epoch})
+                       "brokers": brokers, "partitions": partitions, "scoring": engine_label, "min_epoch_s": epoch})
         print(f"| {dau:,} | {mean:,.0f} | {peak:,.0f} | {ingest} | {router} | {orchestrator} | {workers} | "
-              f"{sinks} | {brokers} | {partitions} | {engine_label} | {epoch} h |")
+              f"{sinks} | {brokers} | {partitions} | {engine_label} | {epoch / 60:,.1f} min |")
     print(f"\nInputs: router {r1:,.0f} events/s per process (measured here), ingest {ingest_req_s:,.0f} req/s "
           f"per process, sink {sink_rows_s:,.0f} rows/s per process, broker {kcat:,.0f} records/s of "
           f"{payload} B (kcat, same run), scoring in-process {a_in:.2f} s + {b_in:.2f} s per million events, "
-          f"Ballista (1 executor, 1 slot) {a_s:.2f} s + {b_s:.2f} s per million.")
+          f"Ballista (1 executor, 1 slot) {a_s:.2f} s + {b_s:.2f} s per million, two executors at "
+          f"{efficiency:.2f} of linear; in-process peak RSS {rss_a:.0f} MiB + {rss_b:.0f} MiB per million events.")
 
     if args.plot:
         try:
@@ -253,7 +274,7 @@ def main():
     r = sub.add_parser("routers", help="measure router processes")
     r.add_argument("--bench", default=os.path.join(REPO, "target/ballista/ballista/chorus-bench"))
     r.add_argument("--processes", default="1,2,4")
-    r.add_argument("--events", type=int, default=200_000)
+    r.add_argument("--events", type=int, default=300_000)
     r.add_argument("--partitions", type=int, default=12)
     r.add_argument("--out", default=os.path.join(REPO, "target/bench-results/routers.json"))
     m = sub.add_parser("model", help="fit, check and size")

@@ -114,9 +114,8 @@ pub struct ExecutorSettings {
 
 /// Runs a Ballista executor until the process ends.
 pub async fn run_executor(settings: ExecutorSettings) -> Result<(), EngineError> {
-    std::fs::create_dir_all(&settings.work_dir).map_err(|e| {
-        ballista_error(&format!("work dir {}", settings.work_dir.display()), e)
-    })?;
+    std::fs::create_dir_all(&settings.work_dir)
+        .map_err(|e| ballista_error(&format!("work dir {}", settings.work_dir.display()), e))?;
     let grpc_port = settings
         .flight_port
         .checked_add(1)

@@ -319,7 +319,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 /// Waits until `group` is stable with `members` members.
 async fn wait_for_group(kafka: &KafkaArgs, group: &str, members: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(90);
-    let consumer: rdkafka::consumer::BaseConsumer = kafka.client_config("chorus-bench-groups").create()?;
+    let consumer: rdkafka::consumer::BaseConsumer =
+        kafka.client_config("chorus-bench-groups").create()?;
     loop {
         let joined = {
             use rdkafka::consumer::Consumer;

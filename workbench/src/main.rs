@@ -175,7 +175,16 @@ async fn run(kafka: KafkaArgs, command: Command) -> anyhow::Result<()> {
                     },
                 },
             };
-            kafka::run(&kafka, events, partitions, &kcat, batch, keep_topics, routers).await
+            kafka::run(
+                &kafka,
+                events,
+                partitions,
+                &kcat,
+                batch,
+                keep_topics,
+                routers,
+            )
+            .await
         }
         Command::Indexer {
             chain,

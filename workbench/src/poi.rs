@@ -245,8 +245,7 @@ pub async fn run(args: PoiToolArgs) -> anyhow::Result<()> {
                 chorus_scoring::engine::run_plan(&archive, &plan, &engine).await?
             };
             let seconds = started.elapsed().as_secs_f64();
-            let claims =
-                chorus_scoring::epoch::claims_of(&rows, &config, &Default::default(), 0)?;
+            let claims = chorus_scoring::epoch::claims_of(&rows, &config, &Default::default(), 0)?;
             println!(
                 "{}",
                 serde_json::json!({ "seconds": seconds, "root": format!("{:#x}", claims.tree.root()), "rows": rows })

@@ -30,7 +30,11 @@ enum Role {
     /// shuffle files.
     Executor {
         /// The scheduler to register with.
-        #[arg(long, env = "CHORUS_BALLISTA_SCHEDULER_ADDR", default_value = "127.0.0.1:50050")]
+        #[arg(
+            long,
+            env = "CHORUS_BALLISTA_SCHEDULER_ADDR",
+            default_value = "127.0.0.1:50050"
+        )]
         scheduler: SocketAddr,
         /// Host to bind and advertise to the scheduler and the other executors.
         #[arg(long, env = "CHORUS_BALLISTA_HOST", default_value = "127.0.0.1")]
@@ -47,7 +51,11 @@ enum Role {
         #[arg(long, env = "CHORUS_BALLISTA_MEMORY_MB")]
         memory_mb: Option<u64>,
         /// Where shuffle and spill files go.
-        #[arg(long, env = "CHORUS_BALLISTA_WORK_DIR", default_value = "target/chorus/ballista")]
+        #[arg(
+            long,
+            env = "CHORUS_BALLISTA_WORK_DIR",
+            default_value = "target/chorus/ballista"
+        )]
         work_dir: PathBuf,
     },
 }
@@ -65,8 +73,8 @@ pub async fn run(args: BallistaArgs) -> anyhow::Result<()> {
             memory_mb,
             work_dir,
         } => {
-            let vcores =
-                vcores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let vcores = vcores
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             run_executor(ExecutorSettings {
                 scheduler,
                 host,

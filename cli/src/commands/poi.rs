@@ -77,7 +77,6 @@ impl PoiArgs {
             bucket_concurrency: self.bucket_concurrency,
             target_partitions: self.partitions,
             ballista_scheduler,
-            ..EngineConfig::default()
         })
     }
 }
