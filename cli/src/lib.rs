@@ -68,14 +68,25 @@ fn default_instance_id() -> String {
 pub fn run_to_exit(
     work: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
-    // DataFusion plans recursively: a long query (PoI scoring's, planned on a Ballista
-    // scheduler's worker thread) outgrows tokio's 2 MiB default. The stack is reserved,
-    // not committed, so idle roles do not pay for it.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(16 * 1024 * 1024)
-        .build()
-    {
+    run_to_exit_with_stack(None, work)
+}
+
+/// Worker-thread stack for the commands that plan or decode distributed queries: a
+/// long DataFusion plan (PoI scoring's), planned and decoded recursively on a Ballista
+/// scheduler's, executor's or client's worker thread, outgrows tokio's 2 MiB default.
+pub const QUERY_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+/// [`run_to_exit`] with worker threads of `stack` bytes (`None`: tokio's default).
+pub fn run_to_exit_with_stack(
+    stack: Option<usize>,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(bytes) = stack {
+        builder.thread_stack_size(bytes);
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

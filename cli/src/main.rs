@@ -89,7 +89,14 @@ fn main() -> std::process::ExitCode {
         "info"
     };
     chorus_runtime::telemetry::init_with_default(&cli.log, default_log);
-    chorus_cli::run_to_exit(async move {
+    // Only the commands that run the scoring query get the larger stack.
+    let stack = match &cli.command {
+        Command::Score(_) | Command::Verify(_) => Some(chorus_cli::QUERY_STACK_BYTES),
+        #[cfg(feature = "ballista")]
+        Command::Ballista(_) => Some(chorus_cli::QUERY_STACK_BYTES),
+        _ => None,
+    };
+    chorus_cli::run_to_exit_with_stack(stack, async move {
         // Each role authenticates to Kafka as its own principal (docs/security.md).
         let principal = match &cli.command {
             Command::Router(_) => Some(Principal::Router),

@@ -138,7 +138,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli: Cli = chorus_runtime::config::parse();
     chorus_runtime::telemetry::init(&cli.log);
-    chorus_cli::run_to_exit(run(cli.kafka, cli.command))
+    let stack = matches!(cli.command, Command::Poi(_)).then_some(chorus_cli::QUERY_STACK_BYTES);
+    chorus_cli::run_to_exit_with_stack(stack, run(cli.kafka, cli.command))
 }
 
 /// Grants the roles' ACLs under a benchmark's topic prefix, when the broker is the local
