@@ -25,22 +25,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from poi_scoring import run  # noqa: E402  (wall seconds and peak RSS of a command)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHORUS_HOME = os.environ.get("CHORUS_HOME", os.path.expanduser("~/.chorus"))
 CHORUS_RUN = os.environ.get("CHORUS_RUN", os.path.join(CHORUS_HOME, "run"))
-
-
-def run(cmd, stdout_path=None, env=None):
-    """Runs cmd; returns (wall seconds, peak RSS MiB)."""
-    start = time.time()
-    out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=out, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if stdout_path:
-        out.close()
-    if status != 0:
-        sys.exit(f"command failed ({status}): {' '.join(cmd)}")
-    return time.time() - start, usage.ru_maxrss / 1024.0
 
 
 def peak_rss_mib(name):

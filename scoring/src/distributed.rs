@@ -20,10 +20,9 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 
-use crate::archive::Table;
-use crate::engine::{Contribution, EngineError, contributions, read_only_sql};
+use crate::engine::{Contribution, EngineError, query_contributions, register_archive};
 
 /// Ballista's switch for adaptive query planning (`BALLISTA_ADAPTIVE_PLANNER_ENABLED`).
 const ADAPTIVE_PLANNER: &str = ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED;
@@ -32,7 +31,7 @@ fn ballista_error(what: &str, error: impl std::fmt::Display) -> EngineError {
     EngineError::Ballista(format!("{what}: {error}"))
 }
 
-/// Runs `sql` (a query: see [`read_only_sql`]) over the whole archive on the Ballista
+/// Runs `sql` (a query: see [`read_only_sql`](crate::engine::read_only_sql)) over the whole archive on the Ballista
 /// scheduler at `scheduler` (`df://host:port`) and returns the contributions. Its joins
 /// and aggregations are shuffled into `partitions` partitions (0 = DataFusion's
 /// default, the client's cores): more partitions, less memory per task.
@@ -61,21 +60,8 @@ pub async fn run_query(
         // scheduler's memory growing); the static distributed planner runs it.
         options.set(ADAPTIVE_PLANNER, "false")?;
     }
-    for table in Table::ALL {
-        let dir = archive.join(table.name());
-        ctx.register_parquet(
-            table.name(),
-            format!("{}/", dir.display()),
-            ParquetReadOptions::default().schema(&table.read_schema()),
-        )
-        .await?;
-    }
-    let batches = ctx
-        .sql_with_options(sql, read_only_sql())
-        .await?
-        .collect()
-        .await?;
-    contributions(&batches)
+    register_archive(&ctx, &archive).await?;
+    query_contributions(&ctx, sql).await
 }
 
 /// Runs a Ballista scheduler on `bind` until the process ends.

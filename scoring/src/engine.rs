@@ -151,17 +151,25 @@ fn session_config(target_partitions: usize) -> Result<SessionConfig, EngineError
 pub async fn session(archive: &Path, engine: &EngineConfig) -> Result<SessionContext, EngineError> {
     let config = session_config(engine.target_partitions)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime(engine)?);
+    register_archive(&ctx, archive).await?;
+    Ok(ctx)
+}
+
+/// Registers every archive table of `archive` in `ctx`, whole (all buckets).
+pub(crate) async fn register_archive(
+    ctx: &SessionContext,
+    archive: &Path,
+) -> Result<(), EngineError> {
     for table in Table::ALL {
         let dir = archive.join(table.name());
-        let path = format!("{}/", dir.display());
         ctx.register_parquet(
             table.name(),
-            &path,
+            format!("{}/", dir.display()),
             ParquetReadOptions::default().schema(&table.read_schema()),
         )
         .await?;
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// A session over one bucket: `tables` from that bucket's files, and the global tables.
@@ -632,7 +640,14 @@ pub async fn run_query(
     sql: &str,
     engine: &EngineConfig,
 ) -> Result<Vec<Contribution>, EngineError> {
-    let ctx = session(archive, engine).await?;
+    query_contributions(&session(archive, engine).await?, sql).await
+}
+
+/// Runs `sql` (a query: see [`read_only_sql`]) in `ctx` and returns the contributions.
+pub(crate) async fn query_contributions(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<Contribution>, EngineError> {
     let batches = ctx
         .sql_with_options(sql, read_only_sql())
         .await?
@@ -658,7 +673,7 @@ fn int(batch: &RecordBatch, i: usize) -> Result<Int64Array, EngineError> {
         .ok_or_else(|| EngineError::Shape(format!("column {i} is not an integer")))
 }
 
-pub(crate) fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineError> {
+fn contributions(batches: &[RecordBatch]) -> Result<Vec<Contribution>, EngineError> {
     let mut out = Vec::new();
     for batch in batches {
         let (role, account) = (text(batch, 0)?, text(batch, 1)?);
